@@ -1,0 +1,193 @@
+"""Frozen records that flow between layers: platform facts, options, measurements, decisions.
+
+Every field that carries a quantity names its unit (``_s`` seconds, ``_bytes``).
+The records are plain data: the decision logic (``_decide``) and the start-method
+rules (``_safety``) are pure functions of them, so they can be tested with
+synthetic values and no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "Candidate",
+    "Decision",
+    "Measurements",
+    "MethodVerdict",
+    "Options",
+    "PlatformFacts",
+]
+
+
+@attrs.frozen(kw_only=True)
+class PlatformFacts:
+    """What autopar knows about the machine and the interpreter, probed once per call site.
+
+    ``system`` is ``"linux"``, ``"darwin"``, ``"windows"`` or another ``sys.platform``-like name.
+    """
+
+    system: str
+    python_version: tuple[int, int]
+    gil_enabled: bool = True
+    start_methods: tuple[str, ...] = ()
+    default_start_method: str = "spawn"
+    python_threads: int = 1
+    native_threads: int = 1
+    cpu_count: int = 1
+    cpu_logical: int = 1
+    cpu_physical: int | None = None
+    memory_total_bytes: int = 0
+    memory_available_bytes: int = 0
+    #: ``__main__`` is a file that spawn can re-import (False in a REPL, ``python -c``, notebooks).
+    main_importable: bool = True
+    #: This process is itself an autopar worker (nested call).
+    in_worker: bool = False
+    #: This process is a spawn/forkserver child still importing ``__main__`` (no main guard).
+    in_main_bootstrap: bool = False
+    cloudpickle_available: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class MethodVerdict:
+    """Whether a process start method exists here and whether it is safe now, with the reason."""
+
+    method: str
+    available: bool
+    safe: bool
+    reason: str
+
+
+@attrs.frozen(kw_only=True)
+class Options:
+    """A call's options after precedence (environment, call, decorator, ``config()``) is resolved."""
+
+    strategy: str = "auto"
+    #: Where ``strategy`` came from: "env", "call", "decorator", "config" or "default".
+    strategy_source: str = "default"
+    workers: int | None = None
+    chunksize: int | None = None
+    timeout: float | None = None
+    max_tasks_per_worker: int | None = None
+    initializer: Callable[..., Any] | None = None
+    initargs: tuple[Any, ...] = ()
+    errors: str = "raise"
+    progress: Any = None
+
+    @property
+    def forced(self) -> bool:
+        """The strategy was chosen by the user, not by autopar."""
+        return self.strategy != "auto"
+
+
+@attrs.frozen(kw_only=True)
+class Measurements:
+    """What calibration measured on real items (per-item figures are means over the sample)."""
+
+    #: Total number of items, when the input has a length (or was fully read).
+    n_items: int | None
+    #: Items timed one by one in the caller.
+    sampled: int = 0
+    item_wall_s: float = 0.0
+    #: CPU time of the running thread (``time.thread_time``): low against wall means waiting.
+    item_cpu_s: float = 0.0
+    #: CPU time of the whole process: well above wall means native threads already use several cores.
+    item_process_cpu_s: float = 0.0
+    item_wall_max_s: float = 0.0
+    func_pickle_bytes: int = 0
+    item_pickle_bytes: float = 0.0
+    result_pickle_bytes: float = 0.0
+    #: Seconds per item to pickle and unpickle the item and its result.
+    pickle_s: float = 0.0
+    #: Threads used by the scaling probe (0: not probed).
+    thread_probe_workers: int = 0
+    #: Speedup of the probe over serial: about 1 when the GIL serializes the function.
+    thread_speedup: float | None = None
+    #: The function, items and results can be pickled by reference (spawn and forkserver can ship them).
+    shippable: bool = True
+    ship_reason: str = ""
+    #: Items and results can be pickled at all (a fork pool can inherit an unpicklable function).
+    data_picklable: bool = True
+    #: Seconds to start one worker of each process start method (measured or default).
+    worker_startup_s: Mapping[str, float] = attrs.field(factory=dict)
+    #: Per-worker set-up cost (initializer), seconds.
+    initializer_s: float = 0.0
+    #: (strategy, workers) pairs whose pools are already running.
+    warm_pools: frozenset[tuple[str, int]] = frozenset()
+    calibration_s: float = 0.0
+
+
+@attrs.frozen(kw_only=True)
+class Candidate:
+    """One strategy the cost model considered, with its predicted wall time."""
+
+    strategy: str
+    workers: int
+    chunksize: int
+    predicted_s: float
+    note: str = ""
+
+
+def _fmt_s(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.0f} us"
+    if seconds < 1:
+        return f"{seconds * 1e3:.1f} ms"
+    return f"{seconds:.2f} s"
+
+
+@attrs.frozen(kw_only=True)
+class Decision:
+    """The strategy, worker count and chunk size chosen for a call, and why.
+
+    ``str(decision)`` renders a readable table of every candidate.
+    """
+
+    strategy: str
+    workers: int
+    chunksize: int
+    predicted_s: float | None = None
+    candidates: tuple[Candidate, ...] = ()
+    reasons: tuple[str, ...] = ()
+    measurements: Measurements | None = None
+    forced: bool = False
+    #: Process workers run with native thread pools (BLAS, OpenMP) limited to one thread.
+    limit_native_threads: bool = True
+
+    def __str__(self) -> str:
+        head = f"autopar decision: {self.strategy} with {self.workers} worker(s), chunksize {self.chunksize}"
+        if self.forced:
+            head += " (forced)"
+        lines = [head]
+        if self.candidates:
+            lines.append(f"  {'candidate':<12} {'workers':>7} {'chunksize':>9} {'predicted':>10}  note")
+            for c in sorted(self.candidates, key=lambda c: c.predicted_s):
+                mark = "*" if (c.strategy, c.workers) == (self.strategy, self.workers) else " "
+                lines.append(
+                    f"{mark} {c.strategy:<12} {c.workers:>7} {c.chunksize:>9} {_fmt_s(c.predicted_s):>10}  {c.note}"
+                )
+        m = self.measurements
+        if m is not None and m.sampled:
+            lines.append(
+                f"  measured on {m.sampled} item(s): {_fmt_s(m.item_wall_s)} wall, "
+                f"{_fmt_s(m.item_cpu_s)} thread CPU, {_fmt_s(m.item_process_cpu_s)} process CPU per item"
+            )
+        lines.extend(f"  - {r}" for r in self.reasons)
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dictionary of the decision."""
+        return attrs.asdict(self, recurse=True, value_serializer=_jsonable)
+
+
+def _jsonable(_inst: Any, _field: Any, value: Any) -> Any:
+    if isinstance(value, frozenset):
+        return sorted(list(v) if isinstance(v, tuple) else v for v in value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value

@@ -1,0 +1,96 @@
+"""Pure start-method rules: platform facts in, available and safe process start methods out.
+
+No OS calls here: ``_platform`` probes the facts, these functions only reason
+about them, so every branch is unit-tested with injected facts (Windows,
+macOS, Linux with and without threads, free-threaded builds, Python 3.14+).
+"""
+
+from __future__ import annotations
+
+from ._model import MethodVerdict, PlatformFacts
+
+__all__ = [
+    "PROCESS_METHODS",
+    "auto_process_methods",
+    "method_verdict",
+    "method_verdicts",
+    "require_available",
+]
+
+#: Process start methods, cheapest to start first.
+PROCESS_METHODS: tuple[str, ...] = ("fork", "forkserver", "spawn")
+
+
+def _fork_verdict(facts: PlatformFacts) -> MethodVerdict:
+    if "fork" not in facts.start_methods:
+        return MethodVerdict(method="fork", available=False, safe=False, reason=f"fork does not exist on {facts.system}")
+    if facts.system == "darwin":
+        return MethodVerdict(
+            method="fork",
+            available=True,
+            safe=False,
+            reason="macOS system frameworks are not fork-safe (CPython defaults to spawn there since 3.8)",
+        )
+    threads = max(facts.python_threads, facts.native_threads)
+    if threads > 1:
+        return MethodVerdict(
+            method="fork",
+            available=True,
+            safe=False,
+            reason=(
+                f"the process runs {threads} threads ({facts.python_threads} Python, "
+                f"{facts.native_threads} native): a fork copies locks they may hold and can deadlock"
+            ),
+        )
+    return MethodVerdict(method="fork", available=True, safe=True, reason="single-threaded process: fork is safe")
+
+
+def method_verdict(method: str, facts: PlatformFacts) -> MethodVerdict:
+    """Whether ``method`` exists on this platform and is safe to use now, with the reason."""
+    if method == "fork":
+        return _fork_verdict(facts)
+    if method not in facts.start_methods:
+        return MethodVerdict(method=method, available=False, safe=False, reason=f"{method} does not exist on {facts.system}")
+    if method == "forkserver":
+        return MethodVerdict(
+            method=method,
+            available=True,
+            safe=True,
+            reason="workers fork from a clean single-threaded server process",
+        )
+    return MethodVerdict(method=method, available=True, safe=True, reason="workers start a fresh interpreter")
+
+
+def method_verdicts(facts: PlatformFacts) -> tuple[MethodVerdict, ...]:
+    """The verdict of every process start method, in ``PROCESS_METHODS`` order."""
+    return tuple(method_verdict(m, facts) for m in PROCESS_METHODS)
+
+
+def auto_process_methods(facts: PlatformFacts) -> tuple[str, ...]:
+    """The start methods auto-selection may use, most preferred first.
+
+    Safe methods only, cheapest first.  Where the interpreter's own default on
+    Linux is not fork (Python 3.14 and later default to forkserver), that choice
+    is respected and fork is left out: it stays available when forced.
+    """
+    safe = [v.method for v in method_verdicts(facts) if v.available and v.safe]
+    if facts.system == "linux" and facts.default_start_method != "fork":
+        safe = [m for m in safe if m != "fork"]
+    return tuple(safe)
+
+
+def require_available(method: str, facts: PlatformFacts) -> MethodVerdict:
+    """The verdict for a forced start method; raise ValueError when it does not exist here.
+
+    Raises:
+        ValueError: ``method`` is not a start method of this platform.
+    """
+    verdict = method_verdict(method, facts)
+    if not verdict.available:
+        available = ", ".join(repr(m) for m in facts.start_methods) or "none"
+        msg = (
+            f"strategy {method!r} is not available on this platform ({facts.system}): "
+            f"{verdict.reason}; available start methods: {available}"
+        )
+        raise ValueError(msg)
+    return verdict

@@ -1,0 +1,82 @@
+"""Shared type aliases, type variables and the protocols strategies satisfy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+
+from typing_extensions import ParamSpec
+
+if TYPE_CHECKING:
+    from ._model import PlatformFacts
+
+__all__ = [
+    "ErrorsMode",
+    "Outcome",
+    "P",
+    "Pool",
+    "R",
+    "Strategy",
+    "StrategyName",
+    "T",
+]
+
+T = TypeVar("T")
+R = TypeVar("R")
+P = ParamSpec("P")
+
+#: The built-in strategy names.  The registry is open: other names may be registered.
+StrategyName = Literal["auto", "serial", "threads", "fork", "forkserver", "spawn"]
+
+#: What a failed item does to the call.
+ErrorsMode = Literal["raise", "return"]
+
+#: A finished chunk: (task id, list of results or None, exception or None).
+Outcome = tuple[int, "list[Any] | None", "BaseException | None"]
+
+
+class Pool(Protocol):
+    """A set of workers that runs chunks of items, driven by the calling thread.
+
+    The caller submits at most ``capacity()`` tasks, then calls ``poll`` to
+    collect finished ones.  Every submitted task produces exactly one outcome,
+    unless ``cancel`` drops it.
+    """
+
+    workers: int
+
+    def capacity(self) -> int:
+        """How many more tasks may be submitted now."""
+        ...
+
+    def submit(self, task_id: int, func: Callable[[Any], Any], items: Sequence[Any], start: int) -> None:
+        """Start ``func`` over ``items`` (whose first input position is ``start``)."""
+        ...
+
+    def poll(self, timeout: float | None) -> list[Outcome]:
+        """Wait up to ``timeout`` seconds for at least one outcome; return those ready."""
+        ...
+
+    def cancel(self) -> None:
+        """Drop every running and queued task: process workers running them are terminated."""
+        ...
+
+    def is_reusable(self) -> bool:
+        """Whether the pool can serve another call."""
+        ...
+
+    def shutdown(self) -> None:
+        """Stop every worker and release every resource; never blocks on stuck user code forever."""
+        ...
+
+
+class Strategy(Protocol):
+    """A named way to run work: a factory of pools."""
+
+    name: str
+    #: True when work crosses a process boundary (items and results are pickled).
+    uses_processes: bool
+
+    def create_pool(self, workers: int, facts: PlatformFacts) -> Pool:
+        """Start a pool of ``workers`` workers."""
+        ...
