@@ -20,6 +20,7 @@ __all__ = [
     "MethodVerdict",
     "Options",
     "PlatformFacts",
+    "PoolSpec",
 ]
 
 
@@ -81,6 +82,20 @@ class Options:
     def forced(self) -> bool:
         """The strategy was chosen by the user, not by autopar."""
         return self.strategy != "auto"
+
+
+@attrs.frozen(kw_only=True)
+class PoolSpec:
+    """How to build a pool's workers; pools are reused only for an equal spec."""
+
+    initializer: Callable[..., Any] | None = None
+    initargs: tuple[Any, ...] = ()
+    max_tasks_per_worker: int | None = None
+    #: Native thread pools (BLAS, OpenMP) per process worker; None leaves them alone.
+    native_threads: int | None = None
+    #: A function fork workers inherit instead of receiving it pickled (lambdas, closures).
+    inherit: Callable[..., Any] | None = attrs.field(default=None, eq=False)
+    inherit_token: int | None = None
 
 
 @attrs.frozen(kw_only=True)

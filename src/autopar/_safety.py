@@ -69,12 +69,13 @@ def method_verdicts(facts: PlatformFacts) -> tuple[MethodVerdict, ...]:
 def auto_process_methods(facts: PlatformFacts) -> tuple[str, ...]:
     """The start methods auto-selection may use, most preferred first.
 
-    Safe methods only, cheapest first.  Where the interpreter's own default on
-    Linux is not fork (Python 3.14 and later default to forkserver), that choice
-    is respected and fork is left out: it stays available when forced.
+    Safe methods only, cheapest first.  Where the interpreter's own default is
+    not fork (Python 3.14 and later default to forkserver on Linux and other
+    POSIX systems), that choice is respected and fork is left out: it stays
+    available when forced.
     """
     safe = [v.method for v in method_verdicts(facts) if v.available and v.safe]
-    if facts.system == "linux" and facts.default_start_method != "fork":
+    if facts.default_start_method != "fork":
         safe = [m for m in safe if m != "fork"]
     return tuple(safe)
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 from typing_extensions import ParamSpec
 
 if TYPE_CHECKING:
-    from ._model import PlatformFacts
+    from ._model import PlatformFacts, PoolSpec
 
 __all__ = [
     "ErrorsMode",
@@ -49,8 +49,14 @@ class Pool(Protocol):
         """How many more tasks may be submitted now."""
         ...
 
-    def submit(self, task_id: int, func: Callable[[Any], Any], items: Sequence[Any], start: int) -> None:
-        """Start ``func`` over ``items`` (whose first input position is ``start``)."""
+    def submit(
+        self, task_id: int, func: Callable[[Any], Any], items: Sequence[Any], start: int, capture_errors: bool
+    ) -> None:
+        """Start ``func`` over ``items`` (whose first input position is ``start``).
+
+        With ``capture_errors`` a failing item's result slot holds its exception
+        and the chunk goes on; otherwise the chunk's outcome is the first exception.
+        """
         ...
 
     def poll(self, timeout: float | None) -> list[Outcome]:
@@ -77,6 +83,6 @@ class Strategy(Protocol):
     #: True when work crosses a process boundary (items and results are pickled).
     uses_processes: bool
 
-    def create_pool(self, workers: int, facts: PlatformFacts) -> Pool:
-        """Start a pool of ``workers`` workers."""
+    def create_pool(self, workers: int, facts: PlatformFacts, spec: PoolSpec) -> Pool:
+        """Start a pool of ``workers`` workers built as ``spec`` says."""
         ...

@@ -1,0 +1,501 @@
+"""Pure cost model: measurements, platform facts and options in, a ``Decision`` out.
+
+``decide`` predicts the wall time of the work left after calibration for serial,
+threads and every usable process start method, and picks the fastest; when
+predictions are within 10% the simpler strategy wins (serial, threads, then
+``auto_process_methods`` order).  With ``n`` items of mean wall time ``t``:
+
+* serial: ``initializer + n * t``.
+* threads: Amdahl's law.  The parallel fraction ``p`` comes from the thread
+  probe, ``p = (1 - 1/s_k) / (1 - 1/k)``, or from the CPU share of wall time
+  when there was no probe.  ``speedup(w) = 1 / ((1 - p) + p / w_eff)``, where
+  ``w_eff`` is at most the CPU count unless the function mostly waits, and the
+  CPU part can never need more than every CPU.  Chunk dispatch holds the GIL.
+* processes: workers pay the item time, half the pickling and the pipe
+  transfer; the caller pays the other half serially, so the pipeline runs at
+  the pace of the slower side.  Native thread pools are limited to one thread
+  in workers, so a function that already uses ``u`` cores costs ``u * t`` there.
+* every pool: start-up (none for a warm pool) and a tail of half a chunk.
+
+No clock, no OS calls, no randomness: the same inputs give the same decision.
+"""
+
+from __future__ import annotations
+
+import math
+from types import MappingProxyType
+from typing import TYPE_CHECKING, NamedTuple
+
+import attrs
+
+from ._model import Candidate, Decision, Measurements, Options, PlatformFacts, _fmt_s
+from ._safety import PROCESS_METHODS, auto_process_methods, method_verdict
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = ["decide", "predict"]
+
+#: Items assumed to remain when the input has no length (a generator): streams are usually long.
+_ASSUMED_ITEMS_UNKNOWN = 10_000
+#: Most threads for waiting-dominated work.
+_MAX_IO_THREADS = 32
+#: Wall time for one worker to become ready, per start method, when calibration did not measure it.
+_FORK_STARTUP_S = 0.02
+_FORKSERVER_STARTUP_S = 0.08
+_SPAWN_STARTUP_S = 0.25
+_DEFAULT_WORKER_STARTUP_S: Mapping[str, float] = MappingProxyType(
+    {"fork": _FORK_STARTUP_S, "forkserver": _FORKSERVER_STARTUP_S, "spawn": _SPAWN_STARTUP_S}
+)
+_THREAD_STARTUP_S = 100e-6
+#: Round trip of one chunk to a process worker, pickling aside.
+_PROCESS_CHUNK_OVERHEAD_S = 300e-6
+_THREAD_CHUNK_OVERHEAD_S = 30e-6
+#: Moving pickled bytes through a pipe, each side (about 1 GB/s).
+_PIPE_S_PER_BYTE = 1e-9
+#: Largest share of a chunk's work its dispatch overhead may take.
+_CHUNK_OVERHEAD_SHARE = 0.05
+#: Chunk duration aimed at when items are many (joblib aims at tens to hundreds of ms).
+_TARGET_CHUNK_S = 0.02
+_CHUNKS_PER_WORKER = 4
+_SKEWED_CHUNKS_PER_WORKER = 16
+#: Slowest item over mean beyond which items count as skewed.
+_SKEW_RATIO = 4.0
+#: Thread CPU over wall below which the function counts as waiting (I/O, sleeps, locks).
+_WAITING_CPU_SHARE = 0.5
+#: Process CPU over wall above which native threads already use several cores.
+_NATIVE_CORES_RATIO = 1.3
+_MIN_CPU_SHARE = 0.01
+#: Slow-down of threads that oversubscribe native thread pools.
+_OVERSUBSCRIBE_PENALTY = 0.1
+#: Predictions within this ratio of the fastest count as a tie, won by the simpler strategy.
+_CLOSE_RATIO = 1.10
+#: Probe speedup below which threads count as serialized.
+_THREAD_GAIN_MIN = 1.2
+
+_MODELLED = ("serial", "threads", *PROCESS_METHODS)
+_SOURCES = {
+    "env": "the AUTOPAR_STRATEGY environment variable",
+    "call": "the call",
+    "decorator": "the decorator",
+    "config": "autopar.config()",
+}
+
+
+@attrs.frozen
+class _Workload:
+    """The measurements reduced to what the model needs."""
+
+    remaining: int
+    item_s: float
+    item_max_s: float
+    cpu_share: float
+    #: Cores the function already uses through native threads (1.0 when it uses one).
+    cores_used: float
+    thread_p: float
+    cpu_count: int
+
+    @property
+    def native(self) -> bool:
+        return self.cores_used > 1.0
+
+    @property
+    def waiting(self) -> bool:
+        return not self.native and self.cpu_share < _WAITING_CPU_SHARE
+
+    @property
+    def process_item_s(self) -> float:
+        """Per-item time in a process worker, whose native thread pools run one thread."""
+        return self.item_s * self.cores_used
+
+
+class _Estimate(NamedTuple):
+    total_s: float
+    #: The work itself divided by the parallelism; the rest is start-up and dispatch.
+    compute_s: float
+
+
+def _clean(value: float) -> float:
+    """A finite, non-negative number (calibration noise never makes the model raise)."""
+    return value if math.isfinite(value) and value > 0 else 0.0
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // max(b, 1))
+
+
+def _probe(m: Measurements) -> tuple[int, float] | None:
+    """The thread probe's (workers, speedup), or None when there was no usable probe."""
+    s = m.thread_speedup
+    if m.thread_probe_workers >= 2 and s is not None and math.isfinite(s) and s > 0:
+        return m.thread_probe_workers, s
+    return None
+
+
+def _thread_fraction(m: Measurements, platform: PlatformFacts, share: float, waiting: bool) -> float:
+    probe = _probe(m)
+    if probe is not None:
+        k, s = probe
+        return min(max((1 - 1 / s) / (1 - 1 / k), 0.0), 1.0)
+    if not platform.gil_enabled:
+        return 1.0
+    # Waiting releases the GIL; the computing part still holds it.
+    return 1.0 - share if waiting else 0.0
+
+
+def _workload(m: Measurements, platform: PlatformFacts) -> _Workload:
+    wall = _clean(m.item_wall_s)
+    share = min(_clean(m.item_cpu_s) / wall, 1.0) if wall else 1.0
+    ratio = _clean(m.item_process_cpu_s) / wall if wall else 0.0
+    cores = ratio if ratio > _NATIVE_CORES_RATIO else 1.0
+    remaining = _ASSUMED_ITEMS_UNKNOWN if m.n_items is None else max(m.n_items - max(m.sampled, 0), 0)
+    waiting = ratio <= _NATIVE_CORES_RATIO and share < _WAITING_CPU_SHARE
+    return _Workload(
+        remaining=remaining,
+        item_s=wall,
+        item_max_s=max(_clean(m.item_wall_max_s), wall),
+        cpu_share=share,
+        cores_used=cores,
+        thread_p=_thread_fraction(m, platform, share, waiting),
+        cpu_count=max(platform.cpu_count, 1),
+    )
+
+
+def _thread_speedup(wl: _Workload, workers: int) -> float:
+    if workers <= 1:
+        return 1.0
+    if wl.native:
+        return 1 / (1 + _OVERSUBSCRIBE_PENALTY)
+    w_eff = workers if wl.waiting else min(workers, wl.cpu_count)
+    amdahl = 1 / ((1 - wl.thread_p) + wl.thread_p / w_eff)
+    return min(amdahl, wl.cpu_count / max(wl.cpu_share, _MIN_CPU_SHARE))
+
+
+def _tail_s(wl: _Workload, workers: int, chunk_s: float) -> float:
+    """The last chunks finish unevenly: about half a chunk, plus half the slowest item's excess."""
+    return 0.0 if workers <= 1 else 0.5 * chunk_s + 0.5 * (wl.item_max_s - wl.item_s)
+
+
+def _serial_estimate(wl: _Workload, m: Measurements) -> _Estimate:
+    work = wl.remaining * wl.item_s
+    return _Estimate((_clean(m.initializer_s) if wl.remaining else 0.0) + work, work)
+
+
+def _thread_estimate(wl: _Workload, m: Measurements, workers: int, chunksize: int) -> _Estimate:
+    speedup = _thread_speedup(wl, workers)
+    compute = wl.remaining * wl.item_s / speedup
+    start = 0.0
+    if ("threads", workers) not in m.warm_pools:
+        # Initializers run concurrently, and scale as the function does.
+        start = workers * (_THREAD_STARTUP_S + _clean(m.initializer_s) / speedup)
+    dispatch = _ceil_div(wl.remaining, chunksize) * _THREAD_CHUNK_OVERHEAD_S
+    return _Estimate(start + compute + dispatch + _tail_s(wl, workers, chunksize * wl.item_s), compute)
+
+
+def _worker_startup_s(m: Measurements, method: str) -> float:
+    return _clean(m.worker_startup_s.get(method, _DEFAULT_WORKER_STARTUP_S.get(method, _SPAWN_STARTUP_S)))
+
+
+def _process_estimate(
+    wl: _Workload, m: Measurements, options: Options, method: str, workers: int, chunksize: int
+) -> _Estimate:
+    item_s = wl.process_item_s
+    w_eff = min(workers, wl.cpu_count / max(1.0 if wl.native else wl.cpu_share, _MIN_CPU_SHARE))
+    half_pickle_s = _clean(m.pickle_s) / 2
+    pipe_s = (_clean(m.item_pickle_bytes) + _clean(m.result_pickle_bytes)) * _PIPE_S_PER_BYTE
+    chunks = _ceil_div(wl.remaining, chunksize)
+    chunk_s = _PROCESS_CHUNK_OVERHEAD_S + max(m.func_pickle_bytes, 0) * _PIPE_S_PER_BYTE
+    workers_s = (wl.remaining * (item_s + half_pickle_s + pipe_s) + chunks * chunk_s) / w_eff
+    caller_s = wl.remaining * (half_pickle_s + pipe_s)
+    # Workers boot in parallel, one per CPU; each one runs the initializer.
+    boot_s = _worker_startup_s(m, method) + _clean(m.initializer_s)
+    start = 0.0 if (method, workers) in m.warm_pools else boot_s * _ceil_div(workers, wl.cpu_count)
+    if options.max_tasks_per_worker:
+        start += boot_s * max(_ceil_div(_ceil_div(chunks, workers), options.max_tasks_per_worker) - 1, 0)
+    total = start + max(workers_s, caller_s) + _tail_s(wl, workers, chunksize * item_s)
+    return _Estimate(total, wl.remaining * item_s / w_eff)
+
+
+def _estimate(
+    strategy: str, wl: _Workload, m: Measurements, options: Options, workers: int, chunksize: int
+) -> _Estimate:
+    if strategy == "serial":
+        return _serial_estimate(wl, m)
+    if strategy == "threads":
+        return _thread_estimate(wl, m, workers, chunksize)
+    if strategy in PROCESS_METHODS:
+        return _process_estimate(wl, m, options, strategy, workers, chunksize)
+    msg = f"strategy {strategy!r} has no cost model; expected 'serial', 'threads' or one of {PROCESS_METHODS!r}"
+    raise ValueError(msg)
+
+
+def predict(
+    strategy: str,
+    workers: int,
+    chunksize: int,
+    measurements: Measurements,
+    platform: PlatformFacts,
+    options: Options,
+) -> float:
+    """Predict the wall time, in seconds, of the remaining work run by ``strategy``.
+
+    Args:
+        strategy: "serial", "threads", "fork", "forkserver" or "spawn".
+        workers: Worker count (at least 1 is used).
+        chunksize: Items per chunk (at least 1 is used).
+        measurements: What calibration measured.
+        platform: The machine and interpreter.
+        options: The call's options (``max_tasks_per_worker`` adds worker restarts).
+
+    Returns:
+        The predicted seconds, start-up of a cold pool included.
+
+    Raises:
+        ValueError: ``strategy`` is not one the model knows.
+    """
+    wl = _workload(measurements, platform)
+    return _estimate(strategy, wl, measurements, options, max(workers, 1), max(chunksize, 1)).total_s
+
+
+def _workers(strategy: str, wl: _Workload, options: Options) -> int:
+    if strategy == "serial":
+        return 1
+    if options.workers is not None:
+        wanted = max(options.workers, 1)
+    elif strategy == "threads" and wl.waiting:
+        # Waiting threads need little CPU: about cpu_count / cpu_share of them keep every CPU busy.
+        by_share = int(wl.cpu_count / max(wl.cpu_share, _MIN_CPU_SHARE))
+        wanted = max(wl.cpu_count, min(by_share, _MAX_IO_THREADS))
+    else:
+        wanted = wl.cpu_count
+    return min(wanted, max(wl.remaining, 1))
+
+
+def _chunksize(wl: _Workload, workers: int, item_s: float, overhead_s: float) -> int:
+    """Chunks long enough to hide dispatch, yet several per worker for balance.
+
+    Skewed items get more, shorter chunks: a slow item then delays less work behind it.
+    """
+    skew = wl.item_max_s / wl.item_s if wl.item_s else 1.0
+    skewed = skew > _SKEW_RATIO
+    balance = max(wl.remaining // (workers * (_SKEWED_CHUNKS_PER_WORKER if skewed else _CHUNKS_PER_WORKER)), 1)
+    if item_s <= 0:
+        return balance
+    target_s = _TARGET_CHUNK_S / skew if skewed else _TARGET_CHUNK_S
+    wanted = max(overhead_s / (_CHUNK_OVERHEAD_SHARE * item_s), target_s / item_s)
+    return balance if wanted >= balance else max(math.ceil(wanted), 1)
+
+
+def _candidate(strategy: str, wl: _Workload, m: Measurements, options: Options) -> tuple[Candidate, _Estimate | None]:
+    """The candidate's workers, chunk size and prediction (None, and a NaN, for a plugin strategy)."""
+    workers = _workers(strategy, wl, options)
+    if options.chunksize is not None:
+        chunksize = max(options.chunksize, 1)
+    elif strategy == "serial":
+        chunksize = max(wl.remaining, 1)
+    elif strategy == "threads":
+        chunksize = _chunksize(wl, workers, wl.item_s, _THREAD_CHUNK_OVERHEAD_S)
+    else:  # process methods, and plugin strategies with process-like dispatch
+        chunksize = _chunksize(wl, workers, wl.process_item_s, _PROCESS_CHUNK_OVERHEAD_S)
+    workers = min(workers, max(_ceil_div(wl.remaining, chunksize), 1))
+    if strategy not in _MODELLED:
+        return Candidate(strategy=strategy, workers=workers, chunksize=chunksize, predicted_s=math.nan), None
+    est = _estimate(strategy, wl, m, options, workers, chunksize)
+    note = _note(strategy, wl, m, workers)
+    return Candidate(strategy=strategy, workers=workers, chunksize=chunksize, predicted_s=est.total_s, note=note), est
+
+
+def _note(strategy: str, wl: _Workload, m: Measurements, workers: int) -> str:
+    if strategy == "serial":
+        return "runs in the caller"
+    if strategy == "threads":
+        return f"{_thread_speedup(wl, workers):.2f}x on threads"
+    if (strategy, workers) in m.warm_pools:
+        return "warm pool"
+    return f"start-up {_fmt_s(_worker_startup_s(m, strategy))} per worker"
+
+
+def _process_methods(m: Measurements, platform: PlatformFacts) -> tuple[str, ...]:
+    """The start methods auto-selection may use for this function and data."""
+    if not m.data_picklable:
+        return ()
+    methods = auto_process_methods(platform)
+    return methods if m.shippable else tuple(x for x in methods if x == "fork")
+
+
+def _process_reasons(m: Measurements, platform: PlatformFacts, chosen: str) -> list[str]:
+    if not m.data_picklable:
+        return ["items or results cannot be pickled: no process strategy"]
+    using = f"; using {chosen}" if chosen in PROCESS_METHODS else ""
+    reasons = []
+    fork = method_verdict("fork", platform)
+    if fork.available and not fork.safe:
+        reasons.append(f"fork is unsafe: {fork.reason}{using}")
+    elif fork.safe and "fork" not in auto_process_methods(platform):
+        reasons.append(f"the interpreter's default start method is {platform.default_start_method}: fork is left out")
+    shipped = [x for x in auto_process_methods(platform) if x != "fork"]
+    if not m.shippable and shipped:
+        inherit = "; fork workers inherit it" if "fork" in _process_methods(m, platform) else ""
+        why = m.ship_reason or "it cannot be pickled by reference"
+        reasons.append(f"cannot ship the function to {'/'.join(shipped)}: {why}{inherit}")
+    return reasons
+
+
+def _thread_reasons(wl: _Workload, m: Measurements, platform: PlatformFacts, threads: int) -> list[str]:
+    if wl.native:
+        return [
+            f"already uses ~{wl.cores_used:.1f} cores (native threads): threads would oversubscribe them, "
+            "process workers limit native thread pools to one thread"
+        ]
+    reasons = []
+    probe = _probe(m)
+    if probe is not None:
+        k, s = probe
+        if s >= _THREAD_GAIN_MIN:
+            reasons.append(f"releases the GIL: {k} threads ran {s:.2f}x as fast as one")
+        elif platform.gil_enabled:
+            reasons.append(f"the GIL serializes this function: {k} threads ran {s:.2f}x as fast as one")
+        else:
+            reasons.append(f"threads do not help: {k} threads ran {s:.2f}x as fast as one")
+    elif not platform.gil_enabled:
+        reasons.append("free-threaded interpreter: threads run in parallel")
+    elif not wl.waiting:
+        reasons.append(
+            f"computes under the GIL (CPU {wl.cpu_share:.0%} of wall, threads not probed): threads cannot run it in parallel"
+        )
+    if wl.waiting:
+        reasons.append(f"waits more than it computes (CPU {wl.cpu_share:.0%} of wall): threads, up to {threads}")
+    return reasons
+
+
+def _workload_reasons(wl: _Workload, m: Measurements) -> list[str]:
+    reasons = []
+    if m.n_items is None:
+        reasons.append(f"input length unknown: assuming {_ASSUMED_ITEMS_UNKNOWN:,} more items")
+    if wl.remaining == 0:
+        reasons.append(f"no items left after the {m.sampled} sampled: nothing to run")
+    elif wl.remaining == 1:
+        reasons.append("only 1 item left: nothing to split across workers")
+    if wl.item_max_s > _SKEW_RATIO * wl.item_s > 0:
+        reasons.append(
+            f"item times are skewed (slowest {_fmt_s(wl.item_max_s)}, mean {_fmt_s(wl.item_s)}): smaller chunks"
+        )
+    return reasons
+
+
+def _choice_reason(chosen: Candidate, scored: list[tuple[Candidate, _Estimate]]) -> str:
+    serial = scored[0][0]
+    fastest = min((c for c, _ in scored), key=lambda c: c.predicted_s)
+    if chosen.strategy != "serial":
+        text = (
+            f"{chosen.strategy} with {chosen.workers} workers: predicted {_fmt_s(chosen.predicted_s)} "
+            f"against {_fmt_s(serial.predicted_s)} serially"
+        )
+        if fastest is not chosen:
+            text += f"; simpler than {fastest.strategy} ({_fmt_s(fastest.predicted_s)}) and within 10% of it"
+        return text
+    gaining = [(c, e) for c, e in scored[1:] if e.compute_s * _CLOSE_RATIO < serial.predicted_s]
+    if not gaining:
+        return "no strategy runs the work faster than serial"
+    best, est = min(gaining, key=lambda ce: ce[0].predicted_s)
+    cost = est.total_s - est.compute_s
+    if serial.predicted_s <= cost:
+        return (
+            f"total work {_fmt_s(serial.predicted_s)} is below the pool start-up, pickling and dispatch cost "
+            f"of {best.strategy} ({_fmt_s(cost)})"
+        )
+    return (
+        f"no parallel strategy beats serial by more than 10%: the best, {best.strategy} with {best.workers} "
+        f"workers, predicts {_fmt_s(best.predicted_s)} against {_fmt_s(serial.predicted_s)}, "
+        f"its start-up, pickling and dispatch ({_fmt_s(cost)}) outweighing the gain"
+    )
+
+
+def _forced_reasons(name: str, m: Measurements, platform: PlatformFacts, options: Options) -> list[str]:
+    source = _SOURCES.get(options.strategy_source, options.strategy_source)
+    reasons = [f"strategy {name!r} forced by {source}"]
+    if name in PROCESS_METHODS:
+        verdict = method_verdict(name, platform)
+        if not verdict.safe:
+            reasons.append(f"{name} is {'unsafe' if verdict.available else 'unavailable'}: {verdict.reason}")
+        if not m.data_picklable:
+            reasons.append(f"items or results cannot be pickled: {name} will fail to send them")
+        elif not m.shippable and name != "fork":
+            reasons.append(f"cannot ship the function to {name}: {m.ship_reason or 'not picklable by reference'}")
+    elif name not in _MODELLED:
+        reasons.append(f"no cost model for {name!r}: workers and chunksize follow the generic rules")
+    return reasons
+
+
+def _serial_only(wl: _Workload, m: Measurements, options: Options, reason: str) -> Decision:
+    serial, _ = _candidate("serial", wl, m, options)
+    return Decision(
+        strategy="serial",
+        workers=1,
+        chunksize=serial.chunksize,
+        predicted_s=serial.predicted_s,
+        candidates=(serial,),
+        reasons=(reason,),
+        measurements=m,
+        forced=False,
+        limit_native_threads=False,
+    )
+
+
+def decide(measurements: Measurements, platform: PlatformFacts, options: Options) -> Decision:
+    """Choose the strategy, worker count and chunk size for the remaining work.
+
+    Every candidate (serial, threads, each usable start method) gets a predicted
+    wall time; the fastest wins, or the simplest within 10% of it.  A forced
+    ``options.strategy`` is always the one chosen; the others stay listed for
+    ``explain``.  Nested calls and spawn children importing an unguarded
+    ``__main__`` always run serially.
+
+    Args:
+        measurements: What calibration measured on real items.
+        platform: The machine and interpreter.
+        options: The call's resolved options.
+
+    Returns:
+        The decision, with every candidate and the reasons in plain words.
+    """
+    wl = _workload(measurements, platform)
+    if platform.in_worker:
+        return _serial_only(wl, measurements, options, "nested call inside a worker: running serially")
+    if platform.in_main_bootstrap:
+        return _serial_only(
+            wl,
+            measurements,
+            options,
+            "this process is a spawn child importing __main__: running serially; "
+            'put the entry point under `if __name__ == "__main__":`',
+        )
+    names = ("serial", "threads", *_process_methods(measurements, platform))
+    scored = [(c, e) for c, e in (_candidate(n, wl, measurements, options) for n in names) if e is not None]
+    candidates = [c for c, _ in scored]
+    best_s = min(c.predicted_s for c in candidates)
+    chosen = next(c for c in candidates if c.predicted_s <= best_s * _CLOSE_RATIO)
+    reasons = [
+        *_workload_reasons(wl, measurements),
+        *_thread_reasons(wl, measurements, platform, candidates[1].workers),
+    ]
+    if options.forced:
+        listed = [c for c in candidates if c.strategy == options.strategy]
+        chosen = listed[0] if listed else _candidate(options.strategy, wl, measurements, options)[0]
+        if not (listed or math.isnan(chosen.predicted_s)):
+            candidates.append(chosen)
+        reasons += _forced_reasons(options.strategy, measurements, platform, options)
+    else:
+        reasons.append(_choice_reason(chosen, scored))
+    reasons += _process_reasons(measurements, platform, chosen.strategy)
+    return Decision(
+        strategy=chosen.strategy,
+        workers=chosen.workers,
+        chunksize=chosen.chunksize,
+        predicted_s=None if math.isnan(chosen.predicted_s) else chosen.predicted_s,
+        candidates=tuple(candidates),
+        reasons=tuple(reasons),
+        measurements=measurements,
+        forced=options.forced,
+        limit_native_threads=chosen.strategy in PROCESS_METHODS,
+    )

@@ -1,0 +1,334 @@
+"""Probes the machine and the interpreter into ``PlatformFacts``.
+
+This module owns every OS call behind the facts the pure layers reason about:
+the usable CPU count (affinity and cgroup v1/v2 quotas, with the cgroup root as
+a parameter so tests write fake files), thread counts, memory, the start
+methods of ``multiprocessing``, and whether ``__main__`` can be re-imported by
+spawn.  ``probe_platform()`` caches what cannot change during a run and
+re-reads the rest on every call, so it stays cheap enough to run per call.
+``platform_report()`` renders facts as rows for ``autopar info``.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import math
+import multiprocessing
+import multiprocessing.context
+import multiprocessing.process
+import os
+import platform
+import sys
+import threading
+from typing import TYPE_CHECKING, Any
+
+import psutil  # type: ignore[import-untyped,unused-ignore]
+
+from . import _safety
+from ._model import PlatformFacts
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ._model import MethodVerdict
+
+__all__ = [
+    "count_threads",
+    "cpu_count",
+    "cpu_count_physical",
+    "in_main_bootstrap",
+    "in_worker",
+    "is_gil_enabled",
+    "main_importable",
+    "platform_report",
+    "probe_platform",
+]
+
+_GiB = 1024**3
+
+
+# --- CPUs -------------------------------------------------------------------------------------------------------------
+
+
+def _read_text(path: str) -> str | None:
+    """The stripped contents of ``path``, or None when it cannot be read."""
+    try:
+        with open(path, encoding="ascii") as f:
+            return f.read().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _quota_cpus(quota: str | None, period: str | None) -> int | None:
+    """CPUs allowed by a CFS quota and period (rounded up), or None for no limit or unparsable values."""
+    if quota is None or period is None:
+        return None
+    try:
+        quota_us, period_us = int(quota), int(period)
+    except ValueError:
+        return None
+    # -1 (v1) means no limit; zero or other negatives are not valid quotas, so they are ignored too.
+    if quota_us <= 0 or period_us <= 0:
+        return None
+    return max(1, math.ceil(quota_us / period_us))
+
+
+def _cgroup_v2_cpus(root: str) -> int | None:
+    """CPUs allowed by ``<root>/cpu.max`` ("max 100000" or "150000 100000"), or None for no limit."""
+    text = _read_text(os.path.join(root, "cpu.max"))
+    if text is None:
+        return None
+    fields = text.split()
+    if len(fields) != 2 or fields[0] == "max":
+        return None
+    return _quota_cpus(fields[0], fields[1])
+
+
+def _cgroup_v1_cpus(root: str) -> int | None:
+    """CPUs allowed by ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` under a v1 cpu controller, or None."""
+    for controller in ("cpu", "cpu,cpuacct"):
+        directory = os.path.join(root, controller)
+        quota = _read_text(os.path.join(directory, "cpu.cfs_quota_us"))
+        period = _read_text(os.path.join(directory, "cpu.cfs_period_us"))
+        cpus = _quota_cpus(quota, period)
+        if cpus is not None:
+            return cpus
+    return None
+
+
+def _default_affinity() -> set[int] | None:
+    """The CPUs this process may run on, or None where the platform cannot say."""
+    try:
+        if hasattr(os, "sched_getaffinity"):
+            return set(os.sched_getaffinity(0))
+        process = psutil.Process()
+        if hasattr(process, "cpu_affinity"):  # absent on macOS
+            return {int(cpu) for cpu in process.cpu_affinity()}
+    except (OSError, psutil.Error):
+        return None
+    return None
+
+
+def cpu_count(
+    *,
+    cgroup_root: str | os.PathLike[str] = "/sys/fs/cgroup",
+    affinity: Callable[[], set[int]] | None = None,
+) -> int:
+    """The number of CPUs this process may really use.
+
+    The smallest of ``os.cpu_count()``, the size of the CPU affinity set and
+    the cgroup CPU quota (v2 ``cpu.max``; v1 ``cpu.cfs_quota_us`` over
+    ``cpu.cfs_period_us`` under ``cpu/`` or ``cpu,cpuacct/``), a fractional
+    quota rounded up.  Missing, unreadable or unparsable files mean no limit.
+
+    Args:
+        cgroup_root: where the cgroup file system is mounted.
+        affinity: returns the set of CPUs this process may run on; by default
+            ``os.sched_getaffinity`` or psutil, where the platform has one.
+
+    Returns:
+        At least 1.
+    """
+    limits = [os.cpu_count() or 1]
+    cpus = affinity() if affinity is not None else _default_affinity()
+    if cpus:
+        limits.append(len(cpus))
+    root = os.fspath(cgroup_root)
+    limits.extend(quota for quota in (_cgroup_v2_cpus(root), _cgroup_v1_cpus(root)) if quota is not None)
+    return max(1, min(limits))
+
+
+def cpu_count_physical() -> int | None:
+    """The number of physical cores, or None where psutil cannot tell."""
+    try:
+        count = psutil.cpu_count(logical=False)
+    except (OSError, psutil.Error):
+        return None
+    return int(count) if count else None
+
+
+# --- interpreter and process state ------------------------------------------------------------------------------------
+
+
+def is_gil_enabled() -> bool:
+    """False only on a free-threaded build running with the GIL disabled."""
+    check: Callable[[], bool] | None = getattr(sys, "_is_gil_enabled", None)
+    return True if check is None else bool(check())
+
+
+def main_importable() -> bool:
+    """``__main__`` is a file on disk that spawn and forkserver children can re-import.
+
+    False in a REPL, under ``python -c``, ``python -`` (stdin) and in notebooks.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    return isinstance(path, str) and os.path.isfile(path)
+
+
+def in_main_bootstrap() -> bool:
+    """This is a spawn/forkserver child still importing ``__main__`` (a script without a main guard).
+
+    The same test as CPython's ``multiprocessing.spawn._check_not_importing_main``.
+    """
+    return bool(getattr(multiprocessing.process.current_process(), "_inheriting", False))
+
+
+def _worker_flag() -> bool:
+    """Ask the worker module whether this process is running an autopar task."""
+    try:
+        from . import _worker  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        # Only a missing worker module means "not a worker"; a broken one must not be hidden.
+        if importlib.util.find_spec(f"{__package__}._worker") is not None:
+            raise
+        return False
+    is_inside: Callable[[], bool] | None = getattr(_worker, "is_inside_worker", None)
+    return bool(is_inside()) if is_inside is not None else False
+
+
+def in_worker() -> bool:
+    """This process is an autopar worker, so a call here is nested."""
+    return _worker_flag()
+
+
+@functools.lru_cache(maxsize=1)
+def _process(pid: int) -> Any:
+    """A psutil handle on this process; keyed by pid so a forked child gets its own."""
+    return psutil.Process(pid)
+
+
+def count_threads() -> tuple[int, int]:
+    """(Python threads, native OS threads) of this process.
+
+    Native threads include those of BLAS or OpenMP pools, which Python does not
+    see; where psutil cannot count them, the Python count stands in.
+    """
+    python_threads = threading.active_count()
+    try:
+        native_threads = int(_process(os.getpid()).num_threads())
+    except (OSError, psutil.Error):
+        native_threads = python_threads
+    return python_threads, native_threads
+
+
+# --- facts ------------------------------------------------------------------------------------------------------------
+
+
+def _system() -> str:
+    if sys.platform.startswith("linux"):
+        return "linux"
+    if sys.platform == "win32":
+        return "windows"
+    return sys.platform
+
+
+def _platform_default_method(system: str, version: tuple[int, int]) -> str:
+    """CPython's default start method by platform, for when its context cannot be read."""
+    if system in ("windows", "darwin"):
+        return "spawn"
+    return "forkserver" if version >= (3, 14) else "fork"
+
+
+def _default_start_method() -> str:
+    """The start method ``multiprocessing`` uses by default, without fixing it.
+
+    ``get_start_method()`` and ``get_context()`` without arguments both fix
+    the global context, after which the user's own ``set_start_method()``
+    raises RuntimeError; so the unset default is read from the context object.
+    """
+    chosen = multiprocessing.get_start_method(allow_none=True)
+    if chosen:
+        return chosen
+    default = getattr(multiprocessing.context._default_context, "_default_context", None)
+    name = getattr(default, "_name", None)
+    if isinstance(name, str):
+        return name
+    return _platform_default_method(_system(), (sys.version_info[0], sys.version_info[1]))
+
+
+@functools.cache
+def _static_facts() -> dict[str, Any]:
+    """The facts that do not change while the process runs, probed once."""
+    try:
+        memory_total = int(psutil.virtual_memory().total)
+    except (OSError, psutil.Error):
+        memory_total = 0
+    return {
+        "system": _system(),
+        "python_version": (sys.version_info[0], sys.version_info[1]),
+        "gil_enabled": is_gil_enabled(),
+        "start_methods": tuple(multiprocessing.get_all_start_methods()),
+        "cpu_count": cpu_count(),
+        "cpu_logical": os.cpu_count() or 1,
+        "cpu_physical": cpu_count_physical(),
+        "memory_total_bytes": memory_total,
+        "cloudpickle_available": importlib.util.find_spec("cloudpickle") is not None,
+    }
+
+
+def _memory_available_bytes() -> int:
+    try:
+        return int(psutil.virtual_memory().available)
+    except (OSError, psutil.Error):
+        return 0
+
+
+def probe_platform() -> PlatformFacts:
+    """The facts about this machine and interpreter, as of now.
+
+    The static parts (system, Python version, start methods, CPU counts, total
+    memory, cloudpickle) are probed once per process; threads, available
+    memory, the default start method, ``__main__`` and the worker and bootstrap
+    flags are re-read on each call.
+    """
+    python_threads, native_threads = count_threads()
+    return PlatformFacts(
+        **_static_facts(),
+        default_start_method=_default_start_method(),
+        python_threads=python_threads,
+        native_threads=native_threads,
+        memory_available_bytes=_memory_available_bytes(),
+        main_importable=main_importable(),
+        in_worker=in_worker(),
+        in_main_bootstrap=in_main_bootstrap(),
+    )
+
+
+# --- report -----------------------------------------------------------------------------------------------------------
+
+
+def _verdict_text(verdict: MethodVerdict) -> str:
+    if not verdict.available:
+        return f"not available: {verdict.reason}"
+    return f"available, {'safe' if verdict.safe else 'unsafe'}: {verdict.reason}"
+
+
+def platform_report(facts: PlatformFacts) -> list[tuple[str, str]]:
+    """Rows of (label, value) describing ``facts``, for ``autopar info``."""
+    major, minor = facts.python_version
+    build = "GIL enabled" if facts.gil_enabled else "free-threaded, GIL disabled"
+    auto = _safety.auto_process_methods(facts)
+    physical = "unknown" if facts.cpu_physical is None else str(facts.cpu_physical)
+    rows = [
+        ("OS", f"{facts.system} ({platform.platform()})"),
+        ("Python", f"{platform.python_implementation()} {major}.{minor}, {build}"),
+        ("start methods", f"{', '.join(facts.start_methods) or 'none'} (default: {facts.default_start_method})"),
+    ]
+    rows.extend((verdict.method, _verdict_text(verdict)) for verdict in _safety.method_verdicts(facts))
+    rows += [
+        ("auto process methods", ", ".join(auto) if auto else "none (auto uses serial or threads)"),
+        ("CPUs", f"{facts.cpu_logical} logical, {physical} physical, {facts.cpu_count} usable"),
+        ("threads", f"{facts.python_threads} Python, {facts.native_threads} native"),
+        (
+            "memory",
+            f"{facts.memory_total_bytes / _GiB:.1f} GiB total, {facts.memory_available_bytes / _GiB:.1f} GiB available",
+        ),
+        ("__main__", "importable file" if facts.main_importable else "not a file (REPL, python -c or notebook)"),
+        (
+            "cloudpickle",
+            "installed" if facts.cloudpickle_available else "not installed (pip install 'autopar[cloudpickle]')",
+        ),
+    ]
+    return rows

@@ -1,0 +1,101 @@
+"""Pools reused across calls: created lazily, checked out by one call at a time, shut down at exit.
+
+Data flow::
+
+    _run.acquire(name, workers, spec) --> idle pool for that key, or a new one
+           ... the call drives the pool ...
+    _run.release(pool, healthy)       --> back to the idle list, or shut down
+
+A pool serves one call at a time, so concurrent calls from several threads
+each get their own pool (the second one is created on demand and kept idle
+afterwards, up to ``_MAX_IDLE_PER_KEY``).  A pool that saw a crash, a timeout
+or Ctrl-C is shut down instead of returned, so the next call starts fresh.
+Start-up costs are recorded per start method for the cost model.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+from ._strategies import get_strategy
+
+if TYPE_CHECKING:
+    from ._model import PlatformFacts, PoolSpec
+    from ._types import Pool
+
+__all__ = ["acquire", "idle_threads", "live_pools", "measured_startup_s", "release", "shutdown_all", "warm_pools"]
+
+_MAX_IDLE_PER_KEY = 2
+_Key = tuple[str, int, "PoolSpec"]
+
+_lock = threading.Lock()
+_idle: defaultdict[_Key, list[Pool]] = defaultdict(list)
+_busy: dict[int, tuple[_Key, Pool]] = {}
+_startup_s: dict[str, float] = {}
+
+
+def acquire(name: str, workers: int, spec: PoolSpec, facts: PlatformFacts) -> Pool:
+    """A pool of strategy ``name`` with ``workers`` workers, reused when one is idle."""
+    key: _Key = (name, workers, spec)
+    with _lock:
+        idle = _idle.get(key)
+        pool = idle.pop() if idle else None
+    if pool is None:
+        pool = get_strategy(name).create_pool(workers, facts, spec)
+        startup = getattr(pool, "startup_s", None)
+        if startup is not None and workers:
+            with _lock:
+                _startup_s[name] = startup / workers
+    with _lock:
+        _busy[id(pool)] = (key, pool)
+    return pool
+
+
+def release(pool: Pool, *, healthy: bool) -> None:
+    """Return a pool after a call; shut it down unless it is healthy and reusable."""
+    with _lock:
+        key, _ = _busy.pop(id(pool), (None, None))
+        keep = healthy and key is not None and pool.is_reusable() and len(_idle[key]) < _MAX_IDLE_PER_KEY
+        if keep and key is not None:
+            _idle[key].append(pool)
+    if not keep:
+        pool.shutdown()
+
+
+def warm_pools() -> frozenset[tuple[str, int]]:
+    """(strategy, workers) pairs with an idle pool ready to use."""
+    with _lock:
+        return frozenset((name, workers) for (name, workers, _), pools in _idle.items() if pools)
+
+
+def idle_threads() -> int:
+    """Threads of idle autopar thread pools: blocked on a queue, they hold no lock a fork could copy."""
+    with _lock:
+        return sum(getattr(p, "alive_threads", lambda: 0)() for pools in _idle.values() for p in pools)
+
+
+def measured_startup_s() -> dict[str, float]:
+    """Seconds per worker that starting a pool took, per strategy, as measured in this process."""
+    with _lock:
+        return dict(_startup_s)
+
+
+def shutdown_all() -> None:
+    """Shut down every idle pool (busy ones are shut down by their call)."""
+    with _lock:
+        pools = [p for pools in _idle.values() for p in pools]
+        _idle.clear()
+    for pool in pools:
+        pool.shutdown()
+
+
+def live_pools() -> list[Any]:
+    """Every pool known here, idle or busy (for tests and ``autopar info``)."""
+    with _lock:
+        return [p for pools in _idle.values() for p in pools] + [p for _, p in _busy.values()]
+
+
+atexit.register(shutdown_all)

@@ -1,0 +1,482 @@
+"""``map``, ``imap`` and ``explain``: validate, resolve options, decide, dispatch, clean up.
+
+One path serves every entry point::
+
+    _Call(func, iterable, options)
+      -> plan: nested / main-guard / forced strategy / cached measurements / calibrate
+      -> decide (pure) -> Decision
+      -> results of calibration items first, then the rest through a pool:
+         a bounded window of chunks in flight, results reordered by input position,
+         timeout and Ctrl-C terminate process workers before re-raising.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import threading
+import time
+import warnings
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sized
+from typing import Any
+
+import attrs
+
+from . import _cache, _pools
+from ._calibrate import calibrate
+from ._config import resolve
+from ._decide import decide
+from ._errors import UnsafeStrategyWarning
+from ._model import Decision, Measurements, Options, PlatformFacts, PoolSpec
+from ._platform import probe_platform
+from ._safety import PROCESS_METHODS, require_available
+from ._serialize import has_cloudpickle, ship_problem, shipping_error
+from ._strategies import get_strategy
+from ._strategies._process import new_inherit_token
+from ._types import Pool, R, T
+from ._worker import ChunkFailed, run_chunk
+
+__all__ = ["explain", "imap", "map", "run_imap", "run_map"]
+
+logger = logging.getLogger("autopar")
+
+#: Chunks in flight (or finished but not yet consumed) per worker: bounds read-ahead.
+_WINDOW_PER_WORKER = 4
+#: Target seconds per chunk when the chunk size adapts to a stream of unknown length.
+_ADAPTIVE_CHUNK_S = 0.02
+_MAX_ADAPTIVE_CHUNK = 10_000
+
+_warned: set[tuple[str, str]] = set()
+_warned_lock = threading.Lock()
+
+
+def _facts() -> PlatformFacts:
+    """Platform facts, not counting the idle threads of autopar's own thread pools."""
+    facts = probe_platform()
+    own = _pools.idle_threads()
+    if own:
+        facts = attrs.evolve(
+            facts,
+            python_threads=max(facts.python_threads - own, 1),
+            native_threads=max(facts.native_threads - own, 1),
+        )
+    return facts
+
+
+def _check_call(func: Any, iterable: Any) -> None:
+    if not callable(func):
+        msg = f"func must be callable, not {func!r} ({type(func).__name__})"
+        raise TypeError(msg)
+    if isinstance(iterable, (str, bytes)) or not isinstance(iterable, Iterable):
+        msg = f"chunks must be an iterable of items (list, tuple, range, generator...), not {iterable!r} ({type(iterable).__name__})"
+        raise TypeError(msg)
+
+
+def _given(**options: Any) -> dict[str, Any]:
+    return {k: v for k, v in options.items() if v is not None and not (k == "strategy" and v == "auto")}
+
+
+def _warn_unsafe(method: str, reason: str) -> None:
+    with _warned_lock:
+        if (method, reason) in _warned:
+            return
+        _warned.add((method, reason))
+    warnings.warn(f"strategy {method!r} is unsafe here: {reason}", UnsafeStrategyWarning, stacklevel=5)
+
+
+def _default_workers(strategy: str, facts: PlatformFacts) -> int:
+    if strategy == "serial":
+        return 1
+    if strategy == "threads":
+        return min(32, facts.cpu_count + 4)
+    return facts.cpu_count
+
+
+def _forced_decision(func: Callable[..., Any], n_items: int | None, opts: Options, facts: PlatformFacts) -> Decision:
+    """The decision for a strategy the user forced: check it can run here, pick workers and chunk size."""
+    name = opts.strategy
+    get_strategy(name)  # raises ValueError for an unknown name
+    reasons = [f"strategy {name!r} forced by {'AUTOPAR_STRATEGY' if opts.strategy_source == 'env' else opts.strategy_source}"]
+    if name in PROCESS_METHODS:
+        verdict = require_available(name, facts)
+        if not verdict.safe:
+            _warn_unsafe(name, verdict.reason)
+            reasons.append(f"{name} is unsafe here: {verdict.reason}")
+        if name != "fork":
+            problem = ship_problem(func, main_importable=facts.main_importable)
+            if problem is not None and not has_cloudpickle():
+                raise shipping_error(func, problem, name)
+    workers = opts.workers or _default_workers(name, facts)
+    if n_items is not None:
+        workers = max(1, min(workers, n_items))
+    chunksize = opts.chunksize or (math.ceil(n_items / (workers * _WINDOW_PER_WORKER)) if n_items else 0)
+    return Decision(strategy=name, workers=workers, chunksize=chunksize, reasons=tuple(reasons), forced=True)
+
+
+def _serial_decision(reason: str) -> Decision:
+    return Decision(strategy="serial", workers=1, chunksize=1, reasons=(reason,))
+
+
+class _Call:
+    """One ``map``/``imap`` call: its options, its plan and its execution."""
+
+    def __init__(self, func: Callable[[Any], Any], iterable: Iterable[Any], opts: Options) -> None:
+        self.func = func
+        self.opts = opts
+        self.n_items = len(iterable) if isinstance(iterable, Sized) else None
+        self.source = iter(iterable)
+        self.facts = _facts()
+        self.deadline = None if opts.timeout is None else time.monotonic() + opts.timeout
+        self.capture_errors = opts.errors == "return"
+        self.prefix: list[Any] = []
+        self.exhausted = self.n_items == 0
+        self.key: str | None = None
+        self.done = 0
+        self.progress = _progress_callback(opts.progress, self.n_items)
+
+    # -- planning -------------------------------------------------------------
+
+    def plan(self) -> Decision:
+        """Choose how to run, calibrating on the first items when needed."""
+        if self.exhausted:
+            return _serial_decision("empty input")
+        if self.facts.in_worker:
+            return _serial_decision("nested call inside an autopar worker: runs serially")
+        if self.facts.in_main_bootstrap:
+            logger.warning(
+                "autopar.map called while a worker process imports the main module: running serially. "
+                'Put the call under `if __name__ == "__main__":` to run it in parallel.'
+            )
+            return _serial_decision('called while a child process imports __main__ (no `if __name__ == "__main__":` guard)')
+        if self.opts.forced:
+            return _forced_decision(self.func, self.n_items, self.opts, self.facts)
+        return self._auto()
+
+    def _auto(self) -> Decision:
+        self.key = _cache.cache_key(self.func, self.n_items)
+        cached = _cache.get(self.key)
+        if cached is not None:
+            measurements = _refresh(cached, self.n_items)
+            decision = decide(measurements, self.facts, self.opts)
+            logger.info("autopar (cached measurements): %s", decision)
+            return decision
+        cal = calibrate(
+            self.func,
+            self.source,
+            n_items=self.n_items,
+            facts=self.facts,
+            capture_errors=self.capture_errors,
+            worker_startup_s=_pools.measured_startup_s(),
+            warm_pools=_pools.warm_pools(),
+        )
+        self.prefix = cal.results
+        self.exhausted = cal.exhausted
+        self._advance(len(cal.results))
+        logger.debug("autopar calibration: %s", cal.measurements)
+        if self.exhausted:
+            return _serial_decision("the whole input ran during calibration")
+        decision = decide(cal.measurements, self.facts, self.opts)
+        _cache.put(self.key, cal.measurements)
+        logger.info("%s", decision)
+        return decision
+
+    def _advance(self, count: int) -> None:
+        self.done += count
+        if self.progress is not None and count:
+            self.progress(self.done, self.n_items)
+
+    # -- execution ------------------------------------------------------------
+
+    def results(self, decision: Decision, ordered: bool) -> Iterator[Any]:
+        """Yield every result: calibration items first, then the rest."""
+        yield from self.prefix
+        self.prefix = []
+        if self.exhausted:
+            return
+        if decision.strategy == "serial":
+            yield from self._serial()
+            return
+        yield from self._pooled(decision, ordered)
+
+    def _check_deadline(self) -> float | None:
+        if self.deadline is None:
+            return None
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            msg = f"autopar call timed out after {self.opts.timeout} s"
+            raise TimeoutError(msg)
+        return left
+
+    def _serial(self) -> Iterator[Any]:
+        index = self.done
+        for item in self.source:
+            self._check_deadline()
+            try:
+                (result,) = run_chunk(self.func, (item,), index, capture_errors=self.capture_errors, in_process=False)
+            except ChunkFailed as failed:
+                raise failed.wrapped.rebuild() from None
+            index += 1
+            self._advance(1)
+            yield result
+
+    def _spec(self, decision: Decision) -> PoolSpec:
+        uses_processes = get_strategy(decision.strategy).uses_processes
+        native = None
+        if uses_processes and decision.limit_native_threads:
+            native = max(1, self.facts.cpu_count // max(decision.workers, 1))
+        inherit = token = None
+        if decision.strategy == "fork" and ship_problem(self.func, main_importable=True) is not None:
+            inherit, token = self.func, new_inherit_token()
+        return PoolSpec(
+            initializer=self.opts.initializer,
+            initargs=self.opts.initargs,
+            max_tasks_per_worker=self.opts.max_tasks_per_worker,
+            native_threads=native,
+            inherit=inherit,
+            inherit_token=token,
+        )
+
+    def _pooled(self, decision: Decision, ordered: bool) -> Iterator[Any]:
+        pool = _pools.acquire(decision.strategy, decision.workers, self._spec(decision), self.facts)
+        healthy = False
+        try:
+            for results in self._drive(pool, decision, ordered):
+                yield from results
+            healthy = True
+        except GeneratorExit:
+            pool.cancel()  # the consumer stopped early: drop in-flight work, keep the pool
+            healthy = True
+            raise
+        except Exception as exc:
+            pool.cancel()
+            # A user exception leaves the pool sound; a crash, a timeout or a pickling failure do not.
+            healthy = not isinstance(exc, (TimeoutError, OSError)) and type(exc).__module__ != "autopar._errors"
+            raise
+        except BaseException:
+            pool.cancel()  # Ctrl-C: process workers are terminated before re-raising
+            raise
+        finally:
+            _pools.release(pool, healthy=healthy)
+
+    def _drive(self, pool: Pool, decision: Decision, ordered: bool) -> Iterator[list[Any]]:
+        sizer = _ChunkSizer(decision.chunksize)
+        window = max(pool.workers * _WINDOW_PER_WORKER, 2)
+        task_ids = itertools.count()
+        in_flight: dict[int, tuple[int, int, float]] = {}  # task id -> (start, size, submitted at)
+        order: deque[int] = deque()  # starts of unconsumed chunks, in input order
+        finished: dict[int, list[Any]] = {}
+        start = self.done
+        source_done = False
+        while True:
+            while not source_done and pool.capacity() > 0 and len(in_flight) + len(finished) < window:
+                items = list(itertools.islice(self.source, sizer.size))
+                if not items:
+                    source_done = True
+                    break
+                task_id = next(task_ids)
+                in_flight[task_id] = (start, len(items), time.monotonic())
+                order.append(start)
+                pool.submit(task_id, self.func, items, start, self.capture_errors)
+                start += len(items)
+            if not in_flight and not finished:
+                return
+            if in_flight:
+                for task_id, results, error in pool.poll(self._poll_timeout()):
+                    chunk_start, size, submitted = in_flight.pop(task_id)
+                    if error is not None:
+                        raise error
+                    assert results is not None
+                    sizer.observe(size, time.monotonic() - submitted)
+                    self._advance(size)
+                    if not ordered:
+                        order.remove(chunk_start)
+                        yield results
+                    else:
+                        finished[chunk_start] = results
+            while order and order[0] in finished:
+                yield finished.pop(order.popleft())
+            self._check_deadline()
+        # (unreachable)
+
+    def _poll_timeout(self) -> float | None:
+        left = self._check_deadline()
+        return left
+
+    def observe(self, decision: Decision, elapsed_s: float, items: int) -> None:
+        """Tell the cache how long items really took, so a drifted entry is recalibrated."""
+        if self.key is None or items <= 0 or decision.strategy == "serial":
+            return
+        per_item = elapsed_s * decision.workers / items
+        if _cache.observe(self.key, per_item):
+            logger.info("autopar: per-item time drifted; the next call recalibrates")
+
+
+class _ChunkSizer:
+    """A fixed chunk size, or (for 0) one that grows to about ``_ADAPTIVE_CHUNK_S`` of work per chunk."""
+
+    def __init__(self, fixed: int) -> None:
+        self.adaptive = fixed <= 0
+        self.size = max(fixed, 1)
+
+    def observe(self, size: int, elapsed_s: float) -> None:
+        if not self.adaptive or elapsed_s <= 0:
+            return
+        per_item = elapsed_s / size
+        target = max(1, min(int(_ADAPTIVE_CHUNK_S / per_item), _MAX_ADAPTIVE_CHUNK))
+        self.size = min(target, self.size * 4)
+
+
+def _refresh(cached: Measurements, n_items: int | None) -> Measurements:
+    """Cached measurements for a new call: its length, no sampled items, today's warm pools and start-up costs."""
+    return attrs.evolve(
+        cached,
+        n_items=n_items,
+        sampled=0,
+        warm_pools=_pools.warm_pools(),
+        worker_startup_s={**cached.worker_startup_s, **_pools.measured_startup_s()},
+    )
+
+
+def _progress_callback(progress: Any, total: int | None) -> Callable[[int, int | None], None] | None:
+    if progress is None or progress is False:
+        return None
+    if callable(progress):
+        return progress  # type: ignore[no-any-return]
+    if progress is True:
+        try:
+            from tqdm.auto import tqdm
+        except ImportError as exc:
+            msg = "progress=True needs tqdm: pip install 'autopar[progress]'"
+            raise ImportError(msg) from exc
+        bar = tqdm(total=total)
+
+        def advance(done: int, _total: int | None) -> None:
+            bar.update(done - bar.n)
+            if _total is not None and done >= _total:
+                bar.close()
+
+        return advance
+    msg = f"progress must be True, False, None or a callable (done, total), not {progress!r}"
+    raise TypeError(msg)
+
+
+def _run(
+    func: Callable[[Any], Any], iterable: Iterable[Any], opts: Options, ordered: bool
+) -> tuple[_Call, Decision, Iterator[Any]]:
+    call = _Call(func, iterable, opts)
+    decision = call.plan()
+    return call, decision, call.results(decision, ordered)
+
+
+def map(  # noqa: A001 - the public name mirrors the builtin on purpose
+    func: Callable[[T], R],
+    chunks: Iterable[T],
+    *,
+    strategy: str = "auto",
+    workers: int | None = None,
+    chunksize: int | None = None,
+    timeout: float | None = None,
+    **options: Any,
+) -> list[R]:
+    """Apply ``func`` to every item of ``chunks`` in parallel; return the results in input order.
+
+    autopar measures the first items (each item still runs exactly once) and
+    picks serial, threads or a process pool, with the worker count and chunk
+    size; ``strategy`` forces one instead.
+
+    Args:
+        func: a callable of one argument.
+        chunks: any iterable of items (list, tuple, range, generator).
+        strategy: ``"auto"``, ``"serial"``, ``"threads"``, ``"fork"``, ``"forkserver"``,
+            ``"spawn"`` or a registered name; ``AUTOPAR_STRATEGY`` overrides it.
+        workers: how many workers (default: chosen); ``AUTOPAR_WORKERS`` overrides it.
+        chunksize: items per task sent to a worker (default: chosen).
+        timeout: seconds for the whole call; then ``TimeoutError`` and process workers are stopped.
+        **options: ``errors``, ``progress``, ``initializer``, ``initargs``, ``max_tasks_per_worker``.
+
+    Returns:
+        ``[func(x) for x in chunks]``, computed in parallel.
+
+    Raises:
+        TypeError, ValueError: a bad argument, named in the message.
+        TimeoutError: ``timeout`` expired.
+        WorkerCrashedError: a worker process died (the item index and signal are in the message).
+        SerializationError: an object could not cross to a worker process.
+        Exception: the first exception raised by ``func``, with its own type, and the
+            worker's traceback as ``__cause__``.
+    """
+    given = _given(strategy=strategy, workers=workers, chunksize=chunksize, timeout=timeout, **options)
+    return run_map(func, chunks, given, {})
+
+
+def run_map(func: Callable[[T], R], chunks: Iterable[T], call: dict[str, Any], decorator: dict[str, Any]) -> list[R]:
+    """``map`` with the call's and a decorator's options kept apart for precedence."""
+    _check_call(func, chunks)
+    opts = resolve(call, decorator)
+    started = time.perf_counter()
+    run, decision, results = _run(func, chunks, opts, ordered=True)
+    out = list(results)
+    run.observe(decision, time.perf_counter() - started, len(out))
+    return out
+
+
+def imap(
+    func: Callable[[T], R],
+    iterable: Iterable[T],
+    *,
+    ordered: bool = True,
+    strategy: str = "auto",
+    workers: int | None = None,
+    chunksize: int | None = None,
+    timeout: float | None = None,
+    **options: Any,
+) -> Iterator[R]:
+    """Lazily apply ``func`` to every item, reading the input only a bounded window ahead.
+
+    At most a few chunks per worker are read ahead of what the caller has
+    consumed, so an endless generator runs in bounded memory.  With
+    ``ordered=False`` results come as they complete.  Options are those of
+    ``map``; ``timeout`` covers the whole iteration.  Closing the iterator
+    early cancels the work in flight.
+    """
+    given = _given(strategy=strategy, workers=workers, chunksize=chunksize, timeout=timeout, **options)
+    return run_imap(func, iterable, given, {}, ordered=ordered)
+
+
+def run_imap(
+    func: Callable[[T], R], iterable: Iterable[T], call: dict[str, Any], decorator: dict[str, Any], *, ordered: bool
+) -> Iterator[R]:
+    """``imap`` with the call's and a decorator's options kept apart for precedence."""
+    _check_call(func, iterable)
+    opts = resolve(call, decorator)
+    return _lazy(func, iterable, opts, ordered)
+
+
+def _lazy(func: Callable[[Any], Any], iterable: Iterable[Any], opts: Options, ordered: bool) -> Iterator[Any]:
+    _, _, results = _run(func, iterable, opts, ordered)
+    yield from results
+
+
+def explain(func: Callable[[Any], Any], chunks: Iterable[Any], **options: Any) -> Decision:
+    """What autopar would do with ``func`` over ``chunks``, and why, without running the whole workload.
+
+    Calibration runs a small sample of the items (their results are discarded).
+    ``str()`` of the returned ``Decision`` is a table of every candidate with its
+    predicted time and the reasons.
+    """
+    _check_call(func, chunks)
+    opts = resolve(_given(**options))
+    call = _Call(func, chunks, opts)
+    if opts.forced or call.exhausted or call.facts.in_worker:
+        return call.plan()
+    cal = calibrate(
+        func,
+        call.source,
+        n_items=call.n_items,
+        facts=call.facts,
+        worker_startup_s=_pools.measured_startup_s(),
+        warm_pools=_pools.warm_pools(),
+    )
+    return decide(cal.measurements, call.facts, opts)

@@ -1,0 +1,337 @@
+"""Process strategies: a pool of worker processes started by fork, forkserver or spawn.
+
+Data flow (all driven by the calling thread; no helper thread, so a fork
+replacement never races a thread of ours, and timeouts and Ctrl-C are seen
+where they happen)::
+
+    caller                                   worker processes
+      submit: pickle (task, items) ------ pipe[i] --> process_main: run_chunk
+      poll:   wait(pipes + sentinels) <-- pipe[i] --- ("ok"|"err", task, ...)
+              sentinel fired on a busy worker -> WorkerCrashedError(index from its slot)
+
+Each worker holds at most one task, so a crash is pinned to one chunk and the
+shared ``slot`` names the item that was running.  A dead worker is replaced on
+the next submit; ``cancel`` terminates the busy ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import multiprocessing
+import multiprocessing.connection
+import os
+import pickle
+import signal
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .._errors import SerializationError, WorkerCrashedError
+from .._worker import NATIVE_THREAD_VARS, ExceptionWithTraceback, inherited, process_main
+
+if TYPE_CHECKING:
+    from .._model import PlatformFacts, PoolSpec
+    from .._types import Outcome
+
+__all__ = ["ProcessPool", "ProcessStrategy", "describe_exit"]
+
+#: Seconds to wait for a worker to start and run its initializer before calling it broken.
+_START_TIMEOUT_S = 60.0
+#: Seconds a terminated worker gets before SIGKILL.
+_TERMINATE_GRACE_S = 1.0
+_tokens = itertools.count(1)
+
+
+def describe_exit(exitcode: int | None) -> str:
+    """Words for a process exit code: the signal name for a negative code."""
+    if exitcode is None:
+        return "an unknown exit status"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        hint = {"SIGSEGV": "a segmentation fault", "SIGKILL": "killed, possibly by the out-of-memory killer"}
+        extra = f" ({hint[name]})" if name in hint else ""
+        return f"signal {name}{extra}"
+    return f"exit code {exitcode}"
+
+
+@contextlib.contextmanager
+def _native_thread_env(count: int | None) -> Iterator[None]:
+    """Set native thread limits in the environment a child inherits at start (spawn, forkserver)."""
+    if count is None:
+        yield
+        return
+    saved = {var: os.environ.get(var) for var in NATIVE_THREAD_VARS}
+    for var in NATIVE_THREAD_VARS:
+        os.environ.setdefault(var, str(count))
+    try:
+        yield
+    finally:
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+
+
+class _Worker:
+    """One worker process, its pipe, its running-item slot and the task it holds."""
+
+    def __init__(self, ctx: Any, spec: PoolSpec) -> None:
+        self.conn, child_conn = ctx.Pipe(duplex=True)
+        self.slot = ctx.Value("q", -1, lock=False)
+        self.process = ctx.Process(
+            target=process_main,
+            args=(child_conn, self.slot, spec.native_threads, spec.inherit_token, spec.initializer, spec.initargs),
+            daemon=True,
+            name="autopar-worker",
+        )
+        with _native_thread_env(spec.native_threads):
+            self.process.start()
+        child_conn.close()
+        self.task: tuple[int, int, int] | None = None  # (task id, start, size)
+        self.func_key: object = None
+        self.tasks_done = 0
+        self.ready = False
+        self.stopped = False
+
+    def stop(self, *, kill: bool) -> None:
+        """End the process: politely if idle, by signal if ``kill``."""
+        if self.stopped:
+            return
+        self.stopped = True
+        if self.process.is_alive() and kill:
+            self.process.terminate()
+            self.process.join(_TERMINATE_GRACE_S)
+            if self.process.is_alive():
+                self.process.kill()
+        elif self.process.is_alive():
+            with contextlib.suppress(OSError):
+                self.conn.send_bytes(pickle.dumps(None))
+        self.process.join(_TERMINATE_GRACE_S)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(_TERMINATE_GRACE_S)
+        self.conn.close()
+        with contextlib.suppress(ValueError):
+            self.process.close()
+
+
+class ProcessPool:
+    """``workers`` processes of one start method, each running one task at a time."""
+
+    def __init__(self, method: str, workers: int, spec: PoolSpec) -> None:
+        self.method = method
+        self.workers = workers
+        self._ctx = multiprocessing.get_context(method)
+        self._spec = spec
+        self._broken: BaseException | None = None
+        self._done: list[Outcome] = []
+        self._func_blob: tuple[object, bytes] | None = None
+        self._workers: list[_Worker] = []
+        if spec.inherit is not None:
+            if method != "fork":
+                msg = f"only fork workers can inherit a function, not {method} workers"
+                raise ValueError(msg)
+            # Kept while the pool lives: replacement workers inherit it too.
+            inherited[spec.inherit_token or 0] = spec.inherit
+        started = time.perf_counter()
+        try:
+            self._workers = [_Worker(self._ctx, spec) for _ in range(workers)]
+            self._await_ready(self._workers)
+        except BaseException:
+            self.shutdown()
+            raise
+        self.startup_s = time.perf_counter() - started
+
+    # -- start-up -------------------------------------------------------------
+
+    def _await_ready(self, workers: list[_Worker]) -> None:
+        """Wait for each worker's initializer report; raise its exception if one failed."""
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        waiting = list(workers)
+        while waiting:
+            ready = multiprocessing.connection.wait(
+                [w.conn for w in waiting] + [w.process.sentinel for w in waiting],
+                timeout=max(deadline - time.monotonic(), 0),
+            )
+            if not ready:
+                msg = f"{self.method} workers did not start within {_START_TIMEOUT_S:.0f} s"
+                raise WorkerCrashedError(msg)
+            for worker in list(waiting):
+                if worker.conn in ready or worker.conn.poll():
+                    self._read_init(worker)
+                    waiting.remove(worker)
+                elif worker.process.sentinel in ready:
+                    msg = (
+                        f"a {self.method} worker died while starting, with "
+                        f"{describe_exit(worker.process.exitcode)}; no item had run"
+                    )
+                    raise WorkerCrashedError(msg, None, worker.process.exitcode)
+
+    def _read_init(self, worker: _Worker) -> None:
+        try:
+            kind, error = pickle.loads(worker.conn.recv_bytes())
+        except (EOFError, OSError) as exc:
+            msg = f"a {self.method} worker died while starting, with {describe_exit(worker.process.exitcode)}"
+            raise WorkerCrashedError(msg, None, worker.process.exitcode) from exc
+        if error is not None:
+            # The initializer raised: fail the call with its exception, never respawn in a loop.
+            self._broken = error.rebuild()
+            raise self._broken
+        worker.ready = True
+
+    def _replace_dead(self) -> None:
+        fresh: list[_Worker] = []
+        for i, worker in enumerate(self._workers):
+            if worker.stopped or not worker.process.is_alive():
+                worker.stop(kill=True)
+                replacement = _Worker(self._ctx, self._spec)
+                self._workers[i] = replacement
+                fresh.append(replacement)
+        if fresh:
+            self._await_ready(fresh)
+
+    # -- the Pool protocol ----------------------------------------------------
+
+    def capacity(self) -> int:
+        if self._broken is not None:
+            return 0
+        return sum(1 for w in self._workers if w.task is None)
+
+    def _blob_for(self, func: Callable[[Any], Any]) -> tuple[object, bytes | None]:
+        if self._spec.inherit is not None and func is self._spec.inherit:
+            return ("inherit", self._spec.inherit_token), None
+        if self._func_blob is None or self._func_blob[0] is not func:
+            self._func_blob = (func, dumps_function(func))
+        return func, self._func_blob[1]
+
+    def submit(
+        self, task_id: int, func: Callable[[Any], Any], items: Sequence[Any], start: int, capture_errors: bool
+    ) -> None:
+        self._replace_dead()
+        key, func_blob = self._blob_for(func)
+        try:
+            task_blob = pickle.dumps((task_id, list(items), start, capture_errors), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            msg = f"an item of input positions {start}..{start + len(items) - 1} could not be pickled to send to a {self.method} worker: {exc!r}"
+            raise SerializationError(msg) from exc
+        worker = next(w for w in self._workers if w.task is None)
+        if worker.func_key is not key and func_blob is not None:
+            worker.conn.send_bytes(func_blob)
+            worker.func_key = key
+        worker.task = (task_id, start, len(items))
+        worker.conn.send_bytes(task_blob)
+
+    def poll(self, timeout: float | None) -> list[Outcome]:
+        busy = [w for w in self._workers if w.task is not None]
+        if not busy:
+            return []
+        ready = multiprocessing.connection.wait(
+            [w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=timeout
+        )
+        outcomes: list[Outcome] = []
+        for worker in busy:
+            if worker.conn in ready or (worker.process.sentinel in ready and worker.conn.poll()):
+                outcomes.append(self._receive(worker))
+            elif worker.process.sentinel in ready:
+                outcomes.append(self._crashed(worker))
+        return outcomes
+
+    def _receive(self, worker: _Worker) -> Outcome:
+        assert worker.task is not None
+        task_id = worker.task[0]
+        try:
+            data = worker.conn.recv_bytes()
+        except (EOFError, OSError):
+            return self._crashed(worker)
+        worker.task = None
+        worker.tasks_done += 1
+        self._recycle(worker)
+        try:
+            message = pickle.loads(data)
+        except Exception as exc:
+            msg = f"a result from a {self.method} worker could not be unpickled in the caller: {exc!r}"
+            return (task_id, None, SerializationError(msg))
+        if message[0] == "ok":
+            return (task_id, message[2], None)
+        error = message[2]
+        exc = error.rebuild() if isinstance(error, ExceptionWithTraceback) else error
+        return (task_id, None, exc)
+
+    def _crashed(self, worker: _Worker) -> Outcome:
+        assert worker.task is not None
+        task_id, start, size = worker.task
+        worker.task = None
+        index = worker.slot.value
+        exitcode = worker.process.exitcode
+        if not start <= index < start + size:
+            index = start if size == 1 else None
+        where = f"item {index}" if index is not None else f"an item of positions {start}..{start + size - 1}"
+        msg = f"a {self.method} worker died while running {where}, with {describe_exit(exitcode)}"
+        worker.stop(kill=True)
+        return (task_id, None, WorkerCrashedError(msg, index, exitcode))
+
+    def _recycle(self, worker: _Worker) -> None:
+        limit = self._spec.max_tasks_per_worker
+        if limit is not None and worker.tasks_done >= limit:
+            worker.stop(kill=False)  # replaced by _replace_dead on the next submit
+
+    def cancel(self) -> None:
+        for worker in self._workers:
+            if worker.task is not None:
+                worker.task = None
+                worker.stop(kill=True)
+
+    def is_reusable(self) -> bool:
+        return self._broken is None
+
+    def shutdown(self) -> None:
+        self._broken = self._broken or RuntimeError("pool shut down")
+        for worker in self._workers:
+            worker.stop(kill=worker.task is not None)
+        self._workers = []
+        if self._spec.inherit is not None:
+            inherited.pop(self._spec.inherit_token or 0, None)
+
+    def pids(self) -> list[int]:
+        """Process ids of the live workers."""
+        return [w.process.pid for w in self._workers if w.process.pid is not None and not w.stopped]
+
+
+def dumps_function(func: Callable[..., Any]) -> bytes:
+    """Pickle ``func`` for a worker: by reference with pickle, else by value with cloudpickle if installed.
+
+    Raises:
+        SerializationError: neither can pickle it.
+    """
+    try:
+        return pickle.dumps(("func", func), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        try:
+            import cloudpickle
+        except ImportError:
+            msg = f"cannot pickle the function {func!r} to send it to a worker process: {exc!r}"
+            raise SerializationError(msg) from exc
+        return bytes(cloudpickle.dumps(("func", func), protocol=pickle.HIGHEST_PROTOCOL))
+
+
+class ProcessStrategy:
+    """Run chunks in worker processes started by one ``multiprocessing`` start method."""
+
+    uses_processes = True
+
+    def __init__(self, method: str) -> None:
+        self.name = method
+        self.method = method
+
+    def create_pool(self, workers: int, facts: PlatformFacts, spec: PoolSpec) -> ProcessPool:
+        return ProcessPool(self.method, workers, spec)
+
+
+def new_inherit_token() -> int:
+    """A fresh token naming a function fork workers inherit."""
+    return next(_tokens)

@@ -1,0 +1,133 @@
+"""The threads strategy: a pool of daemon threads fed through a queue.
+
+Data flow::
+
+    caller --submit--> tasks (queue.Queue) --> worker threads --> done (queue.Queue) --poll--> caller
+
+Threads share the interpreter, so nothing is pickled; under the GIL only code
+that releases it (C extensions, I/O) runs in parallel.
+
+Warning: a thread cannot be killed.  When a call times out or is interrupted,
+its running items go on until they return; the pool is retired (never reused)
+and its threads exit once their item finishes.  The caller is never blocked on them.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .._worker import ChunkFailed, run_chunk
+
+if TYPE_CHECKING:
+    from .._model import PlatformFacts, PoolSpec
+    from .._types import Outcome
+
+__all__ = ["ThreadPool", "ThreadStrategy"]
+
+_Task = tuple[int, Callable[[Any], Any], Sequence[Any], int, bool]
+
+
+class ThreadPool:
+    """``workers`` daemon threads running chunks; outcomes of cancelled tasks are dropped."""
+
+    def __init__(self, workers: int, spec: PoolSpec) -> None:
+        self.workers = workers
+        self._tasks: queue.SimpleQueue[_Task | None] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[tuple[int, Outcome]] = queue.SimpleQueue()
+        self._generation = 0
+        self._pending = 0
+        self._retired = False
+        self._init_error: BaseException | None = None
+        self._threads = [
+            threading.Thread(target=self._run, args=(spec,), name=f"autopar-thread-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _run(self, spec: PoolSpec) -> None:
+        if spec.initializer is not None:
+            try:
+                spec.initializer(*spec.initargs)
+            except Exception as exc:
+                self._init_error = exc
+        while True:
+            task = self._tasks.get()
+            if task is None:
+                return
+            task_id, func, items, start, capture_errors = task
+            generation = self._generation
+            if self._init_error is not None:
+                outcome: Outcome = (task_id, None, self._init_error)
+            else:
+                try:
+                    results = run_chunk(func, items, start, capture_errors=capture_errors, in_process=False)
+                except ChunkFailed as failed:
+                    outcome = (task_id, None, failed.wrapped.rebuild())
+                except BaseException as exc:  # SystemExit or KeyboardInterrupt raised by user code
+                    outcome = (task_id, None, exc)
+                else:
+                    outcome = (task_id, results, None)
+            self._done.put((generation, outcome))
+
+    def capacity(self) -> int:
+        return max(self.workers * 2 - self._pending, 0)
+
+    def submit(
+        self, task_id: int, func: Callable[[Any], Any], items: Sequence[Any], start: int, capture_errors: bool
+    ) -> None:
+        self._pending += 1
+        self._tasks.put((task_id, func, items, start, capture_errors))
+
+    def poll(self, timeout: float | None) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        try:
+            item = self._done.get(timeout=timeout)
+            while True:
+                generation, outcome = item
+                if generation == self._generation:
+                    self._pending -= 1
+                    outcomes.append(outcome)
+                item = self._done.get_nowait()
+        except queue.Empty:
+            pass
+        return outcomes
+
+    def cancel(self) -> None:
+        # Queued tasks are dropped; running ones cannot be stopped, so the pool retires.
+        self._generation += 1
+        self._pending = 0
+        try:
+            while True:
+                self._tasks.get_nowait()
+        except queue.Empty:
+            pass
+        self._retired = True
+
+    def is_reusable(self) -> bool:
+        return not self._retired and self._init_error is None
+
+    def shutdown(self) -> None:
+        self._retired = True
+        for _ in self._threads:
+            self._tasks.put(None)
+        for thread in self._threads:
+            # Idle threads exit at once; a thread stuck in user code is a daemon and is left to finish.
+            thread.join(timeout=0.5)
+
+    def alive_threads(self) -> int:
+        """How many of the pool's threads are still running."""
+        return sum(t.is_alive() for t in self._threads)
+
+
+class ThreadStrategy:
+    """Run chunks on threads of this process."""
+
+    name = "threads"
+    uses_processes = False
+
+    def create_pool(self, workers: int, facts: PlatformFacts, spec: PoolSpec) -> ThreadPool:
+        return ThreadPool(workers, spec)
