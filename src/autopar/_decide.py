@@ -136,7 +136,10 @@ def _thread_fraction(m: Measurements, platform: PlatformFacts, share: float, wai
     probe = _probe(m)
     if probe is not None:
         k, s = probe
-        return min(max((1 - 1 / s) / (1 - 1 / k), 0.0), 1.0)
+        # Computing threads beyond the CPU count add no parallelism, so the probe ran at most that many.
+        k = k if waiting else min(k, max(platform.cpu_count, 1))
+        if k >= 2:
+            return min(max((1 - 1 / s) / (1 - 1 / k), 0.0), 1.0)
     if not platform.gil_enabled:
         return 1.0
     # Waiting releases the GIL; the computing part still holds it.
@@ -282,7 +285,7 @@ def _chunksize(wl: _Workload, workers: int, item_s: float, overhead_s: float) ->
     if item_s <= 0:
         return balance
     target_s = _TARGET_CHUNK_S / skew if skewed else _TARGET_CHUNK_S
-    wanted = max(overhead_s / (_CHUNK_OVERHEAD_SHARE * item_s), target_s / item_s)
+    wanted = max(overhead_s / _CHUNK_OVERHEAD_SHARE / item_s, target_s / item_s)
     return balance if wanted >= balance else max(math.ceil(wanted), 1)
 
 

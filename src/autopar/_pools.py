@@ -47,8 +47,10 @@ def acquire(name: str, workers: int, spec: PoolSpec, facts: PlatformFacts) -> Po
         pool = get_strategy(name).create_pool(workers, facts, spec)
         startup = getattr(pool, "startup_s", None)
         if startup is not None and workers:
+            # Workers boot in parallel, one per CPU: the cost model wants one worker's boot time.
+            waves = -(-workers // max(facts.cpu_count, 1))
             with _lock:
-                _startup_s[name] = startup / workers
+                _startup_s[name] = startup / waves
     with _lock:
         _busy[id(pool)] = (key, pool)
     return pool
