@@ -18,13 +18,15 @@ import os
 import platform
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from ._model import Measurements
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["cache_key", "clear", "get", "observe", "put"]
 

@@ -20,14 +20,16 @@ import math
 import pickle
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from ._model import Measurements, PlatformFacts
 from ._serialize import has_cloudpickle, ship_problem
 from ._worker import ChunkFailed, run_chunk
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
 
 __all__ = ["Calibration", "Clocks", "calibrate"]
 
@@ -168,7 +170,9 @@ def _probe_threads(
     return wall, threads * per_thread
 
 
-def _pickle_costs(func: Callable[[Any], Any], items: list[Any], outputs: list[Any]) -> tuple[int, float, float, float, bool]:
+def _pickle_costs(
+    func: Callable[[Any], Any], items: list[Any], outputs: list[Any]
+) -> tuple[int, float, float, float, bool]:
     """(function bytes, mean item bytes, mean result bytes, seconds per item both ways, data picklable)."""
     try:
         func_bytes = len(pickle.dumps(func))
@@ -176,7 +180,7 @@ def _pickle_costs(func: Callable[[Any], Any], items: list[Any], outputs: list[An
         func_bytes = 0
     item_bytes = result_bytes = 0
     seconds = 0.0
-    pairs = list(zip(items, outputs))[:_PICKLE_SAMPLES]
+    pairs = list(zip(items, outputs, strict=False))[:_PICKLE_SAMPLES]
     for item, out in pairs:
         t0 = time.perf_counter()
         try:

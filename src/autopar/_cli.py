@@ -11,10 +11,12 @@ import ast
 import importlib
 import json
 import sys
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import autopar
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["main", "parse_items"]
 
@@ -110,7 +112,9 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="autopar", description="Run functions in parallel, strategy chosen by measurement.")
+    parser = argparse.ArgumentParser(
+        prog="autopar", description="Run functions in parallel, strategy chosen by measurement."
+    )
     parser.add_argument("--version", action="version", version=f"autopar {autopar.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="what autopar knows about this platform").set_defaults(run=_info)

@@ -17,11 +17,13 @@ import contextlib
 import contextvars
 import math
 import os
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._model import Options
 from ._strategies import is_registered, strategy_names
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping
 
 __all__ = ["OPTION_NAMES", "config", "resolve", "validate_options"]
 
@@ -180,7 +182,7 @@ def resolve(call: Mapping[str, Any], decorator: Mapping[str, Any] | None = None)
     layers = [current_config(), validate_options(decorator or {}), validate_options(call)]
     merged: dict[str, Any] = {}
     source = "default"
-    for layer_name, layer in zip(("config", "decorator", "call"), layers):
+    for layer_name, layer in zip(("config", "decorator", "call"), layers, strict=False):
         merged.update(layer)
         if "strategy" in layer:
             source = layer_name

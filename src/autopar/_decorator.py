@@ -10,12 +10,14 @@ worker, unwraps it), so it works under spawn.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Generic, overload
+from typing import TYPE_CHECKING, Any, Generic, overload
 
 from ._config import validate_options
 from ._run import run_imap, run_map
 from ._types import P, R
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
 
 __all__ = ["Parallel", "parallel"]
 
@@ -27,6 +29,7 @@ class Parallel(Generic[P, R]):
         functools.update_wrapper(self, func)
         self.__wrapped__ = func
         self._options = options
+        self._qualname: str = getattr(func, "__qualname__", repr(func))
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.__wrapped__(*args, **kwargs)
@@ -34,15 +37,15 @@ class Parallel(Generic[P, R]):
     def map(self, chunks: Iterable[Any], **options: Any) -> list[R]:
         """``autopar.map`` of this function; options given here override the decorator's."""
         # The decorated object itself is sent to workers: it pickles by reference.
-        return run_map(self, chunks, _given(options), self._options)  # type: ignore[arg-type]
+        return run_map(self, chunks, _given(options), self._options)
 
     def imap(self, chunks: Iterable[Any], *, ordered: bool = True, **options: Any) -> Iterator[R]:
         """``autopar.imap`` of this function; options given here override the decorator's."""
-        return run_imap(self, chunks, _given(options), self._options, ordered=ordered)  # type: ignore[arg-type]
+        return run_imap(self, chunks, _given(options), self._options, ordered=ordered)
 
     def __reduce__(self) -> str | tuple[Any, ...]:
         # Pickle by reference to the module attribute, like a plain function.
-        return self.__qualname__  # type: ignore[no-any-return]
+        return self._qualname
 
     def __get__(self, instance: Any, owner: Any = None) -> Any:
         if instance is None:
@@ -50,7 +53,7 @@ class Parallel(Generic[P, R]):
         return functools.partial(self.__call__, instance)
 
     def __repr__(self) -> str:
-        return f"<autopar.parallel {self.__module__}.{self.__qualname__}>"
+        return f"<autopar.parallel {self.__module__}.{self._qualname}>"
 
 
 def _given(options: dict[str, Any]) -> dict[str, Any]:

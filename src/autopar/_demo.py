@@ -8,9 +8,12 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import time
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import autopar
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 #: Chunks of work: 48 countdowns of 2.5 million steps, about 3 s serially on one core.
 CHUNKS = [2_500_000] * 48

@@ -20,7 +20,7 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sized
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -35,8 +35,10 @@ from ._safety import PROCESS_METHODS, require_available
 from ._serialize import has_cloudpickle, ship_problem, shipping_error
 from ._strategies import get_strategy
 from ._strategies._process import new_inherit_token
-from ._types import Pool, R, T
 from ._worker import ChunkFailed, run_chunk
+
+if TYPE_CHECKING:
+    from ._types import Pool, R, T
 
 __all__ = ["explain", "imap", "map", "run_imap", "run_map"]
 
@@ -98,7 +100,9 @@ def _forced_decision(func: Callable[..., Any], n_items: int | None, opts: Option
     """The decision for a strategy the user forced: check it can run here, pick workers and chunk size."""
     name = opts.strategy
     get_strategy(name)  # raises ValueError for an unknown name
-    reasons = [f"strategy {name!r} forced by {'AUTOPAR_STRATEGY' if opts.strategy_source == 'env' else opts.strategy_source}"]
+    reasons = [
+        f"strategy {name!r} forced by {'AUTOPAR_STRATEGY' if opts.strategy_source == 'env' else opts.strategy_source}"
+    ]
     if name in PROCESS_METHODS:
         verdict = require_available(name, facts)
         if not verdict.safe:
@@ -149,7 +153,9 @@ class _Call:
                 "autopar.map called while a worker process imports the main module: running serially. "
                 'Put the call under `if __name__ == "__main__":` to run it in parallel.'
             )
-            return _serial_decision('called while a child process imports __main__ (no `if __name__ == "__main__":` guard)')
+            return _serial_decision(
+                'called while a child process imports __main__ (no `if __name__ == "__main__":` guard)'
+            )
         if self.opts.forced:
             return _forced_decision(self.func, self.n_items, self.opts, self.facts)
         return self._auto()
@@ -370,7 +376,7 @@ def _run(
     return call, decision, call.results(decision, ordered)
 
 
-def map(  # noqa: A001 - the public name mirrors the builtin on purpose
+def map(
     func: Callable[[T], R],
     chunks: Iterable[T],
     *,

@@ -23,7 +23,9 @@ PROCESS_METHODS: tuple[str, ...] = ("fork", "forkserver", "spawn")
 
 def _fork_verdict(facts: PlatformFacts) -> MethodVerdict:
     if "fork" not in facts.start_methods:
-        return MethodVerdict(method="fork", available=False, safe=False, reason=f"fork does not exist on {facts.system}")
+        return MethodVerdict(
+            method="fork", available=False, safe=False, reason=f"fork does not exist on {facts.system}"
+        )
     if facts.system == "darwin":
         return MethodVerdict(
             method="fork",
@@ -50,7 +52,9 @@ def method_verdict(method: str, facts: PlatformFacts) -> MethodVerdict:
     if method == "fork":
         return _fork_verdict(facts)
     if method not in facts.start_methods:
-        return MethodVerdict(method=method, available=False, safe=False, reason=f"{method} does not exist on {facts.system}")
+        return MethodVerdict(
+            method=method, available=False, safe=False, reason=f"{method} does not exist on {facts.system}"
+        )
     if method == "forkserver":
         return MethodVerdict(
             method=method,

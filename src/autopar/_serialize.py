@@ -11,10 +11,12 @@ from __future__ import annotations
 import importlib.util
 import pickle
 import sys
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._errors import SerializationError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["has_cloudpickle", "ship_problem", "shipping_error"]
 

@@ -8,7 +8,6 @@ start method.  ``"auto"`` is not a strategy: it asks the cost model to pick one.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ._process import ProcessStrategy
@@ -16,6 +15,8 @@ from ._serial import SerialStrategy
 from ._threads import ThreadStrategy
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .._types import Strategy
 
 __all__ = ["get_strategy", "is_registered", "register_strategy", "strategy_names"]

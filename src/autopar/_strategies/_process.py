@@ -24,13 +24,14 @@ import os
 import pickle
 import signal
 import time
-from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._errors import SerializationError, WorkerCrashedError
 from .._worker import NATIVE_THREAD_VARS, ExceptionWithTraceback, inherited, process_main
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+
     from .._model import PlatformFacts, PoolSpec
     from .._types import Outcome
 
@@ -174,7 +175,7 @@ class ProcessPool:
 
     def _read_init(self, worker: _Worker) -> None:
         try:
-            kind, error = pickle.loads(worker.conn.recv_bytes())
+            _kind, error = pickle.loads(worker.conn.recv_bytes())
         except (EOFError, OSError) as exc:
             msg = f"a {self.method} worker died while starting, with {describe_exit(worker.process.exitcode)}"
             raise WorkerCrashedError(msg, None, worker.process.exitcode) from exc
@@ -259,8 +260,9 @@ class ProcessPool:
         if message[0] == "ok":
             return (task_id, message[2], None)
         error = message[2]
-        exc = error.rebuild() if isinstance(error, ExceptionWithTraceback) else error
-        return (task_id, None, exc)
+        # The wrapper unpickles as the rebuilt exception; a bare wrapper is rebuilt here.
+        raised = error.rebuild() if isinstance(error, ExceptionWithTraceback) else error
+        return (task_id, None, raised)
 
     def _crashed(self, worker: _Worker) -> Outcome:
         assert worker.task is not None

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._worker import ChunkFailed, run_chunk
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
     from .._model import PlatformFacts, PoolSpec
     from .._types import Outcome
 
