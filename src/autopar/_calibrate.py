@@ -207,6 +207,7 @@ def calibrate(
     clocks: Clocks | None = None,
     worker_startup_s: dict[str, float] | None = None,
     warm_pools: frozenset[tuple[str, int]] = frozenset(),
+    initializer_s: float = 0.0,
 ) -> Calibration:
     """Run the first items of ``source`` to measure the workload; keep their results.
 
@@ -262,6 +263,7 @@ def calibrate(
         data_picklable=picklable,
         worker_startup_s=dict(worker_startup_s or {}),
         warm_pools=warm_pools,
+        initializer_s=initializer_s,
         calibration_s=clocks.wall() - begun,
     )
     return Calibration(measurements=measurements, results=results, exhausted=exhausted)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import os
 import threading
 import time
 import warnings
@@ -139,6 +140,7 @@ class _Call:
         self.key: str | None = None
         self.done = 0
         self.progress = _progress_callback(opts.progress, self.n_items)
+        self.caller_initialized = False
 
     # -- planning -------------------------------------------------------------
 
@@ -168,6 +170,8 @@ class _Call:
             decision = decide(measurements, self.facts, self.opts)
             logger.info("autopar (cached measurements): %s", decision)
             return decision
+        # Calibration runs items in the caller, so the caller is set up like a worker first.
+        initializer_s = self._initialize_caller()
         cal = calibrate(
             self.func,
             self.source,
@@ -176,6 +180,7 @@ class _Call:
             capture_errors=self.capture_errors,
             worker_startup_s=_pools.measured_startup_s(),
             warm_pools=_pools.warm_pools(),
+            initializer_s=initializer_s,
         )
         self.prefix = cal.results
         self.exhausted = cal.exhausted
@@ -187,6 +192,15 @@ class _Call:
         _cache.put(self.key, cal.measurements)
         logger.info("%s", decision)
         return decision
+
+    def _initialize_caller(self) -> float:
+        """Run the initializer in the calling thread once; return the seconds it took."""
+        if self.opts.initializer is None or self.caller_initialized:
+            return 0.0
+        started = time.perf_counter()
+        self.opts.initializer(*self.opts.initargs)
+        self.caller_initialized = True
+        return time.perf_counter() - started
 
     def _advance(self, count: int) -> None:
         self.done += count
@@ -216,6 +230,7 @@ class _Call:
         return left
 
     def _serial(self) -> Iterator[Any]:
+        self._initialize_caller()
         index = self.done
         for item in self.source:
             self._check_deadline()
@@ -231,7 +246,7 @@ class _Call:
         uses_processes = get_strategy(decision.strategy).uses_processes
         native = None
         if uses_processes and decision.limit_native_threads:
-            native = max(1, self.facts.cpu_count // max(decision.workers, 1))
+            native = _native_threads_override() or max(1, self.facts.cpu_count // max(decision.workers, 1))
         inherit = token = None
         if decision.strategy == "fork" and ship_problem(self.func, main_importable=True) is not None:
             inherit, token = self.func, new_inherit_token()
@@ -332,6 +347,17 @@ class _ChunkSizer:
         per_item = elapsed_s / size
         target = max(1, min(int(_ADAPTIVE_CHUNK_S / per_item), _MAX_ADAPTIVE_CHUNK))
         self.size = min(target, self.size * 4)
+
+
+def _native_threads_override() -> int | None:
+    """``AUTOPAR_NATIVE_THREADS``: native threads per process worker, instead of CPUs // workers."""
+    raw = os.environ.get("AUTOPAR_NATIVE_THREADS", "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        msg = f"AUTOPAR_NATIVE_THREADS={raw!r} is not accepted; use a positive integer"
+        raise ValueError(msg)
+    return int(raw)
 
 
 def _refresh(cached: Measurements, n_items: int | None) -> Measurements:

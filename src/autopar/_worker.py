@@ -148,10 +148,14 @@ def run_chunk(
 
 
 def limit_native_threads(count: int) -> None:
-    """Limit BLAS/OpenMP pools to ``count`` threads, in the environment and in loaded libraries."""
+    """Limit BLAS/OpenMP pools to ``count`` threads, in the environment and in loaded libraries.
+
+    A variable the user set in the environment is left as it is.
+    """
+    user_set = [var for var in NATIVE_THREAD_VARS if var in os.environ and os.environ[var] != str(count)]
     for var in NATIVE_THREAD_VARS:
-        os.environ[var] = str(count)
-    if "threadpoolctl" in sys.modules or "numpy" in sys.modules:
+        os.environ.setdefault(var, str(count))
+    if not user_set and ("threadpoolctl" in sys.modules or "numpy" in sys.modules):
         try:
             from threadpoolctl import threadpool_limits
         except ImportError:
