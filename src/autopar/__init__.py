@@ -5,6 +5,7 @@
 [1, 2, 3]
 """
 
+from ._asyncio import aimap, amap
 from ._config import config
 from ._decorator import Parallel, parallel
 from ._errors import (
@@ -14,6 +15,7 @@ from ._errors import (
     UnsafeStrategyWarning,
     WorkerCrashedError,
 )
+from ._executor import Executor
 from ._model import Candidate, Decision, Measurements, PlatformFacts
 from ._platform import cpu_count, probe_platform
 from ._pools import shutdown_all as shutdown
@@ -26,6 +28,9 @@ __all__ = [
     "map",
     "imap",
     "explain",
+    "amap",
+    "aimap",
+    "Executor",
     "parallel",
     "Parallel",
     "config",

@@ -122,7 +122,7 @@ def _run(func: Callable[[Any], Any], batch: list[Any], start: int, capture_error
     try:
         return run_chunk(func, batch, start, capture_errors=capture_errors, in_process=False)
     except ChunkFailed as failed:
-        raise failed.wrapped.rebuild() from None
+        raise failed.wrapped.rebuild()  # noqa: B904 - its __cause__ is the traceback text
 
 
 def _probe_threads(
@@ -208,6 +208,7 @@ def calibrate(
     worker_startup_s: dict[str, float] | None = None,
     warm_pools: frozenset[tuple[str, int]] = frozenset(),
     initializer_s: float = 0.0,
+    shared_bytes: int = 0,
 ) -> Calibration:
     """Run the first items of ``source`` to measure the workload; keep their results.
 
@@ -264,6 +265,7 @@ def calibrate(
         worker_startup_s=dict(worker_startup_s or {}),
         warm_pools=warm_pools,
         initializer_s=initializer_s,
+        shared_bytes=shared_bytes,
         calibration_s=clocks.wall() - begun,
     )
     return Calibration(measurements=measurements, results=results, exhausted=exhausted)

@@ -39,6 +39,10 @@ OPTION_NAMES = frozenset(
         "initargs",
         "errors",
         "progress",
+        "item_timeout",
+        "retries",
+        "retry_on",
+        "shared",
     }
 )
 
@@ -101,6 +105,25 @@ def _check_initargs(value: Any, where: str) -> tuple[Any, ...]:
     return tuple(value)
 
 
+def _check_retries(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        msg = f"{where} must be a non-negative integer, not {value!r} ({type(value).__name__})"
+        raise TypeError(msg)
+    if value < 0:
+        msg = f"{where} must be a non-negative integer, not {value!r}"
+        raise ValueError(msg)
+    return value
+
+
+def _check_retry_on(value: Any, where: str) -> tuple[type[BaseException], ...]:
+    types = value if isinstance(value, (tuple, list)) else (value,)
+    for t in types:
+        if not (isinstance(t, type) and issubclass(t, BaseException)):
+            msg = f"{where} must be an exception type or a tuple of them, not {value!r}"
+            raise TypeError(msg)
+    return tuple(types)
+
+
 _CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "strategy": _check_strategy,
     "workers": _check_positive_int,
@@ -111,6 +134,10 @@ _CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "initargs": _check_initargs,
     "errors": _check_errors,
     "progress": lambda value, where: value,
+    "item_timeout": _check_timeout,
+    "retries": _check_retries,
+    "retry_on": _check_retry_on,
+    "shared": lambda value, where: value,
 }
 
 
@@ -192,4 +219,6 @@ def resolve(call: Mapping[str, Any], decorator: Mapping[str, Any] | None = None)
     env_workers = _env_workers()
     if env_workers is not None:
         merged["workers"] = env_workers
+    if "shared" in merged:
+        merged["has_shared"] = True
     return Options(strategy_source=source, **merged)

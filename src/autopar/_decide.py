@@ -210,8 +210,10 @@ def _process_estimate(
     chunk_s = _PROCESS_CHUNK_OVERHEAD_S + max(m.func_pickle_bytes, 0) * _PIPE_S_PER_BYTE
     workers_s = (wl.remaining * (item_s + half_pickle_s + pipe_s) + chunks * chunk_s) / w_eff
     caller_s = wl.remaining * (half_pickle_s + pipe_s)
-    # Workers boot in parallel, one per CPU; each one runs the initializer.
-    boot_s = _worker_startup_s(m, method) + _clean(m.initializer_s)
+    # Workers boot in parallel, one per CPU; each one runs the initializer and, unless it
+    # inherits it by fork, receives the shared object once (a shared-memory copy, or a pickle).
+    shared_s = 0.0 if method == "fork" else 2 * max(m.shared_bytes, 0) * _PIPE_S_PER_BYTE
+    boot_s = _worker_startup_s(m, method) + _clean(m.initializer_s) + shared_s
     start = 0.0 if (method, workers) in m.warm_pools else boot_s * _ceil_div(workers, wl.cpu_count)
     if options.max_tasks_per_worker:
         start += boot_s * max(_ceil_div(_ceil_div(chunks, workers), options.max_tasks_per_worker) - 1, 0)

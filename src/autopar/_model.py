@@ -77,6 +77,12 @@ class Options:
     initargs: tuple[Any, ...] = ()
     errors: str = "raise"
     progress: Any = None
+    item_timeout: float | None = None
+    retries: int = 0
+    retry_on: tuple[type[BaseException], ...] = ()
+    #: The object passed as second argument to every call (``has_shared`` says whether one was given).
+    shared: Any = attrs.field(default=None, eq=False)
+    has_shared: bool = False
 
     @property
     def forced(self) -> bool:
@@ -96,6 +102,14 @@ class PoolSpec:
     #: A function fork workers inherit instead of receiving it pickled (lambdas, closures).
     inherit: Callable[..., Any] | None = attrs.field(default=None, eq=False)
     inherit_token: int | None = None
+    #: Workers send each item's result at once, so a crash or an item timeout loses nothing done.
+    stream: bool = False
+    #: Seconds one item may run before its process worker is killed (stream mode only).
+    item_timeout: float | None = None
+    #: Key of the object passed to every call with ``shared=``, and what a spawned worker receives
+    #: (the object, or a reference to the shared-memory segment holding it).
+    shared_key: int | None = None
+    shared_payload: Any = attrs.field(default=None, eq=False)
 
 
 @attrs.frozen(kw_only=True)
@@ -130,6 +144,8 @@ class Measurements:
     worker_startup_s: Mapping[str, float] = attrs.field(factory=dict)
     #: Per-worker set-up cost (initializer), seconds.
     initializer_s: float = 0.0
+    #: Size of the object passed with ``shared=``: sent once to each spawn/forkserver worker.
+    shared_bytes: int = 0
     #: (strategy, workers) pairs whose pools are already running.
     warm_pools: frozenset[tuple[str, int]] = frozenset()
     calibration_s: float = 0.0

@@ -19,7 +19,6 @@ import os
 import threading
 import time
 import warnings
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sized
 from typing import TYPE_CHECKING, Any
 
@@ -29,17 +28,19 @@ from . import _cache, _pools
 from ._calibrate import calibrate
 from ._config import resolve
 from ._decide import decide
-from ._errors import UnsafeStrategyWarning
+from ._dispatch import Dispatch, unwrap
+from ._errors import SerializationError, UnsafeStrategyWarning, WorkerCrashedError
 from ._model import Decision, Measurements, Options, PlatformFacts, PoolSpec
 from ._platform import probe_platform
-from ._safety import PROCESS_METHODS, require_available
+from ._safety import PROCESS_METHODS, auto_process_methods, require_available
 from ._serialize import has_cloudpickle, ship_problem, shipping_error
+from ._shared import SharedHandle
 from ._strategies import get_strategy
 from ._strategies._process import new_inherit_token
-from ._worker import ChunkFailed, run_chunk
+from ._worker import CallWithShared, ChunkFailed, run_chunk
 
 if TYPE_CHECKING:
-    from ._types import Pool, R, T
+    from ._types import R, T
 
 __all__ = ["explain", "imap", "map", "run_imap", "run_map"]
 
@@ -47,10 +48,8 @@ logger = logging.getLogger("autopar")
 
 #: Chunks in flight (or finished but not yet consumed) per worker: bounds read-ahead.
 _WINDOW_PER_WORKER = 4
-#: Target seconds per chunk when the chunk size adapts to a stream of unknown length.
-_ADAPTIVE_CHUNK_S = 0.02
-_MAX_ADAPTIVE_CHUNK = 10_000
 
+_NOTHING = object()
 _warned: set[tuple[str, str]] = set()
 _warned_lock = threading.Lock()
 
@@ -113,11 +112,36 @@ def _forced_decision(func: Callable[..., Any], n_items: int | None, opts: Option
             problem = ship_problem(func, main_importable=facts.main_importable)
             if problem is not None and not has_cloudpickle():
                 raise shipping_error(func, problem, name)
-    workers = opts.workers or _default_workers(name, facts)
+    workers = 1 if name == "serial" else opts.workers or _default_workers(name, facts)
     if n_items is not None:
         workers = max(1, min(workers, n_items))
     chunksize = opts.chunksize or (math.ceil(n_items / (workers * _WINDOW_PER_WORKER)) if n_items else 0)
     return Decision(strategy=name, workers=workers, chunksize=chunksize, reasons=tuple(reasons), forced=True)
+
+
+def _item_timeout_decision(
+    func: Callable[..., Any], n_items: int | None, opts: Options, facts: PlatformFacts
+) -> Decision:
+    """``item_timeout`` needs a worker it can stop: a process; no item runs in the caller first."""
+    if opts.forced:
+        if not get_strategy(opts.strategy).uses_processes:
+            msg = (
+                f"item_timeout={opts.item_timeout!r} needs a process strategy (fork, forkserver or spawn) "
+                f"whose workers can be stopped; strategy {opts.strategy!r} cannot stop a running item"
+            )
+            raise ValueError(msg)
+        return _forced_decision(func, n_items, opts, facts)
+    shippable = ship_problem(func, main_importable=facts.main_importable) is None or has_cloudpickle()
+    methods = [m for m in auto_process_methods(facts) if m == "fork" or shippable]
+    if not methods:
+        msg = (
+            f"item_timeout={opts.item_timeout!r} needs a process strategy, and none can run this function here; "
+            "move the function to module level or install cloudpickle"
+        )
+        raise ValueError(msg)
+    forced = _forced_decision(func, n_items, attrs.evolve(opts, strategy=methods[0]), facts)
+    reason = f"item_timeout needs workers that can be stopped: {methods[0]}, without calibrating in the caller"
+    return attrs.evolve(forced, forced=False, reasons=(reason,))
 
 
 def _serial_decision(reason: str) -> Decision:
@@ -141,6 +165,11 @@ class _Call:
         self.done = 0
         self.progress = _progress_callback(opts.progress, self.n_items)
         self.caller_initialized = False
+        self.shared: SharedHandle | None = None
+        self.call_func = func
+        if opts.has_shared:
+            self.shared = SharedHandle(opts.shared)
+            self.call_func = CallWithShared(func, self.shared.key)  # type: ignore[arg-type]  # func(item, shared)
 
     # -- planning -------------------------------------------------------------
 
@@ -158,6 +187,8 @@ class _Call:
             return _serial_decision(
                 'called while a child process imports __main__ (no `if __name__ == "__main__":` guard)'
             )
+        if self.opts.item_timeout is not None:
+            return _item_timeout_decision(self.func, self.n_items, self.opts, self.facts)
         if self.opts.forced:
             return _forced_decision(self.func, self.n_items, self.opts, self.facts)
         return self._auto()
@@ -173,7 +204,7 @@ class _Call:
         # Calibration runs items in the caller, so the caller is set up like a worker first.
         initializer_s = self._initialize_caller()
         cal = calibrate(
-            self.func,
+            self.call_func,
             self.source,
             n_items=self.n_items,
             facts=self.facts,
@@ -181,6 +212,7 @@ class _Call:
             worker_startup_s=_pools.measured_startup_s(),
             warm_pools=_pools.warm_pools(),
             initializer_s=initializer_s,
+            shared_bytes=self.shared.size_bytes() if self.shared is not None else 0,
         )
         self.prefix = cal.results
         self.exhausted = cal.exhausted
@@ -211,13 +243,18 @@ class _Call:
 
     def results(self, decision: Decision, ordered: bool) -> Iterator[Any]:
         """Yield every result: calibration items first, then the rest."""
-        yield from self.prefix
+        yield from unwrap(self.prefix, self.capture_errors)
         self.prefix = []
         if self.exhausted:
             return
         if decision.strategy == "serial":
             yield from self._serial()
             return
+        # Read the first item before starting a pool: an empty stream needs none.
+        first = next(self.source, _NOTHING)
+        if first is _NOTHING:
+            return
+        self.source = itertools.chain((first,), self.source)
         yield from self._pooled(decision, ordered)
 
     def _check_deadline(self) -> float | None:
@@ -235,12 +272,14 @@ class _Call:
         for item in self.source:
             self._check_deadline()
             try:
-                (result,) = run_chunk(self.func, (item,), index, capture_errors=self.capture_errors, in_process=False)
+                results = run_chunk(
+                    self.call_func, (item,), index, capture_errors=self.capture_errors, in_process=False
+                )
             except ChunkFailed as failed:
-                raise failed.wrapped.rebuild() from None
+                raise failed.wrapped.rebuild()  # noqa: B904 - its __cause__ is the traceback text
             index += 1
             self._advance(1)
-            yield result
+            yield from unwrap(results, self.capture_errors)
 
     def _spec(self, decision: Decision) -> PoolSpec:
         uses_processes = get_strategy(decision.strategy).uses_processes
@@ -249,21 +288,46 @@ class _Call:
             native = _native_threads_override() or max(1, self.facts.cpu_count // max(decision.workers, 1))
         inherit = token = None
         if decision.strategy == "fork" and ship_problem(self.func, main_importable=True) is not None:
-            inherit, token = self.func, new_inherit_token()
+            # A lambda or closure: fork workers inherit it instead of receiving it pickled.
+            inherit, token = self.call_func, new_inherit_token()
+        shared_key = shared_payload = None
+        if self.shared is not None and uses_processes:
+            shared_key = self.shared.key
+            if decision.strategy not in ("fork",):
+                shared_payload = self.shared.payload()
+        opts = self.opts
         return PoolSpec(
-            initializer=self.opts.initializer,
-            initargs=self.opts.initargs,
-            max_tasks_per_worker=self.opts.max_tasks_per_worker,
+            initializer=opts.initializer,
+            initargs=opts.initargs,
+            max_tasks_per_worker=opts.max_tasks_per_worker,
             native_threads=native,
             inherit=inherit,
             inherit_token=token,
+            stream=uses_processes and (self.capture_errors or opts.retries > 0 or opts.item_timeout is not None),
+            item_timeout=opts.item_timeout if uses_processes else None,
+            shared_key=shared_key,
+            shared_payload=shared_payload,
         )
 
     def _pooled(self, decision: Decision, ordered: bool) -> Iterator[Any]:
-        pool = _pools.acquire(decision.strategy, decision.workers, self._spec(decision), self.facts)
+        spec = self._spec(decision)
+        pool = _pools.acquire(decision.strategy, decision.workers, spec, self.facts)
         healthy = False
         try:
-            for results in self._drive(pool, decision, ordered):
+            dispatch = Dispatch(
+                pool,
+                self.call_func,
+                self.source,
+                self.done,
+                chunksize=decision.chunksize,
+                capture_errors=self.capture_errors,
+                retries=self.opts.retries,
+                retry_on=self.opts.retry_on,
+                window_per_worker=_WINDOW_PER_WORKER,
+                check_deadline=self._check_deadline,
+                advance=self._advance,
+            )
+            for results in dispatch.chunks(ordered=ordered):
                 yield from results
             healthy = True
         except GeneratorExit:
@@ -273,57 +337,14 @@ class _Call:
         except Exception as exc:
             pool.cancel()
             # A user exception leaves the pool sound; a crash, a timeout or a pickling failure do not.
-            healthy = not isinstance(exc, (TimeoutError, OSError)) and type(exc).__module__ != "autopar._errors"
+            healthy = not isinstance(exc, (TimeoutError, OSError, WorkerCrashedError, SerializationError))
             raise
         except BaseException:
             pool.cancel()  # Ctrl-C: process workers are terminated before re-raising
             raise
         finally:
-            _pools.release(pool, healthy=healthy)
-
-    def _drive(self, pool: Pool, decision: Decision, ordered: bool) -> Iterator[list[Any]]:
-        sizer = _ChunkSizer(decision.chunksize)
-        window = max(pool.workers * _WINDOW_PER_WORKER, 2)
-        task_ids = itertools.count()
-        in_flight: dict[int, tuple[int, int, float]] = {}  # task id -> (start, size, submitted at)
-        order: deque[int] = deque()  # starts of unconsumed chunks, in input order
-        finished: dict[int, list[Any]] = {}
-        start = self.done
-        source_done = False
-        while True:
-            while not source_done and pool.capacity() > 0 and len(in_flight) + len(finished) < window:
-                items = list(itertools.islice(self.source, sizer.size))
-                if not items:
-                    source_done = True
-                    break
-                task_id = next(task_ids)
-                in_flight[task_id] = (start, len(items), time.monotonic())
-                order.append(start)
-                pool.submit(task_id, self.func, items, start, self.capture_errors)
-                start += len(items)
-            if not in_flight and not finished:
-                return
-            if in_flight:
-                for task_id, results, error in pool.poll(self._poll_timeout()):
-                    chunk_start, size, submitted = in_flight.pop(task_id)
-                    if error is not None:
-                        raise error
-                    assert results is not None
-                    sizer.observe(size, time.monotonic() - submitted)
-                    self._advance(size)
-                    if not ordered:
-                        order.remove(chunk_start)
-                        yield results
-                    else:
-                        finished[chunk_start] = results
-            while order and order[0] in finished:
-                yield finished.pop(order.popleft())
-            self._check_deadline()
-        # (unreachable)
-
-    def _poll_timeout(self) -> float | None:
-        left = self._check_deadline()
-        return left
+            # A pool built around one call's shared object or inherited function serves that call only.
+            _pools.release(pool, healthy=healthy and spec.shared_key is None and spec.inherit is None)
 
     def observe(self, decision: Decision, elapsed_s: float, items: int) -> None:
         """Tell the cache how long items really took, so a drifted entry is recalibrated."""
@@ -333,20 +354,11 @@ class _Call:
         if _cache.observe(self.key, per_item):
             logger.info("autopar: per-item time drifted; the next call recalibrates")
 
-
-class _ChunkSizer:
-    """A fixed chunk size, or (for 0) one that grows to about ``_ADAPTIVE_CHUNK_S`` of work per chunk."""
-
-    def __init__(self, fixed: int) -> None:
-        self.adaptive = fixed <= 0
-        self.size = max(fixed, 1)
-
-    def observe(self, size: int, elapsed_s: float) -> None:
-        if not self.adaptive or elapsed_s <= 0:
-            return
-        per_item = elapsed_s / size
-        target = max(1, min(int(_ADAPTIVE_CHUNK_S / per_item), _MAX_ADAPTIVE_CHUNK))
-        self.size = min(target, self.size * 4)
+    def close(self) -> None:
+        """Release the shared object of the call (and its shared-memory segment)."""
+        if self.shared is not None:
+            self.shared.close()
+            self.shared = None
 
 
 def _native_threads_override() -> int | None:
@@ -398,7 +410,11 @@ def _run(
     func: Callable[[Any], Any], iterable: Iterable[Any], opts: Options, ordered: bool
 ) -> tuple[_Call, Decision, Iterator[Any]]:
     call = _Call(func, iterable, opts)
-    decision = call.plan()
+    try:
+        decision = call.plan()
+    except BaseException:
+        call.close()
+        raise
     return call, decision, call.results(decision, ordered)
 
 
@@ -449,7 +465,10 @@ def run_map(func: Callable[[T], R], chunks: Iterable[T], call: dict[str, Any], d
     opts = resolve(call, decorator)
     started = time.perf_counter()
     run, decision, results = _run(func, chunks, opts, ordered=True)
-    out = list(results)
+    try:
+        out = list(results)
+    finally:
+        run.close()
     run.observe(decision, time.perf_counter() - started, len(out))
     return out
 
@@ -487,8 +506,11 @@ def run_imap(
 
 
 def _lazy(func: Callable[[Any], Any], iterable: Iterable[Any], opts: Options, ordered: bool) -> Iterator[Any]:
-    _, _, results = _run(func, iterable, opts, ordered)
-    yield from results
+    run, _, results = _run(func, iterable, opts, ordered)
+    try:
+        yield from results
+    finally:
+        run.close()
 
 
 def explain(func: Callable[[Any], Any], chunks: Iterable[Any], **options: Any) -> Decision:

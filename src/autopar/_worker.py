@@ -105,13 +105,31 @@ def capture(exc: BaseException, *, check_pickle: bool) -> ExceptionWithTraceback
     return ExceptionWithTraceback(exc, _format(exc), check_pickle=check_pickle)
 
 
+class Failure:
+    """Marks an item whose function raised, in a result list (a function may return an exception)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Any) -> None:
+        self.error = error
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return Failure, (self.error,)
+
+    def exception(self) -> BaseException:
+        """The exception, with the worker's traceback attached as ``__cause__``."""
+        error = self.error
+        return error.rebuild() if isinstance(error, ExceptionWithTraceback) else error
+
+
 class ChunkFailed(Exception):
     """Internal: an item of a chunk raised; carries its offset in the chunk."""
 
-    def __init__(self, wrapped: ExceptionWithTraceback, offset: int) -> None:
+    def __init__(self, wrapped: ExceptionWithTraceback, offset: int, results: list[Any]) -> None:
         super().__init__(offset)
         self.wrapped = wrapped
         self.offset = offset
+        self.results = results
 
 
 def run_chunk(
@@ -125,8 +143,8 @@ def run_chunk(
 ) -> list[Any]:
     """Apply ``func`` to ``items`` in order.
 
-    With ``capture_errors`` a failing item's slot holds an ``ExceptionWithTraceback``
-    and the rest go on; otherwise the first failure raises ``ChunkFailed``.
+    With ``capture_errors`` a failing item's slot holds a ``Failure`` and the
+    rest go on; otherwise the first failure raises ``ChunkFailed``.
     """
     results: list[Any] = []
     _local.inside = True
@@ -139,9 +157,9 @@ def run_chunk(
             except Exception as exc:
                 wrapped = capture(exc, check_pickle=in_process)
                 if not capture_errors:
-                    raise ChunkFailed(wrapped, offset) from None
+                    raise ChunkFailed(wrapped, offset, results) from None
                 # A process worker sends the wrapper (it pickles as the rebuilt exception).
-                results.append(wrapped if in_process else wrapped.rebuild())
+                results.append(Failure(wrapped if in_process else wrapped.rebuild()))
     finally:
         _local.inside = False
     return results
@@ -163,14 +181,16 @@ def limit_native_threads(count: int) -> None:
         threadpool_limits(count)
 
 
-def _send(conn: Any, message: Any) -> None:
+def _send(conn: Any, message: tuple[Any, ...]) -> None:
+    """Send ``message``; if its payload cannot be pickled, send a SerializationError in its place."""
     try:
         data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:
-        task_id = message[1]
         msg = f"the result of an item could not be pickled to return to the caller: {exc!r}"
         err = capture(SerializationError(msg), check_pickle=True)
-        data = pickle.dumps(("err", task_id, err, None), protocol=pickle.HIGHEST_PROTOCOL)
+        kind, task_id = message[0], message[1]
+        fallback = ("item", task_id, Failure(err)) if kind == "item" else ("err", task_id, err, None, [])
+        data = pickle.dumps(fallback, protocol=pickle.HIGHEST_PROTOCOL)
     conn.send_bytes(data)
 
 
@@ -187,6 +207,24 @@ def _initialize(conn: Any, init: Callable[..., Any] | None, initargs: tuple[Any,
     return True
 
 
+def _stream_chunk(
+    conn: Any, func: Callable[[Any], Any], task_id: int, items: Sequence[Any], start: int, slot: Any
+) -> None:
+    """Run a chunk sending each item's result (or exception) at once, so a crash loses nothing done."""
+    _local.inside = True
+    try:
+        for offset, item in enumerate(items):
+            slot.value = start + offset
+            try:
+                result: Any = func(item)
+            except Exception as exc:
+                result = Failure(capture(exc, check_pickle=True))
+            _send(conn, ("item", task_id, result))
+    finally:
+        _local.inside = False
+    _send(conn, ("done", task_id))
+
+
 def process_main(
     conn: Any,
     slot: Any,
@@ -194,6 +232,7 @@ def process_main(
     token: int | None,
     init: Callable[..., Any] | None,
     initargs: tuple[Any, ...],
+    shared: tuple[int, Any] | None = None,
 ) -> None:
     """The loop of a process worker: run tasks from ``conn`` until told to stop or the pipe closes."""
     global _in_process_worker
@@ -202,9 +241,12 @@ def process_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if native_threads is not None:
         limit_native_threads(native_threads)
+    if shared is not None:
+        install_shared(*shared)
     if not _initialize(conn, init, initargs):
         return
     func = inherited.get(token) if token is not None else None
+    func_error: ExceptionWithTraceback | None = None
     while True:
         try:
             data = conn.recv_bytes()
@@ -213,21 +255,94 @@ def process_main(
         try:
             message = pickle.loads(data)
         except Exception as exc:
-            # The task id is unknown if the whole message is unreadable; the caller
-            # maps a None id to the task this worker is running.
+            # The caller pins the error on the task this worker holds.
             msg = f"the worker could not unpickle its task: {exc!r}"
-            _send(conn, ("err", None, capture(SerializationError(msg), check_pickle=True), None))
+            _send(conn, ("err", None, capture(SerializationError(msg), check_pickle=True), None, []))
             continue
         if message is None:
             return
         if message[0] == "func":
-            func = message[1]
+            try:
+                func, func_error = pickle.loads(message[1]), None
+            except Exception as exc:
+                msg = f"the worker could not unpickle the function: {exc!r}"
+                func, func_error = None, capture(SerializationError(msg), check_pickle=True)
             continue
-        task_id, items, start, capture_errors = message
-        assert func is not None
+        task_id, items, start, mode = message
+        if func is None:
+            error = func_error or capture(SerializationError("the worker received no function"), check_pickle=True)
+            _send(conn, ("err", task_id, error, None, []))
+            continue
+        if mode == "stream":
+            _stream_chunk(conn, func, task_id, items, start, slot)
+            continue
         try:
-            results = run_chunk(func, items, start, capture_errors=capture_errors, in_process=True, slot=slot)
+            results = run_chunk(func, items, start, capture_errors=mode == "capture", in_process=True, slot=slot)
         except ChunkFailed as failed:
-            _send(conn, ("err", task_id, failed.wrapped, start + failed.offset))
+            _send(conn, ("err", task_id, failed.wrapped, start + failed.offset, failed.results))
             continue
         _send(conn, ("ok", task_id, results))
+
+
+# -- shared read-only data ------------------------------------------------------
+
+#: Objects passed to every call with ``shared=``, by key: set in the caller (threads, serial,
+#: and fork workers that inherit it) or installed by a spawned worker at start-up.
+shared_objects: dict[int, Any] = {}
+
+
+class SharedMemoryRef:
+    """Names a ``multiprocessing.shared_memory`` segment holding bytes or a NumPy array."""
+
+    def __init__(self, name: str, size: int, kind: str, dtype: str = "", shape: tuple[int, ...] = ()) -> None:
+        self.name = name
+        self.size = size
+        self.kind = kind
+        self.dtype = dtype
+        self.shape = shape
+
+    def attach(self) -> Any:
+        """Map the segment and return a read-only view: a memoryview for bytes, an ndarray for NumPy."""
+        from multiprocessing import shared_memory
+
+        # Workers report to the caller's resource tracker, which already tracks the segment;
+        # the caller unlinks it when the call ends.
+        if sys.version_info >= (3, 13):
+            segment = shared_memory.SharedMemory(name=self.name, track=False)
+        else:
+            segment = shared_memory.SharedMemory(name=self.name)
+        _segments.append(segment)  # keep the mapping alive as long as the worker
+        buf = segment.buf
+        assert buf is not None
+        view = buf[: self.size]
+        if self.kind == "numpy":
+            import numpy
+
+            array = numpy.ndarray(self.shape, dtype=numpy.dtype(self.dtype), buffer=view)
+            array.flags.writeable = False
+            return array
+        return view.toreadonly()
+
+
+_segments: list[Any] = []
+
+
+def install_shared(key: int, payload: Any) -> None:
+    """Make ``payload`` (or the segment it names) the shared object for ``key`` in this worker."""
+    shared_objects[key] = payload.attach() if isinstance(payload, SharedMemoryRef) else payload
+
+
+class CallWithShared:
+    """``func(item, shared)``: a picklable callable that finds the shared object in the worker by key."""
+
+    def __init__(self, func: Callable[[Any, Any], Any], key: int) -> None:
+        self.func = func
+        self.key = key
+        self.__qualname__ = getattr(func, "__qualname__", "CallWithShared")
+        self.__module__ = getattr(func, "__module__", __name__)
+
+    def __call__(self, item: Any) -> Any:
+        return self.func(item, shared_objects[self.key])
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return CallWithShared, (self.func, self.key)

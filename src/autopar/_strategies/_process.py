@@ -27,7 +27,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .._errors import SerializationError, WorkerCrashedError
-from .._worker import NATIVE_THREAD_VARS, ExceptionWithTraceback, inherited, process_main
+from .._worker import NATIVE_THREAD_VARS, ExceptionWithTraceback, Failure, inherited, process_main
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -84,9 +84,21 @@ class _Worker:
     def __init__(self, ctx: Any, spec: PoolSpec) -> None:
         self.conn, child_conn = ctx.Pipe(duplex=True)
         self.slot = ctx.Value("q", -1, lock=False)
+        # Fork workers inherit the shared object; others get it pickled once, with their start-up.
+        shared = None
+        if spec.shared_key is not None and ctx.get_start_method() != "fork":
+            shared = (spec.shared_key, spec.shared_payload)
         self.process = ctx.Process(
             target=process_main,
-            args=(child_conn, self.slot, spec.native_threads, spec.inherit_token, spec.initializer, spec.initargs),
+            args=(
+                child_conn,
+                self.slot,
+                spec.native_threads,
+                spec.inherit_token,
+                spec.initializer,
+                spec.initargs,
+                shared,
+            ),
             daemon=True,
             name="autopar-worker",
         )
@@ -94,6 +106,9 @@ class _Worker:
             self.process.start()
         child_conn.close()
         self.task: tuple[int, int, int] | None = None  # (task id, start, size)
+        #: Stream mode: results of the running task received so far, and when its current item began.
+        self.partial: list[Any] = []
+        self.item_started = 0.0
         self.func_key: object = None
         self.tasks_done = 0
         self.ready = False
@@ -189,6 +204,9 @@ class ProcessPool:
         fresh: list[_Worker] = []
         for i, worker in enumerate(self._workers):
             if worker.stopped or not worker.process.is_alive():
+                if worker.task is not None:
+                    # It died holding a task: report the crash at the next poll, never drop it.
+                    self._done.append(self._crashed(worker))
                 worker.stop(kill=True)
                 replacement = _Worker(self._ctx, self._spec)
                 self._workers[i] = replacement
@@ -215,67 +233,117 @@ class ProcessPool:
     ) -> None:
         self._replace_dead()
         key, func_blob = self._blob_for(func)
+        mode = "stream" if self._spec.stream else ("capture" if capture_errors else "raise")
         try:
-            task_blob = pickle.dumps((task_id, list(items), start, capture_errors), protocol=pickle.HIGHEST_PROTOCOL)
+            task_blob = pickle.dumps((task_id, list(items), start, mode), protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
             msg = f"an item of input positions {start}..{start + len(items) - 1} could not be pickled to send to a {self.method} worker: {exc!r}"
             raise SerializationError(msg) from exc
         worker = next(w for w in self._workers if w.task is None)
         if worker.func_key is not key and func_blob is not None:
-            worker.conn.send_bytes(func_blob)
+            with contextlib.suppress(OSError):  # a dead worker is reported by its sentinel
+                worker.conn.send_bytes(func_blob)
             worker.func_key = key
         worker.task = (task_id, start, len(items))
-        worker.conn.send_bytes(task_blob)
+        worker.partial = []
+        worker.item_started = time.monotonic()
+        with contextlib.suppress(OSError):  # a worker that died since the last poll is reported by its sentinel
+            worker.conn.send_bytes(task_blob)
 
     def poll(self, timeout: float | None) -> list[Outcome]:
+        if self._done:
+            done, self._done = self._done, []
+            return done
         busy = [w for w in self._workers if w.task is not None]
         if not busy:
             return []
+        item_timeout = self._spec.item_timeout
+        if item_timeout is not None:
+            overdue_in = min(w.item_started + item_timeout for w in busy) - time.monotonic()
+            timeout = max(overdue_in, 0) if timeout is None else max(min(timeout, overdue_in), 0)
         ready = multiprocessing.connection.wait(
             [w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=timeout
         )
         outcomes: list[Outcome] = []
         for worker in busy:
+            outcome = None
             if worker.conn in ready or (worker.process.sentinel in ready and worker.conn.poll()):
-                outcomes.append(self._receive(worker))
+                outcome = self._receive(worker)
             elif worker.process.sentinel in ready:
-                outcomes.append(self._crashed(worker))
+                outcome = self._crashed(worker)
+            elif item_timeout is not None and time.monotonic() - worker.item_started >= item_timeout:
+                outcome = self._timed_out(worker, item_timeout)
+            if outcome is not None:
+                outcomes.append(outcome)
         return outcomes
 
-    def _receive(self, worker: _Worker) -> Outcome:
+    def _receive(self, worker: _Worker) -> Outcome | None:
+        """Read what ``worker`` sent: an outcome when its task is finished, else None (stream mode)."""
         assert worker.task is not None
         task_id = worker.task[0]
-        try:
-            data = worker.conn.recv_bytes()
-        except (EOFError, OSError):
-            return self._crashed(worker)
+        while True:
+            try:
+                data = worker.conn.recv_bytes()
+            except (EOFError, OSError):
+                return self._crashed(worker)
+            try:
+                message = pickle.loads(data)
+            except Exception as exc:
+                msg = f"a result from a {self.method} worker could not be unpickled in the caller: {exc!r}"
+                if self._spec.stream:
+                    worker.partial.append(Failure(SerializationError(msg)))
+                    worker.item_started = time.monotonic()
+                    if worker.conn.poll():
+                        continue
+                    return None
+                self._finish(worker)
+                return (task_id, None, SerializationError(msg))
+            kind = message[0]
+            if kind == "item":
+                worker.partial.append(message[2])
+                worker.item_started = time.monotonic()
+                if worker.conn.poll():
+                    continue
+                return None
+            self._finish(worker)
+            if kind == "done":
+                return (task_id, worker.partial, None)
+            if kind == "ok":
+                return (task_id, message[2], None)
+            error = message[2]
+            # The wrapper unpickles as the rebuilt exception; a bare wrapper is rebuilt here.
+            raised = error.rebuild() if isinstance(error, ExceptionWithTraceback) else error
+            # Results of the chunk's items before the failing one come with the error.
+            return (task_id, worker.partial if self._spec.stream else list(message[4]), raised)
+
+    def _finish(self, worker: _Worker) -> None:
         worker.task = None
         worker.tasks_done += 1
         self._recycle(worker)
-        try:
-            message = pickle.loads(data)
-        except Exception as exc:
-            msg = f"a result from a {self.method} worker could not be unpickled in the caller: {exc!r}"
-            return (task_id, None, SerializationError(msg))
-        if message[0] == "ok":
-            return (task_id, message[2], None)
-        error = message[2]
-        # The wrapper unpickles as the rebuilt exception; a bare wrapper is rebuilt here.
-        raised = error.rebuild() if isinstance(error, ExceptionWithTraceback) else error
-        return (task_id, None, raised)
+
+    def _timed_out(self, worker: _Worker, item_timeout: float) -> Outcome:
+        assert worker.task is not None
+        task_id, start, _ = worker.task
+        worker.task = None
+        index = start + len(worker.partial)
+        worker.stop(kill=True)
+        msg = f"item {index} ran longer than item_timeout={item_timeout} s; its {self.method} worker was stopped"
+        return (task_id, worker.partial, TimeoutError(msg))
 
     def _crashed(self, worker: _Worker) -> Outcome:
         assert worker.task is not None
         task_id, start, size = worker.task
         worker.task = None
-        index = worker.slot.value
+        worker.process.join(_TERMINATE_GRACE_S)  # reap it, so the exit code is known
         exitcode = worker.process.exitcode
+        worker.stop(kill=True)
+        index = start + len(worker.partial) if self._spec.stream else worker.slot.value
         if not start <= index < start + size:
             index = start if size == 1 else None
         where = f"item {index}" if index is not None else f"an item of positions {start}..{start + size - 1}"
         msg = f"a {self.method} worker died while running {where}, with {describe_exit(exitcode)}"
-        worker.stop(kill=True)
-        return (task_id, None, WorkerCrashedError(msg, index, exitcode))
+        error = WorkerCrashedError(msg, index, exitcode)
+        return (task_id, worker.partial if self._spec.stream else None, error)
 
     def _recycle(self, worker: _Worker) -> None:
         limit = self._spec.max_tasks_per_worker
@@ -301,24 +369,28 @@ class ProcessPool:
 
     def pids(self) -> list[int]:
         """Process ids of the live workers."""
-        return [w.process.pid for w in self._workers if w.process.pid is not None and not w.stopped]
+        return [w.process.pid for w in self._workers if not w.stopped and w.process.pid is not None]
 
 
 def dumps_function(func: Callable[..., Any]) -> bytes:
-    """Pickle ``func`` for a worker: by reference with pickle, else by value with cloudpickle if installed.
+    """The message carrying ``func`` to a worker: pickled by reference, else by value with cloudpickle.
+
+    The function is pickled on its own inside the message, so a worker that
+    cannot unpickle it can still read the message and report the failure.
 
     Raises:
-        SerializationError: neither can pickle it.
+        SerializationError: neither pickle nor cloudpickle can pickle it.
     """
     try:
-        return pickle.dumps(("func", func), protocol=pickle.HIGHEST_PROTOCOL)
+        inner = pickle.dumps(func, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:
         try:
             import cloudpickle
         except ImportError:
             msg = f"cannot pickle the function {func!r} to send it to a worker process: {exc!r}"
             raise SerializationError(msg) from exc
-        return bytes(cloudpickle.dumps(("func", func), protocol=pickle.HIGHEST_PROTOCOL))
+        inner = bytes(cloudpickle.dumps(func, protocol=pickle.HIGHEST_PROTOCOL))
+    return pickle.dumps(("func", inner), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 class ProcessStrategy:

@@ -33,7 +33,7 @@ class SerialPool:
         try:
             results = run_chunk(func, items, start, capture_errors=capture_errors, in_process=False)
         except ChunkFailed as failed:
-            self._done.append((task_id, None, failed.wrapped.rebuild()))
+            self._done.append((task_id, failed.results, failed.wrapped.rebuild()))
         else:
             self._done.append((task_id, results, None))
 

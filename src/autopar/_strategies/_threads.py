@@ -66,7 +66,7 @@ class ThreadPool:
                 try:
                     results = run_chunk(func, items, start, capture_errors=capture_errors, in_process=False)
                 except ChunkFailed as failed:
-                    outcome = (task_id, None, failed.wrapped.rebuild())
+                    outcome = (task_id, failed.results, failed.wrapped.rebuild())
                 except BaseException as exc:  # SystemExit or KeyboardInterrupt raised by user code
                     outcome = (task_id, None, exc)
                 else:

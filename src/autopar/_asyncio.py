@@ -1,0 +1,166 @@
+"""``amap`` and ``aimap``: ``autopar.map`` and ``autopar.imap`` for asyncio, never blocking the event loop.
+
+Each call gets one thread that drives the blocking ``imap`` iterator
+(calibration included) and hands results to the event loop::
+
+    event loop (the awaiting task)                 thread autopar-aimap
+      run_imap(...)  validates the options  ----->   for result in imap:
+      await queue.get() <-- call_soon_threadsafe --      credits.acquire()   (at most _BUFFER ahead)
+      credits.release() after taking a result            queue.put_nowait(result)
+      cancelled or closed: stop.set(), credits.release(),
+        await the thread's end  <-------------------   imap.close() in the thread: in-flight chunks
+                                                       dropped, busy process workers terminated
+
+Read-ahead stays bounded: ``imap`` reads its input a few chunks per worker
+ahead of what the thread consumed, and the thread runs at most ``_BUFFER``
+results ahead of the awaiting task.  A cancelled call stops at the next result
+``imap`` yields (a chunk boundary); the awaiting task returns only once the
+thread has closed the iterator, so no worker process is left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import threading
+from typing import TYPE_CHECKING, Any
+
+from ._run import run_imap
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
+
+    from ._types import R, T
+
+__all__ = ["aimap", "amap"]
+
+#: Results the thread may hand over before the awaiting task takes them.
+_BUFFER = 64
+
+_ITEM, _END, _ERROR = "item", "end", "error"
+
+
+def _given(**options: Any) -> dict[str, Any]:
+    return {k: v for k, v in options.items() if v is not None and not (k == "strategy" and v == "auto")}
+
+
+class _Pump:
+    """One thread that iterates ``results`` and passes each result to the event loop."""
+
+    def __init__(self, results: Iterator[Any], loop: asyncio.AbstractEventLoop) -> None:
+        self._results = results
+        self._loop = loop
+        self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self.credits = threading.Semaphore(_BUFFER)
+        self._stop = threading.Event()
+        self._finished: asyncio.Future[None] = loop.create_future()
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(target=context.run, args=(self._run,), name="autopar-aimap", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _post(self, callback: Callable[..., object], *args: Any) -> None:
+        # A closed event loop raises RuntimeError: nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(callback, *args)
+
+    def _run(self) -> None:
+        try:
+            for result in self._results:
+                self.credits.acquire()
+                if self._stop.is_set():
+                    break
+                self._post(self.queue.put_nowait, (_ITEM, result))
+            else:
+                self._post(self.queue.put_nowait, (_END, None))
+        except BaseException as exc:
+            self._post(self.queue.put_nowait, (_ERROR, exc))
+        finally:
+            try:
+                self._results.close()  # type: ignore[attr-defined]
+            finally:
+                self._post(self._set_finished)
+
+    def _set_finished(self) -> None:
+        if not self._finished.done():
+            self._finished.set_result(None)
+
+    async def stop(self) -> None:
+        """Stop the thread at its next result, close ``imap`` there, and wait for the thread to end."""
+        self._stop.set()
+        self.credits.release()  # wake the thread if it waits for room
+        await self._finished
+        # The thread has posted its last message and only returns now: joining it takes microseconds.
+        self._thread.join()
+
+
+async def _stream(pump: _Pump) -> AsyncGenerator[Any, None]:
+    pump.start()
+    try:
+        while True:
+            kind, value = await pump.queue.get()
+            if kind == _ITEM:
+                pump.credits.release()
+                yield value
+            elif kind == _END:
+                return
+            else:
+                raise value
+    finally:
+        await pump.stop()
+
+
+def aimap(
+    func: Callable[[T], R],
+    iterable: Iterable[T],
+    *,
+    ordered: bool = True,
+    strategy: str = "auto",
+    workers: int | None = None,
+    chunksize: int | None = None,
+    timeout: float | None = None,
+    **options: Any,
+) -> AsyncGenerator[R, None]:
+    """``autopar.imap`` as an async generator: results stream to the event loop, which is never blocked.
+
+    The blocking iteration, calibration included, runs in a thread of its own;
+    the input is read only a bounded window ahead, as with ``imap``.  Options
+    are those of ``autopar.imap``; a ``progress`` callable is called from that
+    thread.  Leaving the loop early or cancelling the awaiting task cancels
+    the work in flight and terminates busy process workers; use
+    ``contextlib.aclosing(aimap(...))`` so an early ``break`` cleans up at once.
+
+    Raises:
+        TypeError, ValueError: a bad argument, at once.
+        TimeoutError, WorkerCrashedError, SerializationError, Exception: as ``autopar.imap``,
+            from the iteration.
+    """
+    given = _given(strategy=strategy, workers=workers, chunksize=chunksize, timeout=timeout, **options)
+    results = run_imap(func, iterable, given, {}, ordered=ordered)
+    return _stream(_Pump(results, asyncio.get_running_loop()))
+
+
+async def amap(
+    func: Callable[[T], R],
+    iterable: Iterable[T],
+    *,
+    strategy: str = "auto",
+    workers: int | None = None,
+    chunksize: int | None = None,
+    timeout: float | None = None,
+    **options: Any,
+) -> list[R]:
+    """``autopar.map`` for asyncio: ``await amap(func, items)`` is the list of results in input order.
+
+    The work, calibration included, runs off the event loop (see ``aimap``).
+    Cancelling the awaiting task cancels the work in flight and terminates busy
+    process workers before the cancellation completes.
+
+    Raises:
+        TypeError, ValueError: a bad argument.
+        TimeoutError, WorkerCrashedError, SerializationError, Exception: as ``autopar.map``.
+    """
+    stream = aimap(func, iterable, strategy=strategy, workers=workers, chunksize=chunksize, timeout=timeout, **options)
+    return [result async for result in stream]

@@ -1,0 +1,210 @@
+"""The dispatch loop: feed a pool a bounded window of chunks, collect outcomes, restore input order.
+
+Bookkeeping, in the calling thread::
+
+    source --islice(chunksize)--> _Chunk(start, items, slots) --submit--> pool
+    pool.poll() --> (task, results, error) --> fill the chunk's slots
+        crash or item timeout in stream mode: the rest of the chunk is resubmitted,
+        the item is retried (``retries``) or gets the error (``errors="return"``)
+    chunks complete in input order --> yielded (or as they complete, unordered)
+
+At most ``window`` chunks are in flight or waiting to be consumed, so the
+input is read only a bounded distance ahead of the consumer.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import Counter, deque
+from typing import TYPE_CHECKING, Any
+
+from ._errors import WorkerCrashedError
+from ._worker import Failure
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from ._types import Pool
+
+__all__ = ["ChunkSizer", "Dispatch", "unwrap"]
+
+#: Target seconds per chunk when the chunk size adapts to a stream of unknown length.
+_ADAPTIVE_CHUNK_S = 0.02
+_MAX_ADAPTIVE_CHUNK = 10_000
+_EMPTY = object()
+
+
+class ChunkSizer:
+    """A fixed chunk size, or (for 0) one that grows to about ``_ADAPTIVE_CHUNK_S`` of work per chunk."""
+
+    def __init__(self, fixed: int) -> None:
+        self.adaptive = fixed <= 0
+        self.size = max(fixed, 1)
+
+    def observe(self, size: int, elapsed_s: float) -> None:
+        """Adapt to a chunk of ``size`` items that took ``elapsed_s``."""
+        if not self.adaptive or elapsed_s <= 0:
+            return
+        per_item = elapsed_s / size
+        target = max(1, min(int(_ADAPTIVE_CHUNK_S / per_item), _MAX_ADAPTIVE_CHUNK))
+        self.size = min(target, self.size * 4)
+
+
+def unwrap(results: list[Any], capture_errors: bool) -> list[Any]:
+    """Results as the caller sees them: a ``Failure`` becomes its exception, or is raised."""
+    out = []
+    for value in results:
+        if isinstance(value, Failure):
+            if not capture_errors:
+                raise value.exception()
+            value = value.exception()
+        out.append(value)
+    return out
+
+
+class _Chunk:
+    """Consecutive items starting at input position ``start``, and their result slots."""
+
+    __slots__ = ("items", "missing", "slots", "start")
+
+    def __init__(self, start: int, items: list[Any]) -> None:
+        self.start = start
+        self.items = items
+        self.slots: list[Any] = [_EMPTY] * len(items)
+        self.missing = len(items)
+
+
+class Dispatch:
+    """One run of ``func`` over ``source`` on ``pool``; iterate ``chunks()`` for result lists."""
+
+    def __init__(
+        self,
+        pool: Pool,
+        func: Callable[[Any], Any],
+        source: Iterator[Any],
+        start: int,
+        *,
+        chunksize: int,
+        capture_errors: bool,
+        retries: int = 0,
+        retry_on: tuple[type[BaseException], ...] = (),
+        window_per_worker: int = 4,
+        check_deadline: Callable[[], float | None] = lambda: None,
+        advance: Callable[[int], None] = lambda n: None,
+    ) -> None:
+        self.pool = pool
+        self.func = func
+        self.source = source
+        self.next_start = start
+        self.sizer = ChunkSizer(chunksize)
+        self.capture_errors = capture_errors
+        self.retries = retries
+        self.retry_on = retry_on
+        self.window = max(pool.workers * window_per_worker, 2)
+        self.check_deadline = check_deadline
+        self.advance = advance
+        self.attempts: Counter[int] = Counter()
+        self.task_ids = itertools.count()
+        #: task id -> (chunk, offset of the task's first item in the chunk, item count, submitted at)
+        self.in_flight: dict[int, tuple[_Chunk, int, int, float]] = {}
+        self.queued: deque[tuple[_Chunk, int, int]] = deque()  # resubmissions waiting for a worker
+        self.order: deque[_Chunk] = deque()
+        self.source_done = False
+        #: A failure will end the call (errors="raise"): read no more input.
+        self.failing = False
+
+    def _submit(self, chunk: _Chunk, offset: int, count: int) -> None:
+        task_id = next(self.task_ids)
+        self.in_flight[task_id] = (chunk, offset, count, time.monotonic())
+        items = chunk.items[offset : offset + count]
+        self.pool.submit(task_id, self.func, items, chunk.start + offset, self.capture_errors)
+
+    def _fill(self) -> None:
+        while self.queued and self.pool.capacity() > 0:
+            self._submit(*self.queued.popleft())
+        while not (self.source_done or self.failing) and self.pool.capacity() > 0 and len(self.order) < self.window:
+            items = list(itertools.islice(self.source, self.sizer.size))
+            if not items:
+                self.source_done = True
+                return
+            chunk = _Chunk(self.next_start, items)
+            self.next_start += len(items)
+            self.order.append(chunk)
+            self._submit(chunk, 0, len(items))
+
+    def chunks(self, *, ordered: bool) -> Iterator[list[Any]]:
+        """Yield each chunk's results once complete: in input order, or as they complete."""
+        while True:
+            self._fill()
+            if not self.order:
+                return
+            if self.in_flight:
+                for task_id, results, error in self.pool.poll(self.check_deadline()):
+                    self._settle(task_id, results, error)
+            elif not self.queued and not self.failing and not any(c.missing == 0 for c in self.order):
+                msg = "internal error: chunks are missing results but none is in flight"
+                raise RuntimeError(msg)
+            if ordered:
+                while self.order and self.order[0].missing == 0:
+                    yield unwrap(self.order.popleft().slots, self.capture_errors)
+            else:
+                for done in [c for c in self.order if c.missing == 0]:
+                    self.order.remove(done)
+                    yield unwrap(done.slots, self.capture_errors)
+            self.check_deadline()
+
+    def _settle(self, task_id: int, results: list[Any] | None, error: BaseException | None) -> None:
+        chunk, offset, count, submitted = self.in_flight.pop(task_id)
+        if results is None:
+            results = []  # the chunk's results were lost with it (a crash outside stream mode)
+        if error is None and offset == 0 and len(results) == chunk.missing == len(chunk.slots) and not self.retry_on:
+            # The common case: a whole chunk came back at once.
+            chunk.slots, chunk.missing = results, 0
+            self.advance(len(results))
+            self.sizer.observe(count, time.monotonic() - submitted)
+            return
+        for i, value in enumerate(results):
+            self._fill_slot(chunk, offset + i, value)
+        if error is not None:
+            failed = offset + len(results)
+            position = chunk.start + failed
+            rest = count - len(results) - 1
+            if self._may_retry(position, error):
+                rest += 1  # the failed item runs again with the rest
+            else:
+                self._fill_slot(chunk, failed, Failure(error))
+                failed += 1
+                if not self.capture_errors:
+                    # The call fails at this item: raised when the chunk's turn comes, after every
+                    # earlier result; its later items are not run, and no new chunk is started.
+                    self._abandon(chunk)
+                    rest = 0
+            if rest > 0:
+                self.queued.append((chunk, failed, rest))
+        else:
+            self.sizer.observe(count, time.monotonic() - submitted)
+
+    def _abandon(self, chunk: _Chunk) -> None:
+        self.failing = True
+        for i, value in enumerate(chunk.slots):
+            if value is _EMPTY:
+                chunk.slots[i] = None
+        chunk.missing = 0
+
+    def _fill_slot(self, chunk: _Chunk, index: int, value: Any) -> None:
+        if isinstance(value, Failure) and self._may_retry(chunk.start + index, value.exception()):
+            self.queued.append((chunk, index, 1))
+            return
+        chunk.slots[index] = value
+        chunk.missing -= 1
+        self.advance(1)
+
+    def _may_retry(self, position: int, error: BaseException) -> bool:
+        retryable = isinstance(error, (WorkerCrashedError, TimeoutError)) or (
+            bool(self.retry_on) and isinstance(error, self.retry_on)
+        )
+        if not retryable or self.attempts[position] >= self.retries:
+            return False
+        self.attempts[position] += 1
+        return True

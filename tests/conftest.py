@@ -1,0 +1,88 @@
+"""Shared fixtures: a clean environment per test, and no process or thread left behind."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import psutil
+import pytest
+
+import autopar
+from autopar import _cache, _pools
+from autopar._strategies import strategy_names
+
+#: The built-in strategies every behaviour test runs under.
+BUILTIN_STRATEGIES = ("serial", "threads", "fork", "forkserver", "spawn")
+PROCESS_STRATEGIES = ("fork", "forkserver", "spawn")
+
+
+def _children() -> set[int]:
+    pids = set()
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE:
+                pids.add(child.pid)
+        except psutil.NoSuchProcess:
+            pass  # it ended while we looked
+    return pids
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
+
+
+@pytest.fixture(autouse=True)
+def _clean_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Remove AUTOPAR_* variables, forget cached measurements, and shut every pool down afterwards."""
+    for var in ("AUTOPAR_STRATEGY", "AUTOPAR_WORKERS", "AUTOPAR_CACHE_DIR", "AUTOPAR_DASK_SCHEDULER"):
+        monkeypatch.delenv(var, raising=False)
+    _cache.clear()
+    yield
+    _pools.shutdown_all()
+    _cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _no_leftovers() -> Iterator[None]:
+    """Fail a test that leaves worker processes or autopar threads running after pools shut down."""
+    before_children = _children()
+    yield
+    _pools.shutdown_all()
+    # forkserver's server process is the standard library's and lives for the whole session.
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver._forkserver, "_forkserver_pid", None)
+    ok = wait_until(lambda: _children() - before_children - {server} == set(), timeout=10)
+    assert ok, f"worker processes left behind: {_children() - before_children - {server}}"
+    ok = wait_until(
+        lambda: not [t for t in threading.enumerate() if t.name.startswith("autopar-") and t.is_alive()], timeout=10
+    )
+    assert ok, (
+        f"autopar threads left behind: {[t.name for t in threading.enumerate() if t.name.startswith('autopar-')]}"
+    )
+
+
+@pytest.fixture(name="strategy", params=BUILTIN_STRATEGIES)
+def _strategy(request: pytest.FixtureRequest) -> str:
+    """Each built-in strategy, by name."""
+    name: str = request.param
+    assert name in strategy_names()
+    return name
+
+
+@pytest.fixture(name="process_strategy", params=PROCESS_STRATEGIES)
+def _process_strategy(request: pytest.FixtureRequest) -> str:
+    """Each process start method."""
+    name: str = request.param
+    return name
+
+
+__all__ = ["BUILTIN_STRATEGIES", "PROCESS_STRATEGIES", "autopar", "wait_until"]

@@ -1,0 +1,98 @@
+"""The scripts in examples/ run as real programs and print what they promise."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+#: A deadlock guard, not a measurement: each example runs in a few seconds.
+TIMEOUT_S = 120
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOPAR_")}
+    env.update(extra)
+    return env
+
+
+def _run(*args: str, **env: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, *args],
+        timeout=TIMEOUT_S,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=_env(**env),
+        check=False,
+    )
+    assert proc.returncode == 0, f"exit status {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    return proc.stdout
+
+
+def _example(name: str) -> str:
+    return _run(str(EXAMPLES / name))
+
+
+def test_plain_map_prints_longest_collatz_chain():
+    """plain_map.py finds the longest Collatz chain below 100,001."""
+    out = _example("plain_map.py")
+    assert "100000 numbers; the longest chain starts at 77031 and takes 350 steps" in out
+
+
+def test_decorator_calls_and_maps():
+    """decorator.py calls the decorated function once, maps it, and returns a failing item's exception."""
+    out = _example("decorator.py")
+    assert "count_primes(100) = 25" in out
+    assert "primes below 32000: 3432" in out
+    assert "inverse of [4, 2, 0, 1]: [0.25, 0.5, ZeroDivisionError('division by zero'), 1.0]" in out
+
+
+def test_hashing_prints_digests():
+    """hashing.py hashes 128 blocks and prints the digest of block 0 and of them all."""
+    out = _example("hashing.py")
+    digests = [hashlib.sha256(n.to_bytes(8, "little") * (1 << 17)).hexdigest() for n in range(128)]
+    assert "128 blocks of 1048576 bytes hashed" in out
+    assert f"block 0: {digests[0]}" in out
+    assert f"all blocks combined: {hashlib.sha256(''.join(digests).encode()).hexdigest()}" in out
+
+
+def test_imap_stream_receives_every_answer():
+    """imap_stream.py gets one answer per request from a generator, in any order."""
+    out = _example("imap_stream.py")
+    assert f"600 distinct answers received; sum of answers: {sum(i * i for i in range(600))}" in out
+
+
+def test_progress_reports_up_to_the_total():
+    """progress.py reports progress through its callback and ends at 20000/20000."""
+    out = _example("progress.py")
+    lines = out.splitlines()
+    reports = [line for line in lines if line.endswith("items done")]
+    assert reports, out
+    assert reports[-1] == "20000/20000 items done"
+    counts = [int(line.split("/")[0]) for line in reports]
+    assert counts == sorted(counts)
+    assert lines[-1] == f"largest digit sum: {max(sum(int(d) for d in str(n**50)) for n in range(20_000))}"
+
+
+def test_config_scope_shows_precedence():
+    """config_scope.py shows config() forcing a strategy, the call winning over it and AUTOPAR_STRATEGY over both."""
+    out = _example("config_scope.py")
+    assert "threads  (strategy 'threads' forced by config)" in out
+    assert "serial   (strategy 'serial' forced by call)" in out
+    assert "serial   (strategy 'serial' forced by AUTOPAR_STRATEGY)" in out
+    assert f"map under config, sum of squares:  {sum(x * x for x in range(1000))}" in out
+    assert out.count("chosen by measuring square") == 2
+
+
+def test_cli_explain_hashing_json():
+    """`python -m autopar explain hashing:digest "range(16)" --json` prints a JSON decision with a strategy."""
+    out = _run("-m", "autopar", "explain", "hashing:digest", "range(16)", "--json", PYTHONPATH=str(EXAMPLES))
+    decision = json.loads(out)
+    assert "strategy" in decision
+    assert decision["strategy"] in ("serial", "threads", "fork", "forkserver", "spawn")

@@ -1,0 +1,182 @@
+"""Pool reuse across calls: same key reuses workers, a failed pool is replaced, shutdown and recycling end workers."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from typing import TYPE_CHECKING, Any
+
+import psutil
+import pytest
+
+import autopar
+import helpers
+from autopar import _pools
+from conftest import wait_until
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+pytestmark = pytest.mark.timeout(60)
+
+ITEMS = list(range(6))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _session_processes() -> None:
+    """Start the session-long forkserver and resource tracker before the leak check records child processes."""
+    helpers.start_session_processes()
+
+
+def child_pids() -> set[int]:
+    """Process ids of this process's live descendants."""
+    return {p.pid for p in psutil.Process().children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE}
+
+
+def worker_pids(strategy: str, workers: int = 2, items: list[int] = ITEMS, **options: Any) -> set[int]:
+    """The process ids of the workers that ran one item each."""
+    return set(autopar.map(helpers.pid_of, items, strategy=strategy, workers=workers, chunksize=1, **options))
+
+
+def test_second_call_reuses_worker_processes_same_strategy_and_workers(process_strategy: str) -> None:
+    """A second call with the same strategy and worker count runs on the very same worker processes."""
+    first = worker_pids(process_strategy)
+    second = worker_pids(process_strategy)
+    assert len(first) == 2
+    assert second == first
+
+
+def test_second_call_reuses_thread_pool_same_workers() -> None:
+    """A second threads call with the same worker count gets the same idle pool back."""
+    assert autopar.map(helpers.square, ITEMS, strategy="threads", workers=2) == [x * x for x in ITEMS]
+    (pool,) = _pools.live_pools()
+    assert autopar.map(helpers.square, ITEMS, strategy="threads", workers=2) == [x * x for x in ITEMS]
+    assert _pools.live_pools() == [pool]
+
+
+def test_different_worker_counts_get_different_pools() -> None:
+    """Calls with different worker counts run on separate pools, each kept for its own count."""
+    two = worker_pids("fork", workers=2)
+    three = worker_pids("fork", workers=3)
+    assert len(two) == 2
+    assert len(three) == 3
+    assert two.isdisjoint(three)
+    assert worker_pids("fork", workers=2) == two
+    assert worker_pids("fork", workers=3) == three
+
+
+def test_next_call_works_after_worker_crash(process_strategy: str, tmp_path: Path) -> None:
+    """After a WorkerCrashedError the next call returns correct results on live workers."""
+    pid_file = str(tmp_path / "pid")
+    # Two chunks of three, one per worker: the second dies on its first item.
+    items = [(pid_file, x) for x in (1, 2, 3, 0, 4, 5)]
+    with pytest.raises(autopar.WorkerCrashedError, match="item 3"):
+        autopar.map(helpers.sigkill_on_0_after_pid_file, items, strategy=process_strategy, workers=2, chunksize=3)
+    with open(pid_file) as f:
+        crashed = int(f.read())
+    assert autopar.map(helpers.square, ITEMS, strategy=process_strategy, workers=2) == [x * x for x in ITEMS]
+    pids = worker_pids(process_strategy)
+    assert crashed not in pids
+    assert all(psutil.pid_exists(pid) for pid in pids)
+
+
+def test_pool_kept_after_function_exception() -> None:
+    """An exception raised by the function leaves the pool sound, so it stays warm for the next call."""
+    with pytest.raises(ValueError, match="bad item 3"):
+        autopar.map(helpers.fail_on_3, ITEMS, strategy="fork", workers=2, chunksize=1)
+    assert ("fork", 2) in _pools.warm_pools()
+    assert autopar.map(helpers.square, ITEMS, strategy="fork", workers=2) == [x * x for x in ITEMS]
+
+
+def _crash(strategy: str) -> None:
+    with pytest.raises(autopar.WorkerCrashedError):
+        autopar.map(helpers.segfault_quietly_on_3, [0, 1, 2, 3, 4, 5], strategy=strategy, workers=2, chunksize=3)
+
+
+def _unpicklable_argument(strategy: str) -> None:
+    with pytest.raises(autopar.SerializationError):
+        autopar.map(helpers.identity, [0, 1, helpers.ReduceRaises()], strategy=strategy, workers=2, chunksize=1)
+
+
+@pytest.mark.parametrize("fail", [_crash, _unpicklable_argument], ids=["crash", "pickling"])
+def test_pool_not_kept_after_crash_or_pickling_failure(fail: Callable[[str], None]) -> None:
+    """A pool that saw a worker crash or a pickling failure is shut down, so the next call starts fresh."""
+    fail("fork")
+    assert ("fork", 2) not in _pools.warm_pools()
+    assert _pools.live_pools() == []
+
+
+def test_shutdown_terminates_idle_workers(process_strategy: str) -> None:
+    """autopar.shutdown() ends every idle worker process."""
+    pids = worker_pids(process_strategy)
+    assert all(psutil.pid_exists(pid) for pid in pids)
+    autopar.shutdown()
+    assert wait_until(lambda: not any(psutil.pid_exists(pid) for pid in pids), timeout=10)
+    assert _pools.live_pools() == []
+    assert _pools.warm_pools() == frozenset()
+    assert worker_pids(process_strategy).isdisjoint(pids)
+
+
+def test_max_tasks_per_worker_recycles_workers(process_strategy: str) -> None:
+    """max_tasks_per_worker=1 replaces each worker after one chunk, so more processes than workers ran."""
+    pids = worker_pids(process_strategy, items=[0, 1, 2, 3], max_tasks_per_worker=1)
+    assert len(pids) == 4
+    again = worker_pids(process_strategy, items=[0, 1, 2, 3], max_tasks_per_worker=1)
+    assert len(again) == 4
+    assert again.isdisjoint(pids)
+
+
+def test_pool_pids_after_recycling_lists_only_live_workers() -> None:
+    """ProcessPool.pids() skips workers stopped by recycling instead of failing on their closed process."""
+    worker_pids("fork", items=[0, 1, 2, 3], max_tasks_per_worker=1)
+    pids = [pid for pool in _pools.live_pools() for pid in pool.pids()]
+    assert all(psutil.pid_exists(pid) for pid in pids)
+
+
+def adder(k: int) -> Callable[[int], int]:
+    """A closure adding k: fork workers inherit it instead of unpickling it."""
+
+    def add(x: int) -> int:
+        return x + k
+
+    return add
+
+
+def test_fork_closure_calls_accumulate_no_pools() -> None:
+    """Fork calls with a new closure each time do not pile up idle pools or worker processes."""
+    before = child_pids()
+    for k in range(5):
+        assert autopar.map(adder(k), ITEMS, strategy="fork", workers=2) == [x + k for x in ITEMS]
+        assert len(_pools.live_pools()) <= 1
+    assert wait_until(lambda: len(child_pids() - before) <= 2, timeout=10)
+
+
+@pytest.mark.parametrize("strategy", ["threads", "fork", "forkserver"])
+def test_concurrent_calls_from_threads_get_correct_results(strategy: str) -> None:
+    """Four threads calling map at the same moment each get their own correct results."""
+    callers = 4
+    barrier = threading.Barrier(callers)
+    results: dict[int, list[int]] = {}
+    errors: list[BaseException] = []
+
+    def call(k: int) -> None:
+        items = list(range(k * 100, k * 100 + 20))
+        try:
+            barrier.wait(timeout=30)
+            results[k] = autopar.map(helpers.square, items, strategy=strategy, workers=2, chunksize=1)
+        except BaseException as exc:
+            errors.append(exc)
+
+    # fork with threads running is unsafe and says so; the filter is set here, once, for every thread.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", autopar.UnsafeStrategyWarning)
+        warnings.filterwarnings("ignore", message=r".*fork\(\) may lead to deadlocks", category=DeprecationWarning)
+        threads = [threading.Thread(target=call, args=(k,), name=f"caller-{k}") for k in range(callers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=45)
+    assert not any(thread.is_alive() for thread in threads)
+    assert errors == []
+    assert results == {k: [x * x for x in range(k * 100, k * 100 + 20)] for k in range(callers)}
