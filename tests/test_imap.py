@@ -11,7 +11,7 @@ import pytest
 
 import autopar
 import helpers
-from autopar import _pools, _run, _strategies
+from autopar import _pools, _registry, _run
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -187,8 +187,8 @@ class ErrorsFirstStrategy:
 @pytest.fixture(name="errors_first")
 def _errors_first(monkeypatch: pytest.MonkeyPatch) -> str:
     """Register ``ErrorsFirstStrategy`` for one test; the registry is restored afterwards."""
-    monkeypatch.setattr(_strategies, "_registry", dict(_strategies._registry))
-    monkeypatch.setattr(_strategies, "_instances", dict(_strategies._instances))
+    monkeypatch.setattr(_registry, "_registry", dict(_registry._registry))
+    monkeypatch.setattr(_registry, "_instances", dict(_registry._instances))
     autopar.register_strategy(ErrorsFirstStrategy.name, ErrorsFirstStrategy)
     return ErrorsFirstStrategy.name
 

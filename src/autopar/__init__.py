@@ -19,8 +19,8 @@ from ._executor import Executor
 from ._model import Candidate, Decision, Measurements, PlatformFacts
 from ._platform import cpu_count, probe_platform
 from ._pools import shutdown_all as shutdown
+from ._registry import register_strategy, strategy_names
 from ._run import explain, imap, map
-from ._strategies import register_strategy, strategy_names
 from ._version import __version__
 
 __all__ = [

@@ -20,7 +20,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ._model import Options
-from ._strategies import is_registered, strategy_names
+from ._registry import is_registered, strategy_names
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
