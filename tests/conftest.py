@@ -56,12 +56,16 @@ def _no_leftovers() -> Iterator[None]:
     before_children = _children()
     yield
     _pools.shutdown_all()
-    # forkserver's server process is the standard library's and lives for the whole session.
-    from multiprocessing import forkserver
+    # The forkserver's server and the resource tracker belong to the standard library and
+    # live for the whole session once started.
+    from multiprocessing import forkserver, resource_tracker
 
-    server = getattr(forkserver._forkserver, "_forkserver_pid", None)
-    ok = wait_until(lambda: _children() - before_children - {server} == set(), timeout=10)
-    assert ok, f"worker processes left behind: {_children() - before_children - {server}}"
+    server = {
+        getattr(forkserver._forkserver, "_forkserver_pid", None),
+        getattr(resource_tracker._resource_tracker, "_pid", None),
+    }
+    ok = wait_until(lambda: _children() - before_children - server == set(), timeout=10)
+    assert ok, f"worker processes left behind: {_children() - before_children - server}"
     ok = wait_until(
         lambda: not [t for t in threading.enumerate() if t.name.startswith("autopar-") and t.is_alive()], timeout=10
     )

@@ -223,3 +223,16 @@ def threads_worker_id(_x: object) -> tuple[int, int]:
 def spawn_pid(_x: object) -> int:
     """The process id of the worker, decorated to run on two spawn workers."""
     return os.getpid()
+
+
+def nested_strategy(x: int) -> tuple[int, str, int]:
+    """Run autopar.map inside a worker; report its pid, the nested decision and the nested result."""
+    import autopar
+
+    decision = autopar.explain(square, range(50))
+    return os.getpid(), decision.strategy, sum(autopar.map(square, range(x + 1)))
+
+
+def native_thread_vars(_x: object) -> dict[str, str | None]:
+    """The native thread-pool variables seen in the worker."""
+    return {var: os.environ.get(var) for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}

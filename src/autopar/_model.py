@@ -49,6 +49,9 @@ class PlatformFacts:
     in_worker: bool = False
     #: This process is a spawn/forkserver child still importing ``__main__`` (no main guard).
     in_main_bootstrap: bool = False
+    #: The call comes from ``__main__``'s module-level code outside the ``if __name__ == "__main__":``
+    #: guard, which spawn and forkserver children would run again.
+    main_unguarded: bool = False
     cloudpickle_available: bool = False
 
 

@@ -11,6 +11,7 @@ re-reads the rest on every call, so it stays cheap enough to run per call.
 
 from __future__ import annotations
 
+import ast
 import functools
 import importlib.util
 import math
@@ -21,6 +22,7 @@ import os
 import platform
 import sys
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psutil  # type: ignore[import-untyped,unused-ignore]
@@ -173,6 +175,49 @@ def in_main_bootstrap() -> bool:
     The same test as CPython's ``multiprocessing.spawn._check_not_importing_main``.
     """
     return bool(getattr(multiprocessing.process.current_process(), "_inheriting", False))
+
+
+def _is_main_guard(node: ast.stmt) -> bool:
+    """``if __name__ == "__main__":`` (either operand order)."""
+    if not isinstance(node, ast.If) or not isinstance(node.test, ast.Compare):
+        return False
+    test = node.test
+    if len(test.ops) != 1 or not isinstance(test.ops[0], ast.Eq):
+        return False
+    sides = [test.left, *test.comparators]
+    has_name = any(isinstance(s, ast.Name) and s.id == "__name__" for s in sides)
+    has_main = any(isinstance(s, ast.Constant) and s.value == "__main__" for s in sides)
+    return has_name and has_main
+
+
+@functools.lru_cache(maxsize=8)
+def _guarded_lines(path: str, mtime: float) -> tuple[tuple[int, int], ...]:
+    """Line ranges of the main-guard blocks of the file at ``path``."""
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
+        return ()
+    guards = [n for n in ast.walk(tree) if isinstance(n, ast.If) and _is_main_guard(n)]
+    return tuple((n.lineno, n.end_lineno or n.lineno) for n in guards)
+
+
+def called_without_main_guard() -> bool:
+    """True when ``__main__`` runs this call from its module-level code outside ``if __name__ == "__main__":``.
+
+    spawn and forkserver children re-run such code when they import the main
+    module, so those start methods would run the call again in every child.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or not path or not os.path.exists(path):
+        return False
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "<module>" and frame.f_globals is vars(main):
+            guarded = _guarded_lines(path, os.path.getmtime(path))
+            return not any(start <= frame.f_lineno <= end for start, end in guarded)
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
 
 
 def _worker_flag() -> bool:

@@ -31,7 +31,7 @@ from ._decide import decide
 from ._dispatch import Dispatch, unwrap
 from ._errors import SerializationError, UnsafeStrategyWarning, WorkerCrashedError
 from ._model import Decision, Measurements, Options, PlatformFacts, PoolSpec
-from ._platform import probe_platform
+from ._platform import called_without_main_guard, probe_platform
 from ._safety import PROCESS_METHODS, auto_process_methods, require_available
 from ._serialize import has_cloudpickle, ship_problem, shipping_error
 from ._shared import SharedHandle
@@ -55,14 +55,16 @@ _warned_lock = threading.Lock()
 
 
 def _facts() -> PlatformFacts:
-    """Platform facts, not counting the idle threads of autopar's own thread pools."""
+    """Platform facts for this call: the call site's main guard, not counting autopar's idle threads."""
     facts = probe_platform()
     own = _pools.idle_threads()
-    if own:
+    unguarded = called_without_main_guard()
+    if own or unguarded:
         facts = attrs.evolve(
             facts,
             python_threads=max(facts.python_threads - own, 1),
             native_threads=max(facts.native_threads - own, 1),
+            main_unguarded=unguarded,
         )
     return facts
 

@@ -55,6 +55,16 @@ def method_verdict(method: str, facts: PlatformFacts) -> MethodVerdict:
         return MethodVerdict(
             method=method, available=False, safe=False, reason=f"{method} does not exist on {facts.system}"
         )
+    if facts.main_unguarded:
+        return MethodVerdict(
+            method=method,
+            available=True,
+            safe=False,
+            reason=(
+                'the script calls autopar at module level without `if __name__ == "__main__":`, '
+                f"so every {method} worker would run that code again when it imports the main module"
+            ),
+        )
     if method == "forkserver":
         return MethodVerdict(
             method=method,

@@ -22,8 +22,13 @@ __all__ = ["has_cloudpickle", "ship_problem", "shipping_error"]
 
 
 def has_cloudpickle() -> bool:
-    """Whether cloudpickle is installed (not imported)."""
-    return "cloudpickle" in sys.modules or importlib.util.find_spec("cloudpickle") is not None
+    """Whether cloudpickle can be imported (without importing it when it is not loaded yet)."""
+    if "cloudpickle" in sys.modules:
+        return sys.modules["cloudpickle"] is not None  # None: imports of it are blocked
+    try:
+        return importlib.util.find_spec("cloudpickle") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _by_reference_problem(func: Callable[..., Any], main_importable: bool) -> str | None:

@@ -189,7 +189,9 @@ def _send(conn: Any, message: tuple[Any, ...]) -> None:
         msg = f"the result of an item could not be pickled to return to the caller: {exc!r}"
         err = capture(SerializationError(msg), check_pickle=True)
         kind, task_id = message[0], message[1]
-        fallback: tuple[Any, ...] = ("item", task_id, Failure(err)) if kind == "item" else ("err", task_id, err, None, [])
+        fallback: tuple[Any, ...] = (
+            ("item", task_id, Failure(err)) if kind == "item" else ("err", task_id, err, None, [])
+        )
         data = pickle.dumps(fallback, protocol=pickle.HIGHEST_PROTOCOL)
     conn.send_bytes(data)
 
