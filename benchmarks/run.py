@@ -109,22 +109,26 @@ def fresh_state() -> None:
 # --- how much parallelism the machine has to give right now -------------------------------------------------------
 
 
-def parallel_headroom(n: int = 3_000_000) -> float:
-    """Speedup of ``WORKERS`` forked processes over one on pure-Python work, now (ideally ``WORKERS``).
-
-    On a shared machine other processes take CPUs; no parallel contender can beat this figure.
-    """
-    started = time.perf_counter()
-    countdown(n)
-    one = time.perf_counter() - started
+def _run_forked(n: int, count: int) -> float:
+    """Seconds for ``count`` forked processes, started together, to each count down from ``n``."""
     ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=countdown, args=(n,)) for _ in range(WORKERS)]
+    procs = [ctx.Process(target=countdown, args=(n,)) for _ in range(count)]
     started = time.perf_counter()
     for proc in procs:
         proc.start()
     for proc in procs:
         proc.join()
-    return WORKERS * one / (time.perf_counter() - started)
+    return time.perf_counter() - started
+
+
+def parallel_headroom(n: int = 3_000_000) -> float:
+    """Speedup of ``WORKERS`` forked processes over one on pure-Python work, now (ideally ``WORKERS``).
+
+    Both timings fork, so the cost of forking this process is on both sides.
+    On a shared machine other processes take CPUs; no parallel contender can beat this figure.
+    """
+    one = _run_forked(n, 1)
+    return WORKERS * one / _run_forked(n, WORKERS)
 
 
 # --- contenders -----------------------------------------------------------------------------------------------------
@@ -503,7 +507,7 @@ def machine_info() -> dict[str, Any]:
         "load_average": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "default_start_method": facts.default_start_method,
         "autopar": f"{autopar.__version__} (commit {commit or '?'}{', src/ modified in the working tree' if modified else ''}; "
-        f"sources sha256 {_source_digest()})",
+        f"sources sha256 {_source_digest()}, imported from {Path(autopar.__file__).parent})",
         "joblib": joblib_version,
     }
 
@@ -590,6 +594,7 @@ def main(argv: list[str] | None = None) -> int:
     partial = args.quick or bool(args.only)
     stem = "partial" if partial else "results"
     info = machine_info()
+    digest_start = _source_digest()
     print("machine: " + "; ".join(f"{k} {v}" for k, v in info.items()))
     print(f"protocol: {WORKERS} workers, median of {args.repeats} repeat(s), scale {scale}\n")
 
@@ -622,7 +627,14 @@ def main(argv: list[str] | None = None) -> int:
         del items, expected
         gc.collect()
 
-    pool_rows = warm_pool.measure(repeats=5)
+    try:
+        pool_rows = warm_pool.measure(repeats=5)
+    except Exception as exc:
+        print(f"pool start-up measurement failed: {type(exc).__name__}: {exc}")
+        pool_rows = []
+    digest_end = _source_digest()
+    if digest_end != digest_start:
+        info["autopar"] += f"; SOURCES CHANGED DURING THE RUN (now sha256 {digest_end}): the results mix versions"
     info["load_average_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     info["wall_time"] = f"{time.perf_counter() - started:.0f} s"
 

@@ -28,6 +28,7 @@ LAYERS: dict[str, int] = {
     "_worker": 2,
     "_cache": 2,
     "_shared": 2,
+    "_progress": 2,
     "_registry": 2,
     "_strategies": 3,
     "_pools": 3,

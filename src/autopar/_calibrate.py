@@ -92,10 +92,12 @@ def _run_serial(
     clocks: Clocks,
     capture_errors: bool,
     results: list[Any],
+    check_deadline: Callable[[], object],
 ) -> tuple[_Sample, bool]:
     sample = _Sample()
     size = 1
     while sample.count < _MAX_SAMPLE_ITEMS:
+        check_deadline()
         batch = _take(source, size)
         if not batch:
             return sample, True
@@ -209,11 +211,14 @@ def calibrate(
     warm_pools: frozenset[tuple[str, int]] = frozenset(),
     initializer_s: float = 0.0,
     shared_bytes: int = 0,
+    check_deadline: Callable[[], object] = lambda: None,
 ) -> Calibration:
     """Run the first items of ``source`` to measure the workload; keep their results.
 
     Every item read from ``source`` is run exactly once and its result kept in
-    ``results``; the rest of ``source`` is left unread.  An exception from ``func`` propagates unless
+    ``results``; the rest of ``source`` is left unread.  ``check_deadline`` is
+    called between batches (it raises ``TimeoutError`` once the call's time is
+    up; an item already running in the caller cannot be stopped).  An exception from ``func`` propagates unless
     ``capture_errors``, in which case it takes the item's result slot.
     """
     clocks = clocks or Clocks()
@@ -228,7 +233,7 @@ def calibrate(
             yield item
 
     stream = recording()
-    sample, exhausted = _run_serial(func, stream, n_items, clocks, capture_errors, results)
+    sample, exhausted = _run_serial(func, stream, n_items, clocks, capture_errors, results, check_deadline)
     per_item = sample.wall_s / max(sample.count, 1)
     threads = min(max(facts.cpu_count, 2), 4)
     probe: tuple[float, int] | None = None

@@ -4,6 +4,8 @@ Precedence, resolved in one place (``resolve``):
 
 * strategy: ``AUTOPAR_STRATEGY`` > the call > the decorator > ``config()`` > ``"auto"``
 * workers:  ``AUTOPAR_WORKERS`` > the call > the decorator > ``config()`` > chosen by autopar
+* dask:     the call > the decorator > ``config()`` > ``AUTOPAR_DASK_SCHEDULER`` > the program's
+  default ``distributed`` client (looked up later, and only if ``distributed`` is already imported)
 * anything else: the call > the decorator > ``config()`` > the default
 
 Environment variables are read at call time, so a variable set after import
@@ -43,6 +45,7 @@ OPTION_NAMES = frozenset(
         "retries",
         "retry_on",
         "shared",
+        "dask",
     }
 )
 
@@ -124,6 +127,18 @@ def _check_retry_on(value: Any, where: str) -> tuple[type[BaseException], ...]:
     return tuple(types)
 
 
+def _check_dask(value: Any, where: str) -> Any:
+    if value is None or (isinstance(value, str) and value.strip()):
+        return value.strip() if isinstance(value, str) else None
+    if isinstance(value, (str, bytes, bool, int, float)) or not hasattr(value, "submit"):
+        msg = (
+            f"{where} must be a distributed.Client or a scheduler address such as 'tcp://127.0.0.1:8786', "
+            f"not {value!r} ({type(value).__name__})"
+        )
+        raise TypeError(msg)
+    return value
+
+
 _CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "strategy": _check_strategy,
     "workers": _check_positive_int,
@@ -138,6 +153,7 @@ _CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "retries": _check_retries,
     "retry_on": _check_retry_on,
     "shared": lambda value, where: value,
+    "dask": _check_dask,
 }
 
 
@@ -201,6 +217,11 @@ def _env_workers() -> int | None:
     return value
 
 
+def _env_dask() -> str | None:
+    raw = os.environ.get("AUTOPAR_DASK_SCHEDULER", "").strip()
+    return raw or None
+
+
 def resolve(call: Mapping[str, Any], decorator: Mapping[str, Any] | None = None) -> Options:
     """Merge environment, call, decorator and ``config()`` options into one ``Options``.
 
@@ -221,4 +242,6 @@ def resolve(call: Mapping[str, Any], decorator: Mapping[str, Any] | None = None)
         merged["workers"] = env_workers
     if "shared" in merged:
         merged["has_shared"] = True
+    if merged.get("dask") is None:
+        merged["dask"] = _env_dask()
     return Options(strategy_source=source, **merged)

@@ -38,21 +38,24 @@ _EMPTY = object()
 class ChunkSizer:
     """A fixed chunk size, or (for 0) one that grows to about ``_ADAPTIVE_CHUNK_S`` of work per chunk."""
 
-    def __init__(self, fixed: int) -> None:
+    def __init__(self, fixed: int, *, target_s: float = _ADAPTIVE_CHUNK_S) -> None:
         self.adaptive = fixed <= 0
         self.size = max(fixed, 1)
+        self.target_s = target_s
 
     def observe(self, size: int, elapsed_s: float) -> None:
         """Adapt to a chunk of ``size`` items that took ``elapsed_s``."""
         if not self.adaptive or elapsed_s <= 0:
             return
         per_item = elapsed_s / size
-        target = max(1, min(int(_ADAPTIVE_CHUNK_S / per_item), _MAX_ADAPTIVE_CHUNK))
+        target = max(1, min(int(self.target_s / per_item), _MAX_ADAPTIVE_CHUNK))
         self.size = min(target, self.size * 4)
 
 
 def unwrap(results: list[Any], capture_errors: bool) -> list[Any]:
     """Results as the caller sees them: a ``Failure`` becomes its exception, or is raised."""
+    if Failure not in map(type, results):
+        return results
     out = []
     for value in results:
         if isinstance(value, Failure):

@@ -15,6 +15,7 @@ import attrs
 
 __all__ = [
     "Candidate",
+    "ClusterFacts",
     "Decision",
     "Measurements",
     "MethodVerdict",
@@ -86,6 +87,9 @@ class Options:
     #: The object passed as second argument to every call (``has_shared`` says whether one was given).
     shared: Any = attrs.field(default=None, eq=False)
     has_shared: bool = False
+    #: The Dask cluster: a ``distributed.Client`` or a scheduler address (from ``dask=`` or
+    #: ``AUTOPAR_DASK_SCHEDULER``); None lets a default client of the program serve.
+    dask: Any = None
 
     @property
     def forced(self) -> bool:
@@ -113,6 +117,31 @@ class PoolSpec:
     #: (the object, or a reference to the shared-memory segment holding it).
     shared_key: int | None = None
     shared_payload: Any = attrs.field(default=None, eq=False)
+    #: The Dask cluster of a ``dask`` pool: a ``distributed.Client`` or a scheduler address.
+    cluster: Any = attrs.field(default=None, eq=False)
+    #: Names the cluster (and the client) for pool reuse: a pool serves only the cluster it was built for.
+    cluster_key: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ClusterFacts:
+    """What a probe of a Dask cluster measured: its size and what a task costs to send there."""
+
+    #: The scheduler's address, for messages.
+    address: str = ""
+    #: Seconds from submitting one trivial task to holding its result (latency).
+    round_trip_s: float
+    #: Seconds the caller and the scheduler spend per task, one task after another (a throughput limit).
+    task_overhead_s: float
+    #: Worker threads over the whole cluster: tasks that can run at once.
+    total_threads: int
+    workers: int
+    threads_per_worker: int
+    #: Every worker is a process of its own, so GIL-bound work runs in parallel across workers
+    #: (threads of one process still share its GIL).
+    processes: bool
+    #: Seconds per byte to move an argument or a result between the caller and a worker.
+    transfer_s_per_byte: float
 
 
 @attrs.frozen(kw_only=True)
@@ -152,6 +181,8 @@ class Measurements:
     #: (strategy, workers) pairs whose pools are already running.
     warm_pools: frozenset[tuple[str, int]] = frozenset()
     calibration_s: float = 0.0
+    #: The Dask cluster auto-selection may send work to (None: no cluster configured).
+    cluster: ClusterFacts | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -28,10 +28,11 @@ from . import _cache, _pools
 from ._calibrate import calibrate
 from ._config import resolve
 from ._decide import decide
-from ._dispatch import Dispatch, unwrap
+from ._dispatch import ChunkSizer, Dispatch, unwrap
 from ._errors import SerializationError, UnsafeStrategyWarning, WorkerCrashedError
 from ._model import Decision, Measurements, Options, PlatformFacts, PoolSpec
 from ._platform import called_without_main_guard, probe_platform
+from ._progress import make_progress
 from ._safety import PROCESS_METHODS, auto_process_methods, require_available
 from ._serialize import has_cloudpickle, ship_problem, shipping_error
 from ._shared import SharedHandle
@@ -49,6 +50,8 @@ logger = logging.getLogger("autopar")
 #: Chunks in flight (or finished but not yet consumed) per worker: bounds read-ahead.
 _WINDOW_PER_WORKER = 4
 
+#: Seconds of work per batch when running serially in the caller.
+_SERIAL_BATCH_S = 0.01
 _NOTHING = object()
 _warned: set[tuple[str, str]] = set()
 _warned_lock = threading.Lock()
@@ -165,7 +168,9 @@ class _Call:
         self.exhausted = self.n_items == 0
         self.key: str | None = None
         self.done = 0
-        self.progress = _progress_callback(opts.progress, self.n_items)
+        self.progress = make_progress(opts.progress, self.n_items)
+        if self.progress is not None:
+            self.progress(0, self.n_items)
         self.caller_initialized = False
         self.shared: SharedHandle | None = None
         self.call_func = func
@@ -215,9 +220,11 @@ class _Call:
             warm_pools=_pools.warm_pools(),
             initializer_s=initializer_s,
             shared_bytes=self.shared.size_bytes() if self.shared is not None else 0,
+            check_deadline=self._check_deadline,
         )
         self.prefix = cal.results
         self.exhausted = cal.exhausted
+        self._check_deadline()
         self._advance(len(cal.results))
         logger.debug("autopar calibration: %s", cal.measurements)
         if self.exhausted:
@@ -243,9 +250,9 @@ class _Call:
 
     # -- execution ------------------------------------------------------------
 
-    def results(self, decision: Decision, ordered: bool) -> Iterator[Any]:
+    def batches(self, decision: Decision, ordered: bool) -> Iterator[list[Any]]:
         """Yield every result: calibration items first, then the rest."""
-        yield from unwrap(self.prefix, self.capture_errors)
+        yield unwrap(self.prefix, self.capture_errors)
         self.prefix = []
         if self.exhausted:
             return
@@ -268,20 +275,26 @@ class _Call:
             raise TimeoutError(msg)
         return left
 
-    def _serial(self) -> Iterator[Any]:
+    def _serial(self) -> Iterator[list[Any]]:
+        """Run the rest in the caller, in batches of about 10 ms so the deadline is checked often."""
         self._initialize_caller()
-        index = self.done
-        for item in self.source:
+        sizer = ChunkSizer(0, target_s=_SERIAL_BATCH_S)
+        while True:
             self._check_deadline()
+            batch = list(itertools.islice(self.source, sizer.size))
+            if not batch:
+                return
+            started = time.perf_counter()
             try:
                 results = run_chunk(
-                    self.call_func, (item,), index, capture_errors=self.capture_errors, in_process=False
+                    self.call_func, batch, self.done, capture_errors=self.capture_errors, in_process=False
                 )
             except ChunkFailed as failed:
+                yield unwrap(failed.results, self.capture_errors)
                 raise failed.wrapped.rebuild()  # noqa: B904 - its __cause__ is the traceback text
-            index += 1
-            self._advance(1)
-            yield from unwrap(results, self.capture_errors)
+            sizer.observe(len(batch), time.perf_counter() - started)
+            self._advance(len(batch))
+            yield unwrap(results, self.capture_errors)
 
     def _spec(self, decision: Decision) -> PoolSpec:
         uses_processes = get_strategy(decision.strategy).uses_processes
@@ -311,7 +324,7 @@ class _Call:
             shared_payload=shared_payload,
         )
 
-    def _pooled(self, decision: Decision, ordered: bool) -> Iterator[Any]:
+    def _pooled(self, decision: Decision, ordered: bool) -> Iterator[list[Any]]:
         spec = self._spec(decision)
         pool = _pools.acquire(decision.strategy, decision.workers, spec, self.facts)
         healthy = False
@@ -329,8 +342,7 @@ class _Call:
                 check_deadline=self._check_deadline,
                 advance=self._advance,
             )
-            for results in dispatch.chunks(ordered=ordered):
-                yield from results
+            yield from dispatch.chunks(ordered=ordered)
             healthy = True
         except GeneratorExit:
             pool.cancel()  # the consumer stopped early: drop in-flight work, keep the pool
@@ -357,7 +369,9 @@ class _Call:
             logger.info("autopar: per-item time drifted; the next call recalibrates")
 
     def close(self) -> None:
-        """Release the shared object of the call (and its shared-memory segment)."""
+        """Release the shared object of the call (and its shared-memory segment); close the progress bar."""
+        if self.progress is not None:
+            self.progress.close()
         if self.shared is not None:
             self.shared.close()
             self.shared = None
@@ -385,27 +399,8 @@ def _refresh(cached: Measurements, n_items: int | None) -> Measurements:
     )
 
 
-def _progress_callback(progress: Any, total: int | None) -> Callable[[int, int | None], None] | None:
-    if progress is None or progress is False:
-        return None
-    if callable(progress):
-        return progress  # type: ignore[no-any-return]
-    if progress is True:
-        try:
-            from tqdm.auto import tqdm
-        except ImportError as exc:
-            msg = "progress=True needs tqdm: pip install 'autopar[progress]'"
-            raise ImportError(msg) from exc
-        bar = tqdm(total=total)
-
-        def advance(done: int, _total: int | None) -> None:
-            bar.update(done - bar.n)
-            if _total is not None and done >= _total:
-                bar.close()
-
-        return advance
-    msg = f"progress must be True, False, None or a callable (done, total), not {progress!r}"
-    raise TypeError(msg)
+#: The progress reporter factory, also used by the Executor.
+_progress_callback = make_progress
 
 
 def _run(
@@ -417,7 +412,7 @@ def _run(
     except BaseException:
         call.close()
         raise
-    return call, decision, call.results(decision, ordered)
+    return call, decision, call.batches(decision, ordered)
 
 
 def map(
@@ -466,9 +461,11 @@ def run_map(func: Callable[[T], R], chunks: Iterable[T], call: dict[str, Any], d
     _check_call(func, chunks)
     opts = resolve(call, decorator)
     started = time.perf_counter()
-    run, decision, results = _run(func, chunks, opts, ordered=True)
+    run, decision, batches = _run(func, chunks, opts, ordered=True)
+    out: list[R] = []
     try:
-        out = list(results)
+        for batch in batches:
+            out.extend(batch)
     finally:
         run.close()
     run.observe(decision, time.perf_counter() - started, len(out))
@@ -508,9 +505,10 @@ def run_imap(
 
 
 def _lazy(func: Callable[[Any], Any], iterable: Iterable[Any], opts: Options, ordered: bool) -> Iterator[Any]:
-    run, _, results = _run(func, iterable, opts, ordered)
+    run, _, batches = _run(func, iterable, opts, ordered)
     try:
-        yield from results
+        for batch in batches:
+            yield from batch
     finally:
         run.close()
 

@@ -147,22 +147,29 @@ def run_chunk(
     rest go on; otherwise the first failure raises ``ChunkFailed``.
     """
     results: list[Any] = []
+    append = results.append
+    remaining = iter(items)
     _local.inside = True
     try:
-        for offset, item in enumerate(items):
-            if slot is not None:
-                slot.value = start + offset
+        while True:
             try:
-                results.append(func(item))
+                # One try around the loop, not one per item: this is the hot path of tiny work.
+                if slot is None:
+                    for item in remaining:
+                        append(func(item))
+                else:
+                    for item in remaining:
+                        slot.value = start + len(results)
+                        append(func(item))
+                return results
             except Exception as exc:
                 wrapped = capture(exc, check_pickle=in_process)
                 if not capture_errors:
-                    raise ChunkFailed(wrapped, offset, results) from None
+                    raise ChunkFailed(wrapped, len(results), results) from None
                 # A process worker sends the wrapper (it pickles as the rebuilt exception).
-                results.append(Failure(wrapped if in_process else wrapped.rebuild()))
+                append(Failure(wrapped if in_process else wrapped.rebuild()))
     finally:
         _local.inside = False
-    return results
 
 
 def limit_native_threads(count: int) -> None:
