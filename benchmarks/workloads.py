@@ -3,7 +3,7 @@
 Each workload pairs a function of one item with a builder of its items.
 ``scale`` shrinks the input for a quick sanity run (1.0 is the full size);
 the full sizes aim at about 0.5 to 1.5 s of serial work on a 2-core machine,
-except ``tiny``, ``large_args`` and ``large_results``, whose work is small on purpose.
+except ``tiny``, whose work is small on purpose.
 
 The buffers that ``hashlib`` and ``zlib`` read are built when this module is
 imported, in the caller and again in every spawned or forkserver worker (about
@@ -143,14 +143,20 @@ def square(x: int) -> int:
     return x * x
 
 
-def sample_bytes(data: bytes) -> int:
-    """Cheap work on a large argument: its length and a sparse sum; pickling the argument dominates."""
-    return len(data) + sum(data[:: 64 * 1024])
+def sample_bytes(data: bytes) -> bytes:
+    """SHA-256 of a 1 MB argument, a few rounds: releases the GIL, but a process pool must pickle the argument."""
+    digest = b""
+    for _ in range(_HASH_ROUNDS):
+        digest = hashlib.sha256(data).digest()
+    return digest
+
+
+_PACKED = zlib.compress(_BUF[:_MB], 6)
 
 
 def make_bytes(i: int) -> bytes:
-    """A 1 MB result from a small integer: pickling the result dominates."""
-    return bytes((i % 256,)) * _MB
+    """A 1 MB result decompressed from a small blob: zlib releases the GIL; a process pool must pickle the result."""
+    return zlib.decompress(_PACKED)[:-1] + bytes((i % 256,))
 
 
 # --- inputs --------------------------------------------------------------------------------------------------------
@@ -186,12 +192,13 @@ def _tiny_items(scale: float) -> list[int]:
 
 
 def _large_arg_items(scale: float) -> list[bytes]:
-    count = _count(200, scale, 8)
-    return [bytes((i % 256,)) * _MB for i in range(count)]
+    count = _count(450, scale, 8)
+    blocks = [bytes((i,)) * _MB for i in range(8)]
+    return [blocks[i % 8] for i in range(count)]
 
 
 def _large_result_items(scale: float) -> list[int]:
-    return list(range(_count(200, scale, 8)))
+    return list(range(_count(150, scale, 8)))
 
 
 #: Which items of ``skewed`` are slow: two at the very end (the worst place for static chunks), one mid-way.
@@ -225,8 +232,8 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("zlib", zlib_slice, _zlib_items, "zlib level 6 of a 1 MB buffer slice, 24 items (releases the GIL)"),
     Workload("io_wait", sleep_for, _io_items, "time.sleep(0.02), 60 items (waits)"),
     Workload("tiny", square, _tiny_items, "x * x, 200,000 items (dispatch overhead only)"),
-    Workload("large_args", sample_bytes, _large_arg_items, "1 MB bytes per item, cheap work (pickling dominates)"),
-    Workload("large_results", make_bytes, _large_result_items, "1 MB bytes result per small int (pickling dominates)"),
+    Workload("large_args", sample_bytes, _large_arg_items, "SHA-256 of a 1 MB argument, 450 items (pickling costs)"),
+    Workload("large_results", make_bytes, _large_result_items, "zlib to a 1 MB result, 150 items (pickling costs)"),
     Workload(
         "skewed",
         countdown,
