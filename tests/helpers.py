@@ -236,3 +236,141 @@ def nested_strategy(x: int) -> tuple[int, str, int]:
 def native_thread_vars(_x: object) -> dict[str, str | None]:
     """The native thread-pool variables seen in the worker."""
     return {var: os.environ.get(var) for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
+# -- real jobs: initializers, shared objects, failures that are counted --------------
+
+
+def _worker_file(directory: str) -> str:
+    """The file of the running worker in ``directory``: named by process id and thread id."""
+    return os.path.join(directory, f"{os.getpid()}-{threading.get_ident()}")
+
+
+def _append_line(path: str, line: str) -> None:
+    """Append ``line`` to ``path`` in one write, so concurrent writers never interleave within a line."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, f"{line}\n".encode())
+    finally:
+        os.close(fd)
+
+
+def record_init(directory: str) -> None:
+    """An initializer: append ``init`` to this worker's file in ``directory``."""
+    _append_line(_worker_file(directory), "init")
+
+
+def record_item(arg: tuple[str, int]) -> int:
+    """Append ``item x`` to this worker's file in directory ``arg[0]``, then return x * x."""
+    directory, x = arg
+    _append_line(_worker_file(directory), f"item {x}")
+    return x * x
+
+
+def record_item_slowly(arg: tuple[str, int]) -> int:
+    """``record_item``, then sleep 2 ms: enough work per item for auto to measure threads."""
+    result = record_item(arg)
+    time.sleep(0.002)
+    return result
+
+
+class InitFailedError(Exception):
+    """Raised by ``failing_init``."""
+
+
+def failing_init(directory: str) -> None:
+    """An initializer that appends one line per attempt to ``directory``/attempts, then raises InitFailedError."""
+    _append_line(os.path.join(directory, "attempts"), f"{os.getpid()}-{threading.get_ident()}")
+    raise InitFailedError("the initializer failed on purpose")
+
+
+class CountedPickle:
+    """A read-only table that appends a line to ``log_path`` each time it is pickled."""
+
+    def __init__(self, log_path: str, values: tuple[int, ...]) -> None:
+        self.log_path = log_path
+        self.values = values
+
+    def __getitem__(self, index: int) -> int:
+        return self.values[index]
+
+    def __reduce__(self) -> tuple[object, ...]:
+        _append_line(self.log_path, str(os.getpid()))
+        return (CountedPickle, (self.log_path, self.values))
+
+
+def lookup(x: int, table: object) -> object:
+    """``table[x]``: a function that takes the shared object as its second argument."""
+    return table[x]  # type: ignore[index]
+
+
+def describe_shared(x: int, shared: object) -> tuple[str, bool, int]:
+    """(type name, read-only, ``int(shared[x])``) of the shared object as the worker sees it."""
+    flags = getattr(shared, "flags", None)
+    if flags is not None:
+        readonly = not flags.writeable
+    elif isinstance(shared, memoryview):
+        readonly = shared.readonly
+    else:
+        readonly = isinstance(shared, bytes)
+    return type(shared).__name__, readonly, int(shared[x])  # type: ignore[index]
+
+
+def segfault_quietly_on_3_shared(x: int, shared: object) -> int:
+    """``shared[x]``, but kill the worker with SIGSEGV on 3 (no faulthandler report)."""
+    segfault_quietly_on_3(x)
+    return int(shared[x])  # type: ignore[index]
+
+
+def touch_then_sleep_shared(arg: tuple[str, float], shared: object) -> float:
+    """``touch_then_sleep(arg)``; the shared object is ignored."""
+    return touch_then_sleep(arg)
+
+
+def sleep_on_3(arg: tuple[str, int]) -> int:
+    """On 3, write the worker's pid to ``arg[0]``/sleeper and sleep 30 s; return x * x."""
+    directory, x = arg
+    if x == 3:
+        _append_line(os.path.join(directory, "sleeper"), str(os.getpid()))
+        time.sleep(30)
+    return x * x
+
+
+def fail_on_multiples_of_5(x: int) -> int:
+    """Raise ValueError on multiples of 5, else return x * x."""
+    if x % 5 == 0:
+        raise ValueError(f"bad item {x}")
+    return x * x
+
+
+def _count_attempt(directory: str, x: int) -> int:
+    """Record one more attempt at item x in ``directory``; return how many there were, this one included."""
+    path = os.path.join(directory, f"attempts-{x}")
+    _append_line(path, str(os.getpid()))
+    with open(path) as log:
+        return len(log.readlines())
+
+
+def crash_first_attempt_on_3(arg: tuple[str, int]) -> int:
+    """x * x, but the first attempt at 3 ends its worker with os._exit(9)."""
+    directory, x = arg
+    if _count_attempt(directory, x) == 1 and x == 3:
+        os._exit(9)
+    return x * x
+
+
+def raise_on_3_counting(arg: tuple[str, int]) -> int:
+    """x * x, but every attempt at 3 raises ValueError; attempts are counted in ``arg[0]``."""
+    directory, x = arg
+    _count_attempt(directory, x)
+    if x == 3:
+        raise ValueError("item 3 always fails")
+    return x * x
+
+
+def raise_first_attempt_on_3(arg: tuple[str, int]) -> int:
+    """x * x, but the first attempt at 3 raises ValueError; attempts are counted in ``arg[0]``."""
+    directory, x = arg
+    if _count_attempt(directory, x) == 1 and x == 3:
+        raise ValueError("item 3 fails the first time")
+    return x * x

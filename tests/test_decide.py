@@ -688,3 +688,19 @@ def test_forced_choice_respected_for_any_workload(
         assert decision.chunksize == chunksize
     assert decision.chunksize >= 1
     assert strategy in str(decision)
+
+
+def test_low_cpu_share_without_waits_counts_as_computing() -> None:
+    """Low thread CPU with no blocking waits means a busy machine, not I/O: no many-thread pool for it."""
+    contended = attrs.evolve(IO_WAIT, item_waits=0.0, thread_speedup=1.0, thread_probe_workers=2)
+    decision = decide(contended, LINUX, AUTO)
+    assert decision.strategy != "threads"
+    assert "waits more than it computes" not in reasons(decision)
+
+
+def test_waiting_work_with_measured_waits_uses_threads_despite_a_noisy_probe() -> None:
+    """Work that blocks once per item goes to threads even when a short probe under-read its scaling."""
+    waiting = attrs.evolve(IO_WAIT, item_waits=1.0, thread_speedup=0.9, thread_probe_workers=2)
+    decision = decide(waiting, LINUX, AUTO)
+    assert decision.strategy == "threads"
+    assert decision.workers > LINUX.cpu_count

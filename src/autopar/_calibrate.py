@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import resource
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -45,13 +46,22 @@ _MAX_SAMPLE_ITEMS = 50_000
 _PICKLE_SAMPLES = 3
 
 
+def _thread_waits() -> int | None:
+    """Voluntary context switches of the calling thread so far (Linux), else None."""
+    try:
+        return resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 @attrs.frozen
 class Clocks:
-    """The clocks calibration reads: wall, this thread's CPU, this process's CPU."""
+    """The clocks calibration reads: wall, this thread's CPU, this process's CPU, this thread's waits."""
 
     wall: Callable[[], float] = time.perf_counter
     thread: Callable[[], float] = time.thread_time
     process: Callable[[], float] = time.process_time
+    waits: Callable[[], int | None] = _thread_waits
 
 
 @attrs.define
@@ -74,6 +84,7 @@ class _Sample:
         self.cpu_s = 0.0
         self.process_s = 0.0
         self.max_item_s = 0.0
+        self.waits: int | None = 0
 
 
 def _take(source: Iterator[Any], count: int) -> list[Any]:
@@ -101,9 +112,11 @@ def _run_serial(
         batch = _take(source, size)
         if not batch:
             return sample, True
-        w0, c0, p0 = clocks.wall(), clocks.thread(), clocks.process()
+        v0, w0, c0, p0 = clocks.waits(), clocks.wall(), clocks.thread(), clocks.process()
         results.extend(_run(func, batch, len(results), capture_errors))
         wall = clocks.wall() - w0
+        v1 = clocks.waits()
+        sample.waits = None if v0 is None or v1 is None or sample.waits is None else sample.waits + v1 - v0
         sample.count += len(batch)
         sample.wall_s += wall
         sample.cpu_s += clocks.thread() - c0
@@ -258,6 +271,7 @@ def calibrate(
         item_cpu_s=sample.cpu_s / max(sample.count, 1),
         item_process_cpu_s=sample.process_s / max(sample.count, 1),
         item_wall_max_s=sample.max_item_s,
+        item_waits=None if sample.waits is None else sample.waits / max(sample.count, 1),
         func_pickle_bytes=func_bytes,
         item_pickle_bytes=item_bytes,
         result_pickle_bytes=result_bytes,

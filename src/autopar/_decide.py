@@ -15,6 +15,15 @@ predictions are within 10% the simpler strategy wins (serial, threads, then
   transfer; the caller pays the other half serially, so the pipeline runs at
   the pace of the slower side.  Native thread pools are limited to one thread
   in workers, so a function that already uses ``u`` cores costs ``u * t`` there.
+* dask (only with cluster facts): the cluster runs ``par`` items at once:
+  every thread for work that releases the GIL or uses native threads, but
+  only one per worker process for GIL-bound work (threads of one process
+  share its GIL).  The caller and the scheduler handle tasks one at a time,
+  and every item and result crosses the network, so the run takes
+  ``first use + round trip + max(n * t / par, caller side) + tail``, where the
+  caller side is ``chunks * task overhead + n * (pickling + bytes * s/byte)``.
+  The cluster comes last in the order of simplicity: it wins only when it
+  beats every local strategy by more than 10%.
 * every pool: start-up (none for a warm pool) and a tail of half a chunk.
 
 No clock, no OS calls, no randomness: the same inputs give the same decision.
@@ -28,7 +37,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import attrs
 
-from ._model import Candidate, Decision, Measurements, Options, PlatformFacts, _fmt_s
+from ._model import Candidate, ClusterFacts, Decision, Measurements, Options, PlatformFacts, _fmt_s
 from ._safety import PROCESS_METHODS, auto_process_methods, method_verdict
 
 if TYPE_CHECKING:
@@ -66,6 +75,8 @@ _WAITING_CPU_SHARE = 0.5
 #: Process CPU over wall above which native threads already use several cores.
 _NATIVE_CORES_RATIO = 1.3
 _MIN_CPU_SHARE = 0.01
+#: Voluntary context switches per item below which the function does not wait (it computes).
+_MIN_WAITS_PER_ITEM = 0.5
 #: Slow-down of threads that oversubscribe native thread pools.
 _OVERSUBSCRIBE_PENALTY = 0.1
 #: Predictions within this ratio of the fastest count as a tie, won by the simpler strategy.
@@ -73,6 +84,10 @@ _CLOSE_RATIO = 1.10
 #: Probe speedup below which threads count as serialized.
 _THREAD_GAIN_MIN = 1.2
 
+#: First use of a cluster: workers unpickle the function and import its module, as a spawn worker does.
+_DASK_FIRST_USE_S = _SPAWN_STARTUP_S
+
+_DASK = "dask"
 _MODELLED = ("serial", "threads", *PROCESS_METHODS)
 _SOURCES = {
     "env": "the AUTOPAR_STRATEGY environment variable",
@@ -133,22 +148,26 @@ def _probe(m: Measurements) -> tuple[int, float] | None:
 
 
 def _thread_fraction(m: Measurements, platform: PlatformFacts, share: float, waiting: bool) -> float:
+    # Waiting releases the GIL; the computing part still holds it (unless the build has no GIL).
+    floor = 1.0 if not platform.gil_enabled else (1.0 - share if waiting else 0.0)
     probe = _probe(m)
     if probe is not None:
         k, s = probe
         # Computing threads beyond the CPU count add no parallelism, so the probe ran at most that many.
         k = k if waiting else min(k, max(platform.cpu_count, 1))
         if k >= 2:
-            return min(max((1 - 1 / s) / (1 - 1 / k), 0.0), 1.0)
-    if not platform.gil_enabled:
-        return 1.0
-    # Waiting releases the GIL; the computing part still holds it.
-    return 1.0 - share if waiting else 0.0
+            fitted = min(max((1 - 1 / s) / (1 - 1 / k), 0.0), 1.0)
+            # A short probe on a busy machine can under-read waiting work, never over-read it.
+            return max(fitted, floor) if waiting else fitted
+    return floor
 
 
 def _workload(m: Measurements, platform: PlatformFacts) -> _Workload:
     wall = _clean(m.item_wall_s)
     share = min(_clean(m.item_cpu_s) / wall, 1.0) if wall else 1.0
+    if m.item_waits is not None and m.item_waits < _MIN_WAITS_PER_ITEM:
+        # The thread never blocked: the CPU it lacked went to other processes, not to waiting.
+        share = 1.0
     ratio = _clean(m.item_process_cpu_s) / wall if wall else 0.0
     cores = ratio if ratio > _NATIVE_CORES_RATIO else 1.0
     remaining = _ASSUMED_ITEMS_UNKNOWN if m.n_items is None else max(m.n_items - max(m.sampled, 0), 0)
@@ -221,16 +240,51 @@ def _process_estimate(
     return _Estimate(total, wl.remaining * item_s / w_eff)
 
 
+def _cluster_parallelism(wl: _Workload, c: ClusterFacts, slots: int) -> float:
+    """Items the cluster runs at once: every thread, unless GIL-bound work shares a process's GIL."""
+    if wl.native:
+        return float(slots)
+    threads = c.threads_per_worker if c.processes else c.total_threads
+    processes = c.workers if c.processes else 1
+    per_process = 1 / ((1 - wl.thread_p) + wl.thread_p / max(threads, 1))
+    return max(min(processes * per_process, slots), 1.0)
+
+
+def _dask_item_s(wl: _Workload) -> float:
+    """Per-item time on a cluster thread: native thread pools there compete for the same cores."""
+    return wl.process_item_s if wl.native else wl.item_s
+
+
+def _dask_estimate(wl: _Workload, m: Measurements, c: ClusterFacts, workers: int, chunksize: int) -> _Estimate:
+    item_s = _dask_item_s(wl)
+    slots = max(min(workers, c.total_threads), 1)
+    compute = wl.remaining * item_s / _cluster_parallelism(wl, c, slots)
+    per_byte = _clean(c.transfer_s_per_byte)
+    chunks = _ceil_div(wl.remaining, chunksize)
+    # Every task carries the function; every item and result is pickled and crosses the network.
+    per_task = _clean(c.task_overhead_s) + max(m.func_pickle_bytes, 0) * per_byte
+    per_item = _clean(m.pickle_s) + (_clean(m.item_pickle_bytes) + _clean(m.result_pickle_bytes)) * per_byte
+    caller = chunks * per_task + wl.remaining * per_item
+    start = 0.0 if (_DASK, workers) in m.warm_pools else _DASK_FIRST_USE_S + _clean(m.initializer_s)
+    total = start + _clean(c.round_trip_s) + max(compute, caller) + _tail_s(wl, slots, chunksize * item_s)
+    return _Estimate(total, compute)
+
+
 def _estimate(
     strategy: str, wl: _Workload, m: Measurements, options: Options, workers: int, chunksize: int
 ) -> _Estimate:
+    if strategy == _DASK and m.cluster is not None:
+        return _dask_estimate(wl, m, m.cluster, workers, chunksize)
     if strategy == "serial":
         return _serial_estimate(wl, m)
     if strategy == "threads":
         return _thread_estimate(wl, m, workers, chunksize)
     if strategy in PROCESS_METHODS:
         return _process_estimate(wl, m, options, strategy, workers, chunksize)
-    msg = f"strategy {strategy!r} has no cost model; expected 'serial', 'threads' or one of {PROCESS_METHODS!r}"
+    msg = (
+        f"strategy {strategy!r} has no cost model; expected 'serial', 'threads', one of {PROCESS_METHODS!r}, "
+        "or 'dask' with measurements.cluster set"
+    )
     raise ValueError(msg)
 
 
@@ -245,7 +299,8 @@ def predict(
     """Predict the wall time, in seconds, of the remaining work run by ``strategy``.
 
     Args:
-        strategy: "serial", "threads", "fork", "forkserver" or "spawn".
+        strategy: "serial", "threads", "fork", "forkserver", "spawn", or "dask" when
+            ``measurements.cluster`` holds the cluster's facts.
         workers: Worker count (at least 1 is used).
         chunksize: Items per chunk (at least 1 is used).
         measurements: What calibration measured.
@@ -291,8 +346,31 @@ def _chunksize(wl: _Workload, workers: int, item_s: float, overhead_s: float) ->
     return balance if wanted >= balance else max(math.ceil(wanted), 1)
 
 
+def _dask_candidate(wl: _Workload, m: Measurements, c: ClusterFacts, options: Options) -> tuple[Candidate, _Estimate]:
+    """Every cluster thread as a worker; chunks long enough that the scheduler keeps every thread fed."""
+    slots = min(max(options.workers or c.total_threads, 1), max(wl.remaining, 1))
+    if options.chunksize is not None:
+        chunksize = max(options.chunksize, 1)
+    else:
+        item_s = _dask_item_s(wl)
+        chunksize = _chunksize(wl, slots, item_s, _clean(c.round_trip_s))
+        if item_s > 0:
+            # Handing a task to each thread takes slots * task overhead: a chunk should outlast that,
+            # yet every thread should get a chunk.
+            fed = math.ceil(slots * _clean(c.task_overhead_s) / item_s)
+            chunksize = max(min(max(chunksize, fed), _ceil_div(wl.remaining, slots)), 1)
+    workers = min(slots, max(_ceil_div(wl.remaining, chunksize), 1))
+    est = _dask_estimate(wl, m, c, workers, chunksize)
+    par = _cluster_parallelism(wl, c, workers)
+    warm = "warm" if (_DASK, workers) in m.warm_pools else f"first use {_fmt_s(_DASK_FIRST_USE_S)}"
+    note = f"cluster runs {par:.0f} at once; {warm}"
+    return Candidate(strategy=_DASK, workers=workers, chunksize=chunksize, predicted_s=est.total_s, note=note), est
+
+
 def _candidate(strategy: str, wl: _Workload, m: Measurements, options: Options) -> tuple[Candidate, _Estimate | None]:
     """The candidate's workers, chunk size and prediction (None, and a NaN, for a plugin strategy)."""
+    if strategy == _DASK and m.cluster is not None:
+        return _dask_candidate(wl, m, m.cluster, options)
     workers = _workers(strategy, wl, options)
     if options.chunksize is not None:
         chunksize = max(options.chunksize, 1)
@@ -427,9 +505,42 @@ def _forced_reasons(name: str, m: Measurements, platform: PlatformFacts, options
             reasons.append(f"items or results cannot be pickled: {name} will fail to send them")
         elif not m.shippable and name != "fork":
             reasons.append(f"cannot ship the function to {name}: {m.ship_reason or 'not picklable by reference'}")
-    elif name not in _MODELLED:
+    elif name not in _MODELLED and not (name == _DASK and m.cluster is not None):
         reasons.append(f"no cost model for {name!r}: workers and chunksize follow the generic rules")
     return reasons
+
+
+def _cluster_excluded(m: Measurements, options: Options) -> str | None:
+    """Why auto-selection may not send this call to the cluster it knows, or None when it may."""
+    c = m.cluster
+    if c is None:
+        return "no cluster"
+    if c.total_threads < 1:
+        return "the cluster has no workers"
+    if not m.data_picklable:
+        return "items or results cannot be pickled"
+    if options.has_shared:
+        return "shared= is not sent to a cluster"
+    return None
+
+
+def _cluster_reasons(m: Measurements, options: Options, chosen: Candidate, candidates: list[Candidate]) -> list[str]:
+    c = m.cluster
+    if c is None:
+        return []
+    mb_s = f"{1e-6 / c.transfer_s_per_byte:,.0f} MB/s" if c.transfer_s_per_byte > 0 else "unmeasured transfer"
+    text = (
+        f"Dask cluster {c.address}: {c.workers} worker(s) x {c.threads_per_worker} thread(s) "
+        f"({'a process each' if c.processes else 'threads of one process'}), round trip {_fmt_s(c.round_trip_s)}, "
+        f"{_fmt_s(c.task_overhead_s)} per task, {mb_s}"
+    )
+    excluded = _cluster_excluded(m, options)
+    dask = next((x for x in candidates if x.strategy == _DASK), None)
+    if excluded is not None:
+        text += f"; not a candidate: {excluded}"
+    elif dask is not None and dask is not chosen and not options.forced:
+        text += f"; predicts {_fmt_s(dask.predicted_s)}, not more than 10% faster than {chosen.strategy} here"
+    return [text]
 
 
 def _serial_only(wl: _Workload, m: Measurements, options: Options, reason: str) -> Decision:
@@ -450,8 +561,9 @@ def _serial_only(wl: _Workload, m: Measurements, options: Options, reason: str) 
 def decide(measurements: Measurements, platform: PlatformFacts, options: Options) -> Decision:
     """Choose the strategy, worker count and chunk size for the remaining work.
 
-    Every candidate (serial, threads, each usable start method) gets a predicted
-    wall time; the fastest wins, or the simplest within 10% of it.  A forced
+    Every candidate (serial, threads, each usable start method, and the Dask
+    cluster when ``measurements.cluster`` describes one) gets a predicted wall
+    time; the fastest wins, or the simplest within 10% of it (the cluster last).  A forced
     ``options.strategy`` is always the one chosen; the others stay listed for
     ``explain``.  Nested calls and spawn children importing an unguarded
     ``__main__`` always run serially.
@@ -476,6 +588,8 @@ def decide(measurements: Measurements, platform: PlatformFacts, options: Options
             'put the entry point under `if __name__ == "__main__":`',
         )
     names = ("serial", "threads", *_process_methods(measurements, platform))
+    if _cluster_excluded(measurements, options) is None:
+        names += (_DASK,)  # last: the cluster never wins a tie against the machine at hand
     scored = [(c, e) for c, e in (_candidate(n, wl, measurements, options) for n in names) if e is not None]
     candidates = [c for c, _ in scored]
     best_s = min(c.predicted_s for c in candidates)
@@ -493,6 +607,7 @@ def decide(measurements: Measurements, platform: PlatformFacts, options: Options
     else:
         reasons.append(_choice_reason(chosen, scored))
     reasons += _process_reasons(measurements, platform, chosen.strategy)
+    reasons += _cluster_reasons(measurements, options, chosen, candidates)
     return Decision(
         strategy=chosen.strategy,
         workers=chosen.workers,

@@ -158,6 +158,9 @@ class Measurements:
     #: CPU time of the whole process: well above wall means native threads already use several cores.
     item_process_cpu_s: float = 0.0
     item_wall_max_s: float = 0.0
+    #: Voluntary context switches of the running thread per item (blocking waits), None if unknown.
+    #: Low thread CPU with no waits means other processes took the CPU, not that the function waits.
+    item_waits: float | None = None
     func_pickle_bytes: int = 0
     item_pickle_bytes: float = 0.0
     result_pickle_bytes: float = 0.0

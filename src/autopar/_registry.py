@@ -27,6 +27,7 @@ _registry: dict[str, Callable[[], Strategy] | tuple[str, str, tuple[Any, ...]]] 
     "fork": (_PROCESS, "ProcessStrategy", ("fork",)),
     "forkserver": (_PROCESS, "ProcessStrategy", ("forkserver",)),
     "spawn": (_PROCESS, "ProcessStrategy", ("spawn",)),
+    "dask": ("autopar._strategies._dask", "DaskStrategy", ()),
 }
 _instances: dict[str, Strategy] = {}
 _lock = threading.Lock()

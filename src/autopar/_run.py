@@ -16,6 +16,7 @@ import itertools
 import logging
 import math
 import os
+import sys
 import threading
 import time
 import warnings
@@ -118,6 +119,10 @@ def _forced_decision(func: Callable[..., Any], n_items: int | None, opts: Option
             if problem is not None and not has_cloudpickle():
                 raise shipping_error(func, problem, name)
     workers = 1 if name == "serial" else opts.workers or _default_workers(name, facts)
+    if name == "dask":
+        # Every thread of the cluster; with no cluster configured this raises, naming the ways to configure one.
+        threads = _dask_threads(_dask_cluster(opts, required=True))
+        workers = opts.workers or max(threads, 1)
     if n_items is not None:
         workers = max(1, min(workers, n_items))
     chunksize = opts.chunksize or (math.ceil(n_items / (workers * _WINDOW_PER_WORKER)) if n_items else 0)
@@ -204,10 +209,14 @@ class _Call:
         self.key = _cache.cache_key(self.func, self.n_items)
         cached = _cache.get(self.key)
         if cached is not None:
-            measurements = _refresh(cached, self.n_items)
+            measurements = _with_cluster(_refresh(cached, self.n_items), self.opts)
             decision = decide(measurements, self.facts, self.opts)
             logger.info("autopar (cached measurements): %s", decision)
             return decision
+        return self.calibrated_decision(use_cache=True)
+
+    def calibrated_decision(self, *, use_cache: bool) -> Decision:
+        """Calibrate on the first items (kept as this call's first results), then decide."""
         # Calibration runs items in the caller, so the caller is set up like a worker first.
         initializer_s = self._initialize_caller()
         cal = calibrate(
@@ -229,8 +238,9 @@ class _Call:
         logger.debug("autopar calibration: %s", cal.measurements)
         if self.exhausted:
             return _serial_decision("the whole input ran during calibration")
-        decision = decide(cal.measurements, self.facts, self.opts)
-        _cache.put(self.key, cal.measurements)
+        decision = decide(_with_cluster(cal.measurements, self.opts), self.facts, self.opts)
+        if use_cache:
+            _cache.put(self.key, cal.measurements)
         logger.info("%s", decision)
         return decision
 
@@ -311,6 +321,7 @@ class _Call:
             if decision.strategy not in ("fork",):
                 shared_payload = self.shared.payload()
         opts = self.opts
+        cluster = _dask_cluster(opts, required=True) if decision.strategy == "dask" else None
         return PoolSpec(
             initializer=opts.initializer,
             initargs=opts.initargs,
@@ -322,6 +333,8 @@ class _Call:
             item_timeout=opts.item_timeout if uses_processes else None,
             shared_key=shared_key,
             shared_payload=shared_payload,
+            cluster=cluster.reference if cluster is not None else None,
+            cluster_key=cluster.key if cluster is not None else None,
         )
 
     def _pooled(self, decision: Decision, ordered: bool) -> Iterator[list[Any]]:
@@ -386,6 +399,40 @@ def _native_threads_override() -> int | None:
         msg = f"AUTOPAR_NATIVE_THREADS={raw!r} is not accepted; use a positive integer"
         raise ValueError(msg)
     return int(raw)
+
+
+def _dask_cluster(opts: Options, *, required: bool = False) -> Any:
+    """The Dask cluster the call may use, or None; ``distributed`` is imported only when one may be configured.
+
+    Raises:
+        ValueError: ``required`` and no cluster is configured.
+    """
+    if not required and opts.dask is None and "distributed" not in sys.modules:
+        return None
+    from ._strategies import _dask
+
+    return _dask.require_cluster(opts.dask) if required else _dask.find_cluster(opts.dask)
+
+
+def _dask_threads(cluster: Any) -> int:
+    from ._strategies import _dask
+
+    return _dask.cluster_threads(cluster.client)
+
+
+def _with_cluster(measurements: Measurements, opts: Options) -> Measurements:
+    """The measurements with the facts of the configured Dask cluster, probed once per cluster, if there is one."""
+    try:
+        cluster = _dask_cluster(opts)
+        if cluster is None:
+            return measurements
+        from ._strategies import _dask
+
+        facts = _dask.probe_cluster(cluster.client)
+    except (OSError, TimeoutError) as exc:
+        logger.warning("autopar: the Dask cluster is unreachable, deciding without it: %s", exc)
+        return measurements
+    return attrs.evolve(measurements, cluster=facts)
 
 
 def _refresh(cached: Measurements, n_items: int | None) -> Measurements:
@@ -516,21 +563,17 @@ def _lazy(func: Callable[[Any], Any], iterable: Iterable[Any], opts: Options, or
 def explain(func: Callable[[Any], Any], chunks: Iterable[Any], **options: Any) -> Decision:
     """What autopar would do with ``func`` over ``chunks``, and why, without running the whole workload.
 
-    Calibration runs a small sample of the items (their results are discarded).
-    ``str()`` of the returned ``Decision`` is a table of every candidate with its
-    predicted time and the reasons.
+    Calibration runs a small sample of the items in the caller (their results
+    are discarded; the initializer, if any, runs there first and its cost is
+    counted in every pool's start-up).  ``str()`` of the returned ``Decision``
+    is a table of every candidate with its predicted time and the reasons.
     """
     _check_call(func, chunks)
     opts = resolve(_given(**options))
     call = _Call(func, chunks, opts)
-    if opts.forced or call.exhausted or call.facts.in_worker:
-        return call.plan()
-    cal = calibrate(
-        func,
-        call.source,
-        n_items=call.n_items,
-        facts=call.facts,
-        worker_startup_s=_pools.measured_startup_s(),
-        warm_pools=_pools.warm_pools(),
-    )
-    return decide(cal.measurements, call.facts, opts)
+    try:
+        if opts.forced or opts.item_timeout is not None or call.exhausted or call.facts.in_worker:
+            return call.plan()
+        return call.calibrated_decision(use_cache=False)
+    finally:
+        call.close()
