@@ -374,3 +374,11 @@ def raise_first_attempt_on_3(arg: tuple[str, int]) -> int:
     if _count_attempt(directory, x) == 1 and x == 3:
         raise ValueError("item 3 fails the first time")
     return x * x
+
+
+def append_line(path_and_item: tuple[str, int]) -> int:
+    """Append the item to a log file (one line per call, from any process) and return it."""
+    path, item = path_and_item
+    with open(path, "a") as f:
+        f.write(f"{item}\n")
+    return item

@@ -539,7 +539,10 @@ def _cluster_reasons(m: Measurements, options: Options, chosen: Candidate, candi
     if excluded is not None:
         text += f"; not a candidate: {excluded}"
     elif dask is not None and dask is not chosen and not options.forced:
-        text += f"; predicts {_fmt_s(dask.predicted_s)}, not more than 10% faster than {chosen.strategy} here"
+        text += (
+            f"; predicts {_fmt_s(dask.predicted_s)} against {_fmt_s(chosen.predicted_s)} for {chosen.strategy}: "
+            "the cluster runs a call only when more than 10% faster than every local strategy"
+        )
     return [text]
 
 

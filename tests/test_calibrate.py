@@ -1,0 +1,170 @@
+"""Calibration: measures real items exactly once, with scripted clocks instead of waiting."""
+
+from __future__ import annotations
+
+import threading
+
+import attrs
+import pytest
+
+import autopar
+import helpers
+from autopar import _calibrate, _run
+from autopar._calibrate import Clocks, calibrate
+from autopar._platform import probe_platform
+from autopar._worker import Failure
+
+
+class FakeClock:
+    """Time that moves only when the measured function says so."""
+
+    def __init__(self) -> None:
+        self.wall_s = 0.0
+        self.cpu_s = 0.0
+        self.lock = threading.Lock()
+
+    def compute(self, seconds: float) -> None:
+        with self.lock:
+            self.wall_s += seconds
+            self.cpu_s += seconds
+
+    def wait(self, seconds: float) -> None:
+        with self.lock:
+            self.wall_s += seconds
+
+    def clocks(self, waits: int | None = 0) -> Clocks:
+        return Clocks(
+            wall=lambda: self.wall_s, thread=lambda: self.cpu_s, process=lambda: self.cpu_s, waits=lambda: waits
+        )
+
+
+def test_calibration_keeps_results_in_order_and_leaves_the_rest_unread() -> None:
+    """Sampled items' results come back in input order; the source continues right after them."""
+    clock = FakeClock()
+
+    def work(x: int) -> int:
+        clock.compute(0.001)
+        return x * 10
+
+    source = iter(range(1000))
+    cal = calibrate(work, source, n_items=1000, facts=probe_platform(), clocks=clock.clocks())
+    count = len(cal.results)
+    assert cal.results == [x * 10 for x in range(count)]
+    assert next(source) == count
+    assert cal.measurements.sampled == count
+
+
+def test_serial_sample_stops_once_enough_work_is_seen() -> None:
+    """With 1 ms items the serial sample stops at about the sample target, in doubling batches."""
+    clock = FakeClock()
+
+    def work(x: int) -> int:
+        clock.compute(0.001)
+        return x
+
+    facts = attrs.evolve(probe_platform(), cpu_count=1)  # one CPU: no thread probe
+    cal = calibrate(work, iter(range(100_000)), n_items=100_000, facts=facts, clocks=clock.clocks())
+    m = cal.measurements
+    assert m.item_wall_s == pytest.approx(0.001)
+    assert m.item_cpu_s == pytest.approx(0.001)
+    # Batches of 1, 2, 4 and 8 items reach the 15 ms target.
+    assert m.sampled == 15
+    assert m.thread_probe_workers == 0
+
+
+def test_thread_probe_of_gil_bound_work_reads_about_one() -> None:
+    """Items that advance one shared clock (as the GIL serializes them) probe at about 1x on threads."""
+    clock = FakeClock()
+
+    def work(x: int) -> int:
+        clock.compute(0.001)
+        return x
+
+    facts = attrs.evolve(probe_platform(), cpu_count=2)
+    cal = calibrate(work, iter(range(100_000)), n_items=100_000, facts=facts, clocks=clock.clocks())
+    assert cal.measurements.thread_probe_workers == 2
+    assert cal.measurements.thread_speedup == pytest.approx(1.0)
+
+
+def test_small_input_samples_at_most_a_few_percent() -> None:
+    """On a run estimated at 10 ms the sample is a single item and no thread probe runs."""
+    clock = FakeClock()
+
+    def work(x: int) -> int:
+        clock.compute(0.001)
+        return x
+
+    cal = calibrate(work, iter(range(10)), n_items=10, facts=probe_platform(), clocks=clock.clocks())
+    assert cal.measurements.sampled == 1
+    assert cal.measurements.thread_speedup is None
+
+
+def test_waiting_function_shows_low_thread_cpu() -> None:
+    """A function that only waits measures no thread CPU and its blocking waits are recorded."""
+    clock = FakeClock()
+
+    def work(x: int) -> int:
+        clock.wait(0.002)
+        return x
+
+    cal = calibrate(work, iter(range(500)), n_items=500, facts=probe_platform(), clocks=clock.clocks(waits=3))
+    assert cal.measurements.item_cpu_s == 0.0
+    assert cal.measurements.item_wall_s == pytest.approx(0.002)
+    assert cal.measurements.item_waits == 0.0  # the scripted counter never moves
+
+
+def test_exception_during_calibration_propagates_with_its_type() -> None:
+    """A failing item in the sample raises its own exception type."""
+    with pytest.raises(ValueError, match="bad item 3"):
+        calibrate(helpers.fail_on, iter([3, 1, 2]), n_items=3, facts=probe_platform())
+
+
+def test_exception_during_calibration_is_captured_with_errors_return() -> None:
+    """With capture_errors the failing item's slot holds a Failure and the sample goes on."""
+    # Unknown length: tiny items are sampled until the input runs out.
+    cal = calibrate(helpers.fail_on_3, iter(range(6)), n_items=None, facts=probe_platform(), capture_errors=True)
+    assert cal.exhausted
+    assert [type(r) for r in cal.results[3:4]] == [Failure]
+    assert cal.results[:3] == [0, 1, 2]
+
+
+def test_deadline_is_checked_between_batches() -> None:
+    """The call's deadline check runs between sample batches and can stop calibration."""
+    calls = []
+
+    def check() -> None:
+        calls.append(1)
+        if len(calls) > 2:
+            raise TimeoutError("time is up")
+
+    with pytest.raises(TimeoutError):
+        calibrate(helpers.square, iter(range(10**7)), n_items=None, facts=probe_platform(), check_deadline=check)
+
+
+def test_every_item_runs_exactly_once_under_auto(tmp_path) -> None:
+    """Under auto, calibration items and the rest each run once, and results keep input order."""
+    items = list(range(300))
+    out = autopar.map(helpers.append_line, [(str(tmp_path / "log"), i) for i in items])
+    assert out == items
+    lines = (tmp_path / "log").read_text().split()
+    assert sorted(int(x) for x in lines) == items
+
+
+def test_second_call_skips_calibration(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second map over the same function and size class reuses the cached measurements."""
+    calls = []
+    real = _run.calibrate
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_run, "calibrate", counting)
+    assert autopar.map(helpers.square, range(5000)) == [x * x for x in range(5000)]
+    assert autopar.map(helpers.square, range(5000)) == [x * x for x in range(5000)]
+    assert len(calls) == 1
+
+
+def test_sample_target_is_a_module_constant() -> None:
+    """The sample target is small: calibration stays a few percent of a one-second run."""
+    assert _calibrate._SERIAL_SAMPLE_S <= 0.05
