@@ -17,8 +17,8 @@ The clocks are arguments, so tests script time instead of waiting for it.
 from __future__ import annotations
 
 import math
+import os
 import pickle
-import resource
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -36,12 +36,17 @@ __all__ = ["Calibration", "Clocks", "calibrate"]
 
 #: Seconds of serial work to sample before deciding (less when the whole run is small).
 _SERIAL_SAMPLE_S = 0.015
-#: Seconds each probe thread should work for.
-_PROBE_S = 0.008
+#: Seconds each probe thread should work for: longer on bigger runs, where a steadier reading pays.
+_PROBE_MIN_S = 0.008
+_PROBE_MAX_S = 0.04
+#: Share of the estimated remaining serial work the probe may use.
+_PROBE_SHARE = 0.005
 #: Skip the thread probe when the remaining work is estimated below this many seconds.
 _PROBE_MIN_WORK_S = 0.08
 #: At most this many items in the serial sample (tiny items are timed in batches).
 _MAX_SAMPLE_ITEMS = 50_000
+#: Items assumed left in a stream of unknown length, to size the probe.
+_ASSUMED_REMAINING = 10_000
 #: How many items and results to pickle to price process pools.
 _PICKLE_SAMPLES = 3
 
@@ -49,8 +54,10 @@ _PICKLE_SAMPLES = 3
 def _thread_waits() -> int | None:
     """Voluntary context switches of the calling thread so far (Linux), else None."""
     try:
+        import resource  # POSIX only; RUSAGE_THREAD is Linux only
+
         return resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw
-    except (AttributeError, OSError, ValueError):
+    except (ImportError, AttributeError, OSError, ValueError):
         return None
 
 
@@ -170,6 +177,7 @@ def _probe_threads(
         except BaseException as exc:
             outputs[i] = exc
 
+    before = _os_threads()
     workers = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(threads)]
     for worker in workers:
         worker.start()
@@ -178,11 +186,30 @@ def _probe_threads(
     for worker in workers:
         worker.join()
     wall = clocks.wall() - w0
+    _await_threads_gone(before)
     for out in outputs:
         if isinstance(out, BaseException):
             raise out
         results.extend(out)
     return wall, threads * per_thread
+
+
+def _os_threads() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return threading.active_count()
+
+
+def _await_threads_gone(count: int, patience_s: float = 0.05) -> None:
+    """Wait briefly until the OS has reaped the probe threads.
+
+    A joined thread lingers at the OS level for a few milliseconds; a call
+    starting then would count it and needlessly rule out fork.
+    """
+    deadline = time.monotonic() + patience_s
+    while _os_threads() > count and time.monotonic() < deadline:
+        time.sleep(0.0005)
 
 
 def _pickle_costs(
@@ -252,7 +279,9 @@ def calibrate(
     probe: tuple[float, int] | None = None
     if not exhausted and facts.cpu_count > 1 and per_item > 0:
         remaining = None if n_items is None else n_items - sample.count
-        per_thread = max(1, math.ceil(_PROBE_S / per_item))
+        estimate_s = (_ASSUMED_REMAINING if remaining is None else remaining) * per_item
+        probe_s = min(max(_PROBE_SHARE * estimate_s, _PROBE_MIN_S), _PROBE_MAX_S)
+        per_thread = max(1, math.ceil(probe_s / per_item))
         probe_work_s = threads * per_thread * per_item
         # Probe only when the rest of the work dwarfs the probe, which may run at serial speed.
         worth_it = remaining is None or remaining * per_item >= max(_PROBE_MIN_WORK_S, 10 * probe_work_s)

@@ -20,7 +20,7 @@ predictions are within 10% the simpler strategy wins (serial, threads, then
   only one per worker process for GIL-bound work (threads of one process
   share its GIL).  The caller and the scheduler handle tasks one at a time,
   and every item and result crosses the network, so the run takes
-  ``first use + round trip + max(n * t / par, caller side) + tail``, where the
+  ``first use + 2 round trips + max(n * t / par, caller side) + tail``, where the
   caller side is ``chunks * task overhead + n * (pickling + bytes * s/byte)``.
   The cluster comes last in the order of simplicity: it wins only when it
   beats every local strategy by more than 10%.
@@ -60,8 +60,8 @@ _THREAD_STARTUP_S = 100e-6
 #: Round trip of one chunk to a process worker, pickling aside.
 _PROCESS_CHUNK_OVERHEAD_S = 300e-6
 _THREAD_CHUNK_OVERHEAD_S = 30e-6
-#: Moving pickled bytes through a pipe, each side (about 1 GB/s).
-_PIPE_S_PER_BYTE = 1e-9
+#: Moving pickled bytes through a pipe, each side (about 500 MB/s: several copies on the way).
+_PIPE_S_PER_BYTE = 2e-9
 #: Largest share of a chunk's work its dispatch overhead may take.
 _CHUNK_OVERHEAD_SHARE = 0.05
 #: Chunk duration aimed at when items are many (joblib aims at tens to hundreds of ms).
@@ -143,7 +143,8 @@ def _probe(m: Measurements) -> tuple[int, float] | None:
     """The thread probe's (workers, speedup), or None when there was no usable probe."""
     s = m.thread_speedup
     if m.thread_probe_workers >= 2 and s is not None and math.isfinite(s) and s > 0:
-        return m.thread_probe_workers, s
+        # k threads cannot run more than k times as fast: a higher reading is timing noise.
+        return m.thread_probe_workers, min(s, float(m.thread_probe_workers))
     return None
 
 
@@ -266,7 +267,9 @@ def _dask_estimate(wl: _Workload, m: Measurements, c: ClusterFacts, workers: int
     per_item = _clean(m.pickle_s) + (_clean(m.item_pickle_bytes) + _clean(m.result_pickle_bytes)) * per_byte
     caller = chunks * per_task + wl.remaining * per_item
     start = 0.0 if (_DASK, workers) in m.warm_pools else _DASK_FIRST_USE_S + _clean(m.initializer_s)
-    total = start + _clean(c.round_trip_s) + max(compute, caller) + _tail_s(wl, slots, chunksize * item_s)
+    # A round trip to start the first task, and one to fetch the last result once it is done.
+    latency = 2 * _clean(c.round_trip_s)
+    total = start + latency + max(compute, caller) + _tail_s(wl, slots, chunksize * item_s)
     return _Estimate(total, compute)
 
 
