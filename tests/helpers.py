@@ -382,3 +382,17 @@ def append_line(path_and_item: tuple[str, int]) -> int:
     with open(path, "a") as f:
         f.write(f"{item}\n")
     return item
+
+
+def record_settings(settings: dict[str, int]) -> None:
+    """An initializer taking an unhashable argument: a dict of settings."""
+    assert isinstance(settings, dict)
+
+
+def raise_timeout_on_3_counting(arg: tuple[str, int]) -> int:
+    """x * x, but every attempt at 3 raises TimeoutError (as a network call may); attempts are counted in ``arg[0]``."""
+    directory, x = arg
+    _count_attempt(directory, x)
+    if x == 3:
+        raise TimeoutError("item 3: the server did not answer")
+    return x * x

@@ -96,3 +96,38 @@ def test_cli_explain_hashing_json():
     decision = json.loads(out)
     assert "strategy" in decision
     assert decision["strategy"] in ("serial", "threads", "fork", "forkserver", "spawn")
+
+
+def test_model_per_worker_loads_the_model_once_per_worker():
+    """model_per_worker.py scores 2000 reviews with a model each spawn worker loaded exactly once."""
+    out = _example("model_per_worker.py")
+    assert "2000 reviews scored; total score 12; positive: 1001" in out
+    assert "spawn: same scores; 2 worker processes, each loaded the model once: True" in out
+
+
+def test_connection_per_worker_queries_on_threads_and_processes():
+    """connection_per_worker.py gets the same totals with a connection per thread and per spawn worker."""
+    out = _example("connection_per_worker.py")
+    for strategy in ("threads", "spawn"):
+        assert f"{strategy}: 10000 orders of 250 customers; the largest total is customer 71 with 204960 cents" in out
+
+
+def test_shared_table_reaches_every_item_read_only():
+    """shared_table.py answers the same queries under auto and spawn; spawn workers see a read-only memoryview."""
+    out = _example("shared_table.py")
+    entries = [i * i % 1_000_003 for i in range(2_000_000)]
+    total = sum(entries[(q * 7_919 + k * 104_729) % 2_000_000] for q in range(5_000) for k in range(16))
+    assert f"auto: sum of answers {total}" in out
+    assert f"spawn: sum of answers {total}; items saw (type, read-only): [('memoryview', True)]" in out
+
+
+def test_survive_bad_items_returns_failures_by_index():
+    """survive_bad_items.py finishes 97 of 100 items and reports the two ValueErrors and the crash by index."""
+    out = _example("survive_bad_items.py")
+    assert out.splitlines() == [
+        "100 items: 97 succeeded, 3 failed",
+        "item 7: ValueError: item 7 is malformed",
+        "item 13: WorkerCrashedError: a spawn worker died while running item 13, with exit code 3",
+        "item 21: ValueError: item 21 is malformed",
+        "item 42 after its retry: 1764",
+    ]

@@ -252,10 +252,12 @@ def calibrate(
     initializer_s: float = 0.0,
     shared_bytes: int = 0,
     check_deadline: Callable[[], object] = lambda: None,
+    thread_probe: bool = True,
 ) -> Calibration:
     """Run the first items of ``source`` to measure the workload; keep their results.
 
-    Every item read from ``source`` is run exactly once and its result kept in
+    ``thread_probe=False`` skips the thread probe (its threads would be workers that
+    never ran the call's initializer).  Every item read from ``source`` is run exactly once and its result kept in
     ``results``; the rest of ``source`` is left unread.  ``check_deadline`` is
     called between batches (it raises ``TimeoutError`` once the call's time is
     up; an item already running in the caller cannot be stopped).  An exception from ``func`` propagates unless
@@ -277,7 +279,7 @@ def calibrate(
     per_item = sample.wall_s / max(sample.count, 1)
     threads = min(max(facts.cpu_count, 2), 4)
     probe: tuple[float, int] | None = None
-    if not exhausted and facts.cpu_count > 1 and per_item > 0:
+    if thread_probe and not exhausted and facts.cpu_count > 1 and per_item > 0:
         remaining = None if n_items is None else n_items - sample.count
         estimate_s = (_ASSUMED_REMAINING if remaining is None else remaining) * per_item
         probe_s = min(max(_PROBE_SHARE * estimate_s, _PROBE_MIN_S), _PROBE_MAX_S)

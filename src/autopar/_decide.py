@@ -398,7 +398,9 @@ def _note(strategy: str, wl: _Workload, m: Measurements, workers: int) -> str:
         return f"{_thread_speedup(wl, workers):.2f}x on threads"
     if (strategy, workers) in m.warm_pools:
         return "warm pool"
-    return f"start-up {_fmt_s(_worker_startup_s(m, strategy))} per worker"
+    start = _worker_startup_s(m, strategy) + _clean(m.initializer_s)
+    with_init = f" (initializer {_fmt_s(m.initializer_s)} included)" if m.initializer_s > 0 else ""
+    return f"start-up {_fmt_s(start)} per worker{with_init}"
 
 
 def _process_methods(m: Measurements, platform: PlatformFacts) -> tuple[str, ...]:

@@ -196,17 +196,17 @@ class Dispatch:
         chunk.missing = 0
 
     def _fill_slot(self, chunk: _Chunk, index: int, value: Any) -> None:
-        if isinstance(value, Failure) and self._may_retry(chunk.start + index, value.exception()):
+        if isinstance(value, Failure) and self._may_retry(chunk.start + index, value.exception(), raised=True):
             self.queued.append((chunk, index, 1))
             return
         chunk.slots[index] = value
         chunk.missing -= 1
         self.advance(1)
 
-    def _may_retry(self, position: int, error: BaseException) -> bool:
-        retryable = isinstance(error, (WorkerCrashedError, TimeoutError)) or (
-            bool(self.retry_on) and isinstance(error, self.retry_on)
-        )
+    def _may_retry(self, position: int, error: BaseException, *, raised: bool = False) -> bool:
+        """Whether to run the item again: a crash or item timeout, or (``raised`` by it) a ``retry_on`` type."""
+        by_type = bool(self.retry_on) and isinstance(error, self.retry_on)
+        retryable = by_type if raised else by_type or isinstance(error, (WorkerCrashedError, TimeoutError))
         if not retryable or self.attempts[position] >= self.retries:
             return False
         self.attempts[position] += 1

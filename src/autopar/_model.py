@@ -102,7 +102,9 @@ class PoolSpec:
     """How to build a pool's workers; pools are reused only for an equal spec."""
 
     initializer: Callable[..., Any] | None = None
-    initargs: tuple[Any, ...] = ()
+    initargs: tuple[Any, ...] = attrs.field(default=(), eq=False)
+    #: What pools compare instead of ``initargs``: the arguments when hashable, else a unique object.
+    initargs_key: Any = ()
     max_tasks_per_worker: int | None = None
     #: Native thread pools (BLAS, OpenMP) per process worker; None leaves them alone.
     native_threads: int | None = None

@@ -16,6 +16,7 @@ Start-up costs are recorded per start method for the cost model.
 from __future__ import annotations
 
 import atexit
+import sys
 import threading
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
@@ -92,6 +93,10 @@ def shutdown_all() -> None:
         _idle.clear()
     for pool in pools:
         pool.shutdown()
+    # The clients the dask strategy opened from an address go too (looked up: never import distributed here).
+    dask = sys.modules.get("autopar._strategies._dask")
+    if dask is not None:
+        dask.close_owned()
 
 
 def live_pools() -> list[Any]:

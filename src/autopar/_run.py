@@ -230,6 +230,7 @@ class _Call:
             initializer_s=initializer_s,
             shared_bytes=self.shared.size_bytes() if self.shared is not None else 0,
             check_deadline=self._check_deadline,
+            thread_probe=self.opts.initializer is None,
         )
         self.prefix = cal.results
         self.exhausted = cal.exhausted
@@ -325,6 +326,7 @@ class _Call:
         return PoolSpec(
             initializer=opts.initializer,
             initargs=opts.initargs,
+            initargs_key=_hashable_or_unique(opts.initargs),
             max_tasks_per_worker=opts.max_tasks_per_worker,
             native_threads=native,
             inherit=inherit,
@@ -371,7 +373,10 @@ class _Call:
             raise
         finally:
             # A pool built around one call's shared object or inherited function serves that call only.
-            _pools.release(pool, healthy=healthy and spec.shared_key is None and spec.inherit is None)
+            single_use = (
+                spec.shared_key is not None or spec.inherit is not None or spec.initargs_key is not spec.initargs
+            )
+            _pools.release(pool, healthy=healthy and not single_use)
 
     def observe(self, decision: Decision, elapsed_s: float, items: int) -> None:
         """Tell the cache how long items really took, so a drifted entry is recalibrated."""
@@ -388,6 +393,15 @@ class _Call:
         if self.shared is not None:
             self.shared.close()
             self.shared = None
+
+
+def _hashable_or_unique(value: Any) -> Any:
+    """``value`` when it can key a pool; else a fresh object, so the pool serves this call only."""
+    try:
+        hash(value)
+    except TypeError:
+        return object()
+    return value
 
 
 def _native_threads_override() -> int | None:

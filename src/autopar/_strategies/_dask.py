@@ -52,6 +52,7 @@ __all__ = [
     "DaskPool",
     "DaskStrategy",
     "Items",
+    "close_owned",
     "cluster_threads",
     "find_cluster",
     "probe_cluster",
@@ -168,18 +169,26 @@ def _release(address: str) -> None:
         client.close()
 
 
-def _close_owned() -> None:
-    """At exit: close every client autopar opened (the program's clients are left alone)."""
+def close_owned(*, in_use: bool = False) -> None:
+    """Close the clients autopar opened that no pool uses (``autopar.shutdown()``); all of them with ``in_use``.
+
+    The program's own clients are never closed here.
+    """
     with _lock:
-        clients = list(_owned.values())
-        _owned.clear()
-        _users.clear()
+        addresses = [a for a in _owned if in_use or _users[a] <= 0]
+        clients = [_owned.pop(a) for a in addresses]
+        for address in addresses:
+            _users.pop(address, None)
     for client in clients:
-        with contextlib.suppress(Exception):  # the interpreter is going away; the scheduler notices either way
+        with contextlib.suppress(Exception):  # closing is best effort: the scheduler drops a vanished client anyway
             client.close(timeout=_CONNECT_TIMEOUT_S)
 
 
-atexit.register(_close_owned)
+def _close_all_owned() -> None:
+    close_owned(in_use=True)
+
+
+atexit.register(_close_all_owned)
 
 
 def cluster_threads(client: Any) -> int:
@@ -239,6 +248,16 @@ def run_chunk_remote(
     return ("ok", results)
 
 
+def _wait(client: Any, futures: list[Any], timeout: float | None, return_when: str = "ALL_COMPLETED") -> None:
+    """``distributed.wait`` on ``client``'s futures (it looks for the program's default client otherwise).
+
+    Raises:
+        TimeoutError: ``timeout`` seconds passed first.
+    """
+    with client.as_current():
+        distributed.wait(futures, timeout=timeout, return_when=return_when)  # type: ignore[no-untyped-call]
+
+
 def _noop(value: Any) -> Any:
     return value
 
@@ -282,9 +301,7 @@ def probe_cluster(client: Any) -> ClusterFacts:
 
     round_trip = statistics.median(_timed(lambda: trip(None)) for _ in range(_PROBE_TRIPS))
     batch = _timed(
-        lambda: distributed.wait(  # type: ignore[no-untyped-call]
-            [client.submit(_noop, i, pure=False) for i in range(_PROBE_BATCH)], timeout=_PROBE_TIMEOUT_S
-        )
+        lambda: _wait(client, [client.submit(_noop, i, pure=False) for i in range(_PROBE_BATCH)], _PROBE_TIMEOUT_S)
     )
     payload = os.urandom(_PROBE_BYTES)
     send = statistics.median(_timed(lambda: trip(payload)) for _ in range(_PROBE_TRIPS))
@@ -357,7 +374,7 @@ class DaskPool:
         if not self._futures:
             return []
         try:
-            distributed.wait(list(self._futures), timeout=timeout, return_when="FIRST_COMPLETED")  # type: ignore[no-untyped-call]
+            _wait(self._client, list(self._futures), timeout, "FIRST_COMPLETED")
         except TimeoutError:
             return []
         done = [f for f in self._futures if f.done()]

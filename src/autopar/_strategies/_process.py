@@ -196,7 +196,7 @@ class ProcessPool:
             raise WorkerCrashedError(msg, None, worker.process.exitcode) from exc
         if error is not None:
             # The initializer raised: fail the call with its exception, never respawn in a loop.
-            self._broken = error.rebuild()
+            self._broken = error.rebuild() if isinstance(error, ExceptionWithTraceback) else error
             raise self._broken
         worker.ready = True
 
@@ -205,8 +205,9 @@ class ProcessPool:
         for i, worker in enumerate(self._workers):
             if worker.stopped or not worker.process.is_alive():
                 if worker.task is not None:
-                    # It died holding a task: report the crash at the next poll, never drop it.
-                    self._done.append(self._crashed(worker))
+                    # It died holding a task: keep what it sent before dying, and report the
+                    # crash at the next poll, never drop it.
+                    self._done.append(self._drain_dead(worker))
                 worker.stop(kill=True)
                 replacement = _Worker(self._ctx, self._spec)
                 self._workers[i] = replacement
@@ -315,6 +316,15 @@ class ProcessPool:
             raised = error.rebuild() if isinstance(error, ExceptionWithTraceback) else error
             # Results of the chunk's items before the failing one come with the error.
             return (task_id, worker.partial if self._spec.stream else list(message[4]), raised)
+
+    def _drain_dead(self, worker: _Worker) -> Outcome:
+        """The outcome of a dead worker's task: read what it sent, up to the end of its pipe."""
+        while True:
+            if not worker.conn.poll():
+                return self._crashed(worker)
+            outcome = self._receive(worker)  # at the end of the pipe this reports the crash
+            if outcome is not None:
+                return outcome
 
     def _finish(self, worker: _Worker) -> None:
         worker.task = None
