@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -302,6 +304,27 @@ def test_killed_worker_raises_worker_crashed_error_naming_the_item() -> None:
         autopar.map(helpers.exit_on_3, range(6), strategy="dask", dask=client, chunksize=1)
     assert info.value.index == 3
     assert "Dask gave up" in str(info.value)
+
+
+def test_unreachable_scheduler_fails_a_forced_call_and_is_skipped_by_auto(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No scheduler at the address: a forced dask raises ConnectionError naming it; auto warns and runs locally.
+
+    The failed attempt leaves no thread behind, and the address is not tried again at every call.
+    """
+    monkeypatch.setattr(_dask, "_CONNECT_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(_dask, "_unreachable", {})
+    loops_before = sum(t.name == "IO loop" for t in threading.enumerate())
+    address = "tcp://127.0.0.1:9"  # the discard port: nothing listens there
+    with pytest.raises(ConnectionError, match=re.escape(address)):
+        autopar.map(helpers.square, range(3), strategy="dask", dask=address)
+    started = time.monotonic()
+    assert autopar.map(helpers.square, range(20_000), dask=address) == [x * x for x in range(20_000)]
+    assert "the Dask cluster is unreachable" in caplog.text
+    assert address in _dask._unreachable
+    assert time.monotonic() - started < PATIENCE
+    assert wait_until(lambda: sum(t.name == "IO loop" for t in threading.enumerate()) <= loops_before)
 
 
 def test_auto_lists_the_cluster_and_keeps_small_work_local(client: Any) -> None:

@@ -62,6 +62,8 @@ _PROCESS_CHUNK_OVERHEAD_S = 300e-6
 _THREAD_CHUNK_OVERHEAD_S = 30e-6
 #: Moving pickled bytes through a pipe, each side (about 500 MB/s: several copies on the way).
 _PIPE_S_PER_BYTE = 2e-9
+#: Copying a shared object into shared memory once (about 1 GB/s).
+_SHM_COPY_S_PER_BYTE = 1e-9
 #: Largest share of a chunk's work its dispatch overhead may take.
 _CHUNK_OVERHEAD_SHARE = 0.05
 #: Chunk duration aimed at when items are many (joblib aims at tens to hundreds of ms).
@@ -231,8 +233,8 @@ def _process_estimate(
     workers_s = (wl.remaining * (item_s + half_pickle_s + pipe_s) + chunks * chunk_s) / w_eff
     caller_s = wl.remaining * (half_pickle_s + pipe_s)
     # Workers boot in parallel, one per CPU; each one runs the initializer and, unless it
-    # inherits it by fork, receives the shared object once (a shared-memory copy, or a pickle).
-    shared_s = 0.0 if method == "fork" else 2 * max(m.shared_bytes, 0) * _PIPE_S_PER_BYTE
+    # inherits it by fork, maps the shared object (bytes and arrays: copied once into shared memory).
+    shared_s = 0.0 if method == "fork" else max(m.shared_bytes, 0) * _SHM_COPY_S_PER_BYTE
     boot_s = _worker_startup_s(m, method) + _clean(m.initializer_s) + shared_s
     start = 0.0 if (method, workers) in m.warm_pools else boot_s * _ceil_div(workers, wl.cpu_count)
     if options.max_tasks_per_worker:

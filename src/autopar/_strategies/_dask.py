@@ -25,6 +25,7 @@ runs nothing queued, but a task already running finishes on its worker.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import os
@@ -62,8 +63,12 @@ __all__ = [
 
 #: Seconds to wait for a scheduler to answer when autopar opens a client from an address.
 _CONNECT_TIMEOUT_S = 10.0
+#: Seconds an address that did not answer is not tried again: calls fail (or auto decides without it) at once.
+_RETRY_AFTER_S = 30.0
 #: Seconds a probe task may take before the cluster counts as unusable.
 _PROBE_TIMEOUT_S = 30.0
+#: Seconds to read the outcome of a task Dask reports done before calling its result lost.
+_FETCH_TIMEOUT_S = 30.0
 _PROBE_TRIPS = 3
 _PROBE_BATCH = 20
 #: Bytes sent to time transfers: random, so compression does not flatter the link.
@@ -78,6 +83,8 @@ _lock = threading.Lock()
 _owned: dict[str, Any] = {}
 _users: Counter[str] = Counter()
 _probed: dict[str, ClusterFacts] = {}
+#: Addresses that did not answer: when, and the error to raise again until ``_RETRY_AFTER_S`` has passed.
+_unreachable: dict[str, tuple[float, str]] = {}
 
 
 class Cluster:
@@ -95,15 +102,42 @@ class Cluster:
         self.key = address if owned else f"{address} (client {id(client):x})"
 
 
+def _stop_failed_client(exc: BaseException) -> None:
+    """Stop the event-loop thread of a ``Client`` whose constructor raised.
+
+    distributed marks such a client closed but leaves its loop thread running
+    (``close()`` then returns at once), so every failed attempt would leak a thread.
+    """
+    tb = exc.__traceback__
+    while tb is not None:
+        client = tb.tb_frame.f_locals.get("self")
+        if isinstance(client, distributed.Client):
+            with contextlib.suppress(Exception):  # best effort: the thread is idle either way
+                client._loop_runner.stop()  # type: ignore[no-untyped-call]
+            return
+        tb = tb.tb_next
+
+
 def _connect(address: str) -> Cluster:
-    """autopar's own client of the scheduler at ``address``, opened on first use."""
+    """autopar's own client of the scheduler at ``address``, opened on first use.
+
+    Raises:
+        ConnectionError: no scheduler answered there within ``_CONNECT_TIMEOUT_S`` (now, or
+            less than ``_RETRY_AFTER_S`` ago).
+    """
     with _lock:
         client = _owned.get(address)
+        failed = _unreachable.get(address)
+    if failed is not None and time.monotonic() - failed[0] < _RETRY_AFTER_S:
+        raise ConnectionError(failed[1])
     if client is None or client.status != "running":
         try:
             client = distributed.Client(address, set_as_default=False, timeout=_CONNECT_TIMEOUT_S)  # type: ignore[no-untyped-call]
         except (OSError, TimeoutError) as exc:
-            msg = f"could not connect to the Dask scheduler at {address!r} within {_CONNECT_TIMEOUT_S:.0f} s: {exc}"
+            _stop_failed_client(exc)
+            msg = f"could not connect to the Dask scheduler at {address!r} within {_CONNECT_TIMEOUT_S:g} s: {exc}"
+            with _lock:
+                _unreachable[address] = (time.monotonic(), msg)
             raise ConnectionError(msg) from exc
         with _lock:
             current = _owned.get(address)
@@ -111,6 +145,7 @@ def _connect(address: str) -> Cluster:
                 spare, client = client, current  # another thread connected first
             else:
                 spare, _owned[address] = None, client
+            _unreachable.pop(address, None)
         if spare is not None:
             spare.close()  # type: ignore[no-untyped-call]
     return Cluster(client, owned=True, reference=address)
@@ -255,7 +290,10 @@ def _wait(client: Any, futures: list[Any], timeout: float | None, return_when: s
         TimeoutError: ``timeout`` seconds passed first.
     """
     with client.as_current():
-        distributed.wait(futures, timeout=timeout, return_when=return_when)  # type: ignore[no-untyped-call]
+        try:
+            distributed.wait(futures, timeout=timeout, return_when=return_when)  # type: ignore[no-untyped-call]
+        except asyncio.TimeoutError as exc:  # not the builtin TimeoutError before Python 3.11
+            raise TimeoutError(str(exc)) from exc
 
 
 def _noop(value: Any) -> Any:
@@ -297,7 +335,9 @@ def probe_cluster(client: Any) -> ClusterFacts:
         )
 
     def trip(value: Any) -> None:
-        client.submit(_noop, value, pure=False).result(timeout=_PROBE_TIMEOUT_S)
+        future = client.submit(_noop, value, pure=False)
+        _wait(client, [future], _PROBE_TIMEOUT_S)
+        future.result()
 
     round_trip = statistics.median(_timed(lambda: trip(None)) for _ in range(_PROBE_TRIPS))
     batch = _timed(
@@ -406,7 +446,7 @@ class DaskPool:
             msg = f"the Dask task running {where} was cancelled on the cluster"
             return (task_id, None, AutoparError(msg))
         try:
-            value = future.result(timeout=_PROBE_TIMEOUT_S)
+            value = future.result(timeout=_FETCH_TIMEOUT_S)
         except distributed.KilledWorker as exc:
             msg = (
                 f"Dask workers died running {where} (starting at item {start}), and Dask gave up after "
@@ -414,7 +454,7 @@ class DaskPool:
                 "out-of-memory killer; see the workers' logs"
             )
             return (task_id, None, WorkerCrashedError(msg, start if size == 1 else None))
-        except BaseException as exc:  # raised outside the chunk's items (SystemExit), or lost on the way
+        except Exception as exc:  # raised outside the chunk's items (unpickling on the worker), or lost on the way
             return (task_id, None, exc)
         return self._outcome(task_id, value)
 
