@@ -80,10 +80,33 @@ def test_thread_probe_of_gil_bound_work_reads_about_one() -> None:
         clock.compute(0.001)
         return x
 
-    facts = attrs.evolve(probe_platform(), cpu_count=2)
+    # No process pool here, so whether threads scale decides the strategy: the probe runs.
+    facts = attrs.evolve(probe_platform(), cpu_count=2, start_methods=())
     cal = calibrate(work, iter(range(100_000)), n_items=100_000, facts=facts, clocks=clock.clocks())
     assert cal.measurements.thread_probe_workers == 2
     assert cal.measurements.thread_speedup == pytest.approx(1.0)
+
+
+def test_thread_probe_skipped_when_a_cheap_process_pool_settles_it() -> None:
+    """Computing work that a fork pool runs with little overhead needs no thread probe."""
+    clock = FakeClock()
+
+    def work(x: int) -> int:
+        clock.compute(0.01)
+        return x
+
+    facts = attrs.evolve(
+        probe_platform(),
+        cpu_count=2,
+        start_methods=("fork", "spawn"),
+        default_start_method="fork",
+        python_threads=1,
+        native_threads=1,
+        main_unguarded=False,
+    )
+    cal = calibrate(work, iter(range(2000)), n_items=2000, facts=facts, clocks=clock.clocks())
+    assert cal.measurements.thread_probe_workers == 0
+    assert cal.measurements.thread_speedup is None
 
 
 def test_small_input_samples_at_most_a_few_percent() -> None:

@@ -25,7 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ._decide import DEFAULT_WORKER_STARTUP_S
 from ._model import Measurements, PlatformFacts
+from ._safety import auto_process_methods
 from ._serialize import has_cloudpickle, ship_problem
 from ._worker import ChunkFailed, run_chunk
 
@@ -37,16 +39,18 @@ __all__ = ["Calibration", "Clocks", "calibrate"]
 #: Seconds of serial work to sample before deciding (less when the whole run is small).
 _SERIAL_SAMPLE_S = 0.015
 #: Seconds each probe thread should work for: longer on bigger runs, where a steadier reading pays.
-_PROBE_MIN_S = 0.008
+_PROBE_MIN_S = 0.015
 _PROBE_MAX_S = 0.04
 #: Share of the estimated remaining serial work the probe may use.
-_PROBE_SHARE = 0.005
+_PROBE_SHARE = 0.01
 #: Skip the thread probe when the remaining work is estimated below this many seconds.
 _PROBE_MIN_WORK_S = 0.08
 #: At most this many items in the serial sample (tiny items are timed in batches).
 _MAX_SAMPLE_ITEMS = 50_000
 #: Items assumed left in a stream of unknown length, to size the probe.
 _ASSUMED_REMAINING = 10_000
+#: Process CPU over wall beyond which native threads are at work (as in the cost model).
+_NATIVE_RATIO = 1.3
 #: How many items and results to pickle to price process pools.
 _PICKLE_SAMPLES = 3
 
@@ -194,6 +198,32 @@ def _probe_threads(
     return wall, threads * per_thread
 
 
+def _computing(sample: _Sample) -> bool:
+    """The sample computed in this thread: no blocking waits (or CPU near wall) and no native threads."""
+    if sample.wall_s <= 0 or sample.process_s > _NATIVE_RATIO * sample.wall_s:
+        return False
+    if sample.waits is not None:
+        return sample.waits < 0.5 * max(sample.count, 1)
+    return sample.cpu_s >= 0.8 * sample.wall_s
+
+
+def _cheapest_process_overhead_s(
+    facts: PlatformFacts,
+    can_ship: bool,
+    startup_s: dict[str, float],
+    warm_pools: frozenset[tuple[str, int]],
+    pickling_s: float,
+) -> float:
+    """Start-up plus pickling of the cheapest process pool auto may use here (infinite if none)."""
+    methods = [m for m in auto_process_methods(facts) if can_ship or m == "fork"]
+    if not methods:
+        return math.inf
+    method = methods[0]
+    warm = any(name == method for name, _ in warm_pools)
+    start = 0.0 if warm else startup_s.get(method, DEFAULT_WORKER_STARTUP_S[method])
+    return start + pickling_s
+
+
 def _os_threads() -> int:
     try:
         return len(os.listdir("/proc/self/task"))
@@ -277,6 +307,9 @@ def calibrate(
     stream = recording()
     sample, exhausted = _run_serial(func, stream, n_items, clocks, capture_errors, results, check_deadline)
     per_item = sample.wall_s / max(sample.count, 1)
+    func_bytes, item_bytes, result_bytes, pickle_s, picklable = _pickle_costs(func, head, results)
+    problem = ship_problem(func, main_importable=facts.main_importable)
+    shippable = problem is None or has_cloudpickle()
     threads = min(max(facts.cpu_count, 2), 4)
     probe: tuple[float, int] | None = None
     if thread_probe and not exhausted and facts.cpu_count > 1 and per_item > 0:
@@ -285,13 +318,16 @@ def calibrate(
         probe_s = min(max(_PROBE_SHARE * estimate_s, _PROBE_MIN_S), _PROBE_MAX_S)
         per_thread = max(1, math.ceil(probe_s / per_item))
         probe_work_s = threads * per_thread * per_item
-        # Probe only when the rest of the work dwarfs the probe, which may run at serial speed.
+        # Probe only when the rest of the work dwarfs the probe, which may run at serial speed,
+        # and when its answer matters: computing work that a cheap process pool runs at full
+        # speed goes there whether or not threads would scale.
         worth_it = remaining is None or remaining * per_item >= max(_PROBE_MIN_WORK_S, 10 * probe_work_s)
-        if worth_it:
+        process_s = _cheapest_process_overhead_s(
+            facts, shippable and picklable, worker_startup_s or {}, warm_pools, estimate_s / per_item * pickle_s
+        )
+        moot = _computing(sample) and process_s <= probe_work_s * (threads - 1) / threads
+        if worth_it and not moot:
             probe = _probe_threads(func, stream, threads, per_thread, capture_errors, results, clocks)
-    func_bytes, item_bytes, result_bytes, pickle_s, picklable = _pickle_costs(func, head, results)
-    problem = ship_problem(func, main_importable=facts.main_importable)
-    shippable = problem is None or has_cloudpickle()
     speedup = None
     if probe is not None and probe[0] > 0:
         speedup = probe[1] * per_item / probe[0]

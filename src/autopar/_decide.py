@@ -53,7 +53,7 @@ _MAX_IO_THREADS = 32
 _FORK_STARTUP_S = 0.02
 _FORKSERVER_STARTUP_S = 0.08
 _SPAWN_STARTUP_S = 0.25
-_DEFAULT_WORKER_STARTUP_S: Mapping[str, float] = MappingProxyType(
+DEFAULT_WORKER_STARTUP_S: Mapping[str, float] = MappingProxyType(
     {"fork": _FORK_STARTUP_S, "forkserver": _FORKSERVER_STARTUP_S, "spawn": _SPAWN_STARTUP_S}
 )
 _THREAD_STARTUP_S = 100e-6
@@ -218,7 +218,7 @@ def _thread_estimate(wl: _Workload, m: Measurements, workers: int, chunksize: in
 
 
 def _worker_startup_s(m: Measurements, method: str) -> float:
-    return _clean(m.worker_startup_s.get(method, _DEFAULT_WORKER_STARTUP_S.get(method, _SPAWN_STARTUP_S)))
+    return _clean(m.worker_startup_s.get(method, DEFAULT_WORKER_STARTUP_S.get(method, _SPAWN_STARTUP_S)))
 
 
 def _process_estimate(
