@@ -159,8 +159,11 @@ def _probe_threads(
     capture_errors: bool,
     results: list[Any],
     clocks: Clocks,
-) -> tuple[float, int] | None:
-    """Run ``threads`` batches at once; return (wall seconds, items run), or None if input ran out."""
+) -> tuple[float, int, float] | None:
+    """Run ``threads`` batches at once; return (wall seconds, items run, summed thread CPU seconds).
+
+    None when the input ran out before a fair probe.
+    """
     batches = [_take(source, per_thread) for _ in range(threads)]
     batches = [b for b in batches if b]
     if len(batches) < threads or len(batches[-1]) < per_thread:
@@ -172,10 +175,14 @@ def _probe_threads(
     starts = [len(results) + i * per_thread for i in range(threads)]
     barrier = threading.Barrier(threads + 1)
 
+    cpu = [0.0] * threads
+
     def work(i: int) -> None:
         barrier.wait()
+        started = clocks.thread()
         try:
             outputs[i] = run_chunk(func, batches[i], starts[i], capture_errors=capture_errors, in_process=False)
+            cpu[i] = clocks.thread() - started
         except ChunkFailed as failed:
             outputs[i] = failed.wrapped.rebuild()
         except BaseException as exc:
@@ -195,7 +202,7 @@ def _probe_threads(
         if isinstance(out, BaseException):
             raise out
         results.extend(out)
-    return wall, threads * per_thread
+    return wall, threads * per_thread, sum(cpu)
 
 
 def _computing(sample: _Sample) -> bool:
@@ -311,7 +318,7 @@ def calibrate(
     problem = ship_problem(func, main_importable=facts.main_importable)
     shippable = problem is None or has_cloudpickle()
     threads = min(max(facts.cpu_count, 2), 4)
-    probe: tuple[float, int] | None = None
+    probe: tuple[float, int, float] | None = None
     if thread_probe and not exhausted and facts.cpu_count > 1 and per_item > 0:
         remaining = None if n_items is None else n_items - sample.count
         estimate_s = (_ASSUMED_REMAINING if remaining is None else remaining) * per_item
@@ -331,6 +338,10 @@ def calibrate(
     speedup = None
     if probe is not None and probe[0] > 0:
         speedup = probe[1] * per_item / probe[0]
+        if _computing(sample):
+            # For computing work the threads' summed CPU over the probe's wall time is the
+            # parallelism they reached; it does not lean on the serial sample's per-item time.
+            speedup = max(speedup, probe[2] / probe[0])
     measurements = Measurements(
         n_items=n_items,
         sampled=len(results),
