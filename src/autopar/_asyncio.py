@@ -26,7 +26,7 @@ import contextvars
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ._run import run_imap
+from ._run import given_options, run_imap
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
@@ -39,10 +39,6 @@ __all__ = ["aimap", "amap"]
 _BUFFER = 64
 
 _ITEM, _END, _ERROR = "item", "end", "error"
-
-
-def _given(**options: Any) -> dict[str, Any]:
-    return {k: v for k, v in options.items() if v is not None and not (k == "strategy" and v == "auto")}
 
 
 class _Pump:
@@ -137,7 +133,7 @@ def aimap(
         TimeoutError, WorkerCrashedError, SerializationError, Exception: as ``autopar.imap``,
             from the iteration.
     """
-    given = _given(strategy=strategy, workers=workers, chunksize=chunksize, timeout=timeout, **options)
+    given = given_options(strategy=strategy, workers=workers, chunksize=chunksize, timeout=timeout, **options)
     results = run_imap(func, iterable, given, {}, ordered=ordered)
     return _stream(_Pump(results, asyncio.get_running_loop()))
 

@@ -63,16 +63,22 @@ def _check_strategy(value: Any, where: str) -> str:
     return value
 
 
-def _check_positive_int(value: Any, where: str, *, allow_none: bool = True) -> int | None:
+def _check_int(value: Any, where: str, *, minimum: int, allow_none: bool) -> Any:
+    """An integer of at least ``minimum`` (or None when allowed); bools are not integers here."""
     if value is None and allow_none:
         return None
+    expected = ("a positive integer" if minimum == 1 else "a non-negative integer") + (" or None" if allow_none else "")
     if isinstance(value, bool) or not isinstance(value, int):
-        msg = f"{where} must be a positive integer or None, not {value!r} ({type(value).__name__})"
+        msg = f"{where} must be {expected}, not {value!r} ({type(value).__name__})"
         raise TypeError(msg)
-    if value < 1:
-        msg = f"{where} must be a positive integer or None, not {value!r}"
+    if value < minimum:
+        msg = f"{where} must be {expected}, not {value!r}"
         raise ValueError(msg)
     return value
+
+
+def _check_positive_int(value: Any, where: str) -> int | None:
+    return _check_int(value, where, minimum=1, allow_none=True)  # type: ignore[no-any-return]
 
 
 def _check_timeout(value: Any, where: str) -> float | None:
@@ -109,13 +115,7 @@ def _check_initargs(value: Any, where: str) -> tuple[Any, ...]:
 
 
 def _check_retries(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        msg = f"{where} must be a non-negative integer, not {value!r} ({type(value).__name__})"
-        raise TypeError(msg)
-    if value < 0:
-        msg = f"{where} must be a non-negative integer, not {value!r}"
-        raise ValueError(msg)
-    return value
+    return _check_int(value, where, minimum=0, allow_none=False)  # type: ignore[no-any-return]
 
 
 def _check_retry_on(value: Any, where: str) -> tuple[type[BaseException], ...]:

@@ -13,7 +13,7 @@ import functools
 from typing import TYPE_CHECKING, Any, Generic, overload
 
 from ._config import validate_options
-from ._run import run_imap, run_map
+from ._run import given_options, run_imap, run_map
 from ._types import P, R
 
 if TYPE_CHECKING:
@@ -37,11 +37,11 @@ class Parallel(Generic[P, R]):
     def map(self, chunks: Iterable[Any], **options: Any) -> list[R]:
         """``autopar.map`` of this function; options given here override the decorator's."""
         # The decorated object itself is sent to workers: it pickles by reference.
-        return run_map(self, chunks, _given(options), self._options)
+        return run_map(self, chunks, given_options(**options), self._options)
 
     def imap(self, chunks: Iterable[Any], *, ordered: bool = True, **options: Any) -> Iterator[R]:
         """``autopar.imap`` of this function; options given here override the decorator's."""
-        return run_imap(self, chunks, _given(options), self._options, ordered=ordered)
+        return run_imap(self, chunks, given_options(**options), self._options, ordered=ordered)
 
     def __reduce__(self) -> str | tuple[Any, ...]:
         # Pickle by reference to the module attribute, like a plain function.
@@ -54,10 +54,6 @@ class Parallel(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<autopar.parallel {self.__module__}.{self._qualname}>"
-
-
-def _given(options: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in options.items() if v is not None and not (k == "strategy" and v == "auto")}
 
 
 @overload

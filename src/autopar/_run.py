@@ -44,7 +44,7 @@ from ._worker import CallWithShared, ChunkFailed, run_chunk
 if TYPE_CHECKING:
     from ._types import R, T
 
-__all__ = ["explain", "imap", "map", "run_imap", "run_map"]
+__all__ = ["explain", "given_options", "imap", "map", "run_imap", "run_map"]
 
 logger = logging.getLogger("autopar")
 
@@ -82,7 +82,8 @@ def _check_call(func: Any, iterable: Any) -> None:
         raise TypeError(msg)
 
 
-def _given(**options: Any) -> dict[str, Any]:
+def given_options(**options: Any) -> dict[str, Any]:
+    """The options a caller really gave: None means "not given", and so does ``strategy="auto"``."""
     return {k: v for k, v in options.items() if v is not None and not (k == "strategy" and v == "auto")}
 
 
@@ -513,7 +514,7 @@ def map(
         Exception: the first exception raised by ``func``, with its own type, and the
             worker's traceback as ``__cause__``.
     """
-    given = _given(strategy=strategy, workers=workers, chunksize=chunksize, timeout=timeout, **options)
+    given = given_options(strategy=strategy, workers=workers, chunksize=chunksize, timeout=timeout, **options)
     return run_map(func, chunks, given, {})
 
 
@@ -552,7 +553,7 @@ def imap(
     ``map``; ``timeout`` covers the whole iteration.  Closing the iterator
     early cancels the work in flight.
     """
-    given = _given(strategy=strategy, workers=workers, chunksize=chunksize, timeout=timeout, **options)
+    given = given_options(strategy=strategy, workers=workers, chunksize=chunksize, timeout=timeout, **options)
     return run_imap(func, iterable, given, {}, ordered=ordered)
 
 
@@ -583,7 +584,7 @@ def explain(func: Callable[[Any], Any], chunks: Iterable[Any], **options: Any) -
     is a table of every candidate with its predicted time and the reasons.
     """
     _check_call(func, chunks)
-    opts = resolve(_given(**options))
+    opts = resolve(given_options(**options))
     call = _Call(func, chunks, opts)
     try:
         if opts.forced or opts.item_timeout is not None or call.exhausted or call.facts.in_worker:

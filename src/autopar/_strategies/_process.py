@@ -111,7 +111,6 @@ class _Worker:
         self.item_started = 0.0
         self.func_key: object = None
         self.tasks_done = 0
-        self.ready = False
         self.stopped = False
 
     def stop(self, *, kill: bool) -> None:
@@ -198,7 +197,6 @@ class ProcessPool:
             # The initializer raised: fail the call with its exception, never respawn in a loop.
             self._broken = error.rebuild() if isinstance(error, ExceptionWithTraceback) else error
             raise self._broken
-        worker.ready = True
 
     def _replace_dead(self) -> None:
         fresh: list[_Worker] = []
