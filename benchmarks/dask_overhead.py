@@ -46,7 +46,7 @@ import distributed
 from workloads import countdown, sleep_for
 
 import autopar
-from autopar._decide import predict
+from autopar._costs import predict
 from autopar._model import ClusterFacts, Measurements, Options
 from autopar._strategies._dask import probe_cluster
 

@@ -11,6 +11,8 @@ import autopar
 import helpers
 from autopar import _calibrate, _run
 from autopar._calibrate import Clocks, calibrate
+from autopar._decide import decide
+from autopar._model import Options
 from autopar._platform import probe_platform
 from autopar._worker import Failure
 
@@ -134,6 +136,46 @@ def test_waiting_function_shows_low_thread_cpu() -> None:
     assert cal.measurements.item_cpu_s == 0.0
     assert cal.measurements.item_wall_s == pytest.approx(0.002)
     assert cal.measurements.item_waits == 0.0  # the scripted counter never moves
+
+
+def test_thread_probe_skipped_for_work_that_clearly_waits() -> None:
+    """An item that blocks and barely computes goes to threads anyway: no probe delays the run."""
+    clock = FakeClock()
+    blocked = [0]
+
+    def work(x: int) -> int:
+        clock.compute(0.0001)
+        clock.wait(0.02)
+        blocked[0] += 1
+        return x
+
+    clocks = attrs.evolve(clock.clocks(), waits=lambda: blocked[0])
+    facts = attrs.evolve(probe_platform(), cpu_count=2)
+    cal = calibrate(work, iter(range(60)), n_items=60, facts=facts, clocks=clocks)
+    m = cal.measurements
+    assert m.sampled == 1
+    assert m.thread_probe_workers == 0
+    assert m.item_waits == 1.0
+    decision = decide(m, facts, Options())
+    assert decision.strategy == "threads"
+    assert decision.workers > facts.cpu_count
+
+
+def test_thread_probe_runs_for_work_that_waits_and_computes() -> None:
+    """An item that computes for a third of its time still gets a probe: how much threads help is open."""
+    clock = FakeClock()
+    blocked = [0]
+
+    def work(x: int) -> int:
+        clock.compute(0.003)
+        clock.wait(0.006)
+        blocked[0] += 1
+        return x
+
+    clocks = attrs.evolve(clock.clocks(), waits=lambda: blocked[0])
+    facts = attrs.evolve(probe_platform(), cpu_count=2, start_methods=())
+    cal = calibrate(work, iter(range(2000)), n_items=2000, facts=facts, clocks=clocks)
+    assert cal.measurements.thread_probe_workers == 2
 
 
 def test_exception_during_calibration_propagates_with_its_type() -> None:

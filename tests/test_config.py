@@ -16,12 +16,6 @@ from autopar import _pools
 ITEMS = range(100)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _session_processes() -> None:
-    """Start the session-long forkserver and resource tracker before the leak check records child processes."""
-    helpers.start_session_processes()
-
-
 def forced(**options: Any) -> tuple[str, int] | None:
     """(strategy, workers) that explain() reports for the current scope, or None when autopar would choose."""
     decision = autopar.explain(helpers.square, ITEMS, **options)

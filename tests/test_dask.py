@@ -49,7 +49,7 @@ def _import_distributed() -> Any:
 
 distributed = _import_distributed()
 
-from autopar._strategies import _dask  # noqa: E402 - needs distributed
+from autopar._strategies import _dask, _dask_cluster  # noqa: E402 - needs distributed
 
 #: Seconds a test waits for the cluster before calling it stuck (a guard, not a measurement).
 PATIENCE = 30.0
@@ -283,7 +283,7 @@ def test_environment_variable_names_the_cluster_and_autopar_closes_its_client(
     """AUTOPAR_DASK_SCHEDULER names the scheduler; the client autopar opened for it is closed at shutdown."""
     monkeypatch.setenv("AUTOPAR_DASK_SCHEDULER", client.scheduler.address)
     assert autopar.map(helpers.square, range(5), strategy="dask") == [0, 1, 4, 9, 16]
-    owned = _dask._owned[client.scheduler.address]
+    owned = _dask_cluster._owned[client.scheduler.address]
     assert owned is not client
     autopar.shutdown()
     assert owned.status == "closed"
@@ -313,8 +313,8 @@ def test_unreachable_scheduler_fails_a_forced_call_and_is_skipped_by_auto(
 
     The failed attempt leaves no thread behind, and the address is not tried again at every call.
     """
-    monkeypatch.setattr(_dask, "_CONNECT_TIMEOUT_S", 0.2)
-    monkeypatch.setattr(_dask, "_unreachable", {})
+    monkeypatch.setattr(_dask_cluster, "_CONNECT_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(_dask_cluster, "_unreachable", {})
     loops_before = sum(t.name == "IO loop" for t in threading.enumerate())
     address = "tcp://127.0.0.1:9"  # the discard port: nothing listens there
     with pytest.raises(ConnectionError, match=re.escape(address)):
@@ -322,7 +322,7 @@ def test_unreachable_scheduler_fails_a_forced_call_and_is_skipped_by_auto(
     started = time.monotonic()
     assert autopar.map(helpers.square, range(20_000), dask=address) == [x * x for x in range(20_000)]
     assert "the Dask cluster is unreachable" in caplog.text
-    assert address in _dask._unreachable
+    assert address in _dask_cluster._unreachable
     assert time.monotonic() - started < PATIENCE
     assert wait_until(lambda: sum(t.name == "IO loop" for t in threading.enumerate()) <= loops_before)
 

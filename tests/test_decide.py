@@ -10,14 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autopar._decide import (
-    _ASSUMED_ITEMS_UNKNOWN,
+from autopar._costs import (
     _MAX_IO_THREADS,
     _PROCESS_CHUNK_OVERHEAD_S,
     _SPAWN_STARTUP_S,
-    decide,
+    ASSUMED_ITEMS_UNKNOWN,
     predict,
 )
+from autopar._decide import FORCED_CHUNKS_PER_WORKER, decide, forced_decision
 from autopar._model import Candidate, Decision, Measurements, Options, PlatformFacts
 
 PROCESSES = {"fork", "forkserver", "spawn"}
@@ -465,8 +465,8 @@ def test_options_chunksize_limits_workers_to_chunks() -> None:
 def test_unknown_length_assumes_long_stream() -> None:
     """Without a length, the model assumes a long stream and says so."""
     decision = decide(measure(None, 1e-3, sampled=50), LINUX, AUTO)
-    assert candidate(decision, "serial").chunksize == _ASSUMED_ITEMS_UNKNOWN
-    assert f"assuming {_ASSUMED_ITEMS_UNKNOWN:,} more items" in reasons(decision)
+    assert candidate(decision, "serial").chunksize == ASSUMED_ITEMS_UNKNOWN
+    assert f"assuming {ASSUMED_ITEMS_UNKNOWN:,} more items" in reasons(decision)
 
 
 def test_free_threaded_reason_without_probe() -> None:
@@ -633,7 +633,7 @@ def workloads(draw: st.DrawFn) -> tuple[Measurements, PlatformFacts]:
 
 def remaining(m: Measurements) -> int:
     """The items left to run, as the model counts them."""
-    return _ASSUMED_ITEMS_UNKNOWN if m.n_items is None else max(m.n_items - m.sampled, 0)
+    return ASSUMED_ITEMS_UNKNOWN if m.n_items is None else max(m.n_items - m.sampled, 0)
 
 
 @settings(max_examples=300)
@@ -704,3 +704,73 @@ def test_waiting_work_with_measured_waits_uses_threads_despite_a_noisy_probe() -
     decision = decide(waiting, LINUX, AUTO)
     assert decision.strategy == "threads"
     assert decision.workers > LINUX.cpu_count
+
+
+# --- forced strategies, planned without measurements --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("strategy", "facts", "workers"),
+    [
+        ("serial", LINUX, 1),
+        ("threads", LINUX, 6),
+        ("threads", attrs.evolve(LINUX, cpu_count=64), 32),
+        ("fork", LINUX, 2),
+        ("spawn", attrs.evolve(LINUX, cpu_count=8), 8),
+    ],
+)
+def test_forced_decision_default_workers(strategy: str, facts: PlatformFacts, workers: int) -> None:
+    """A forced strategy with no worker count gets one per CPU, threads cpu_count + 4 up to 32, serial one."""
+    decision = forced_decision(facts, Options(strategy=strategy, strategy_source="call"), 1000)
+    assert (decision.strategy, decision.workers) == (strategy, workers)
+    assert decision.forced
+    assert decision.chunksize == math.ceil(1000 / (workers * FORCED_CHUNKS_PER_WORKER))
+    assert f"strategy {strategy!r} forced by the call" in reasons(decision)
+
+
+def test_forced_decision_never_has_more_workers_than_items() -> None:
+    """Three items get at most three workers, whatever the caller asked for."""
+    decision = forced_decision(LINUX, Options(strategy="threads", workers=10), 3)
+    assert decision.workers == 3
+    assert decision.chunksize == 1
+
+
+def test_forced_decision_keeps_given_chunksize_and_streams_get_adaptive_chunks() -> None:
+    """A given chunk size is kept; with no length (a stream), chunk size 0 lets dispatch size chunks."""
+    assert forced_decision(LINUX, Options(strategy="fork", chunksize=7), 1000).chunksize == 7
+    assert forced_decision(LINUX, Options(strategy="fork"), None).chunksize == 0
+
+
+def test_forced_decision_dask_uses_every_cluster_thread() -> None:
+    """Forced dask with no worker count uses every thread of the cluster."""
+    decision = forced_decision(LINUX, Options(strategy="dask"), 10_000, cluster_threads=48)
+    assert decision.workers == 48
+    assert forced_decision(LINUX, Options(strategy="dask", workers=4), 10_000, cluster_threads=48).workers == 4
+
+
+def test_forced_decision_says_when_the_start_method_is_unsafe() -> None:
+    """Forced fork in a process with threads is planned, with the reason it is unsafe and who forced it."""
+    decision = forced_decision(LINUX_THREADS, Options(strategy="fork", strategy_source="env"), 100)
+    assert decision.strategy == "fork"
+    assert "fork is unsafe" in reasons(decision)
+    assert "AUTOPAR_STRATEGY" in reasons(decision)
+
+
+@given(
+    n_items=st.one_of(st.none(), st.integers(0, 10**6)),
+    workers=st.one_of(st.none(), st.integers(1, 512)),
+    cpus=st.integers(1, 256),
+    strategy=st.sampled_from(["serial", "threads", "fork", "forkserver", "spawn"]),
+)
+@settings(max_examples=200, deadline=None)
+def test_forced_decision_property(n_items: int | None, workers: int | None, cpus: int, strategy: str) -> None:
+    """Forced plans always have at least one worker, no more than the items, and chunks that cover the input."""
+    decision = forced_decision(
+        attrs.evolve(LINUX, cpu_count=cpus), Options(strategy=strategy, workers=workers), n_items
+    )
+    assert decision.workers >= 1
+    if n_items:
+        assert decision.workers <= n_items
+        assert decision.chunksize * decision.workers * FORCED_CHUNKS_PER_WORKER >= n_items
+    if strategy == "serial":
+        assert decision.workers == 1

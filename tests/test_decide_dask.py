@@ -5,7 +5,8 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from autopar._decide import _DASK_FIRST_USE_S, decide, predict
+from autopar._costs import _DASK_FIRST_USE_S, predict
+from autopar._decide import decide
 from autopar._model import ClusterFacts, Decision, Measurements, Options, PlatformFacts
 
 #: A two-core laptop where fork is safe.

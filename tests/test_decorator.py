@@ -13,12 +13,6 @@ import autopar
 import helpers
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _session_processes() -> None:
-    """Start the session-long forkserver and resource tracker before the leak check records child processes."""
-    helpers.start_session_processes()
-
-
 def test_bare_decorator_returns_a_parallel_object() -> None:
     """The bare form ``@autopar.parallel`` wraps the function in an ``autopar.Parallel``."""
     assert isinstance(helpers.cube, autopar.Parallel)

@@ -83,9 +83,9 @@ def test_progress_reports_up_to_the_total():
 def test_config_scope_shows_precedence():
     """config_scope.py shows config() forcing a strategy, the call winning over it and AUTOPAR_STRATEGY over both."""
     out = _example("config_scope.py")
-    assert "threads  (strategy 'threads' forced by config)" in out
-    assert "serial   (strategy 'serial' forced by call)" in out
-    assert "serial   (strategy 'serial' forced by AUTOPAR_STRATEGY)" in out
+    assert "threads  (strategy 'threads' forced by autopar.config())" in out
+    assert "serial   (strategy 'serial' forced by the call)" in out
+    assert "serial   (strategy 'serial' forced by the AUTOPAR_STRATEGY environment variable)" in out
     assert f"map under config, sum of squares:  {sum(x * x for x in range(1000))}" in out
     assert out.count("chosen by measuring square") == 2
 

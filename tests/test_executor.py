@@ -22,9 +22,10 @@ import attrs
 import pytest
 
 import autopar
-from autopar import _executor, _run
-from autopar._executor import _choose_for_submit, _identity, _Star
+from autopar import _executor, _plan
+from autopar._futures import _Star
 from autopar._model import PlatformFacts
+from autopar._submit_choice import _choose_for_submit, _identity
 from helpers import countdown, fail_on_3, pid_of, record_square, sleep_for, square
 
 if TYPE_CHECKING:
@@ -330,7 +331,7 @@ def test_bad_options_raise_at_construction() -> None:
 
 def test_forced_fork_warns_when_threads_run(monkeypatch: pytest.MonkeyPatch) -> None:
     """Forcing fork while another thread runs warns with UnsafeStrategyWarning."""
-    monkeypatch.setattr(_run, "_warned", set())
+    monkeypatch.setattr(_plan, "_warned", set())
     release = threading.Event()
     thread = threading.Thread(target=release.wait, args=(30,))
     thread.start()

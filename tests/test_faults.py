@@ -33,12 +33,6 @@ pytestmark = pytest.mark.timeout(60)
 ITEMS = list(range(6))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _session_processes() -> None:
-    """Start the session-long forkserver and resource tracker before the leak check records child processes."""
-    helpers.start_session_processes()
-
-
 def assert_next_call_works(strategy: str) -> None:
     """A plain call with ``strategy`` right after a failure returns correct results."""
     assert autopar.map(helpers.square, ITEMS, strategy=strategy, workers=2) == [x * x for x in ITEMS]

@@ -13,13 +13,6 @@ import autopar
 import helpers
 from autopar import _pools, _registry, _run
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _session_processes() -> None:
-    """Start the session-long forkserver and resource tracker before the leak check records child processes."""
-    helpers.start_session_processes()
-
-
 T = TypeVar("T")
 
 

@@ -23,12 +23,6 @@ pytestmark = pytest.mark.timeout(60)
 ITEMS = list(range(6))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _session_processes() -> None:
-    """Start the session-long forkserver and resource tracker before the leak check records child processes."""
-    helpers.start_session_processes()
-
-
 def child_pids() -> set[int]:
     """Process ids of this process's live descendants."""
     return {p.pid for p in psutil.Process().children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE}

@@ -45,12 +45,6 @@ FRESH_METHODS = ("forkserver", "spawn")
 ITEMS = list(range(20))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _session_processes() -> None:
-    """Start the session-long forkserver and resource tracker before the leak check records child processes."""
-    helpers.start_session_processes()
-
-
 @pytest.fixture(name="strategy_or_auto", params=(*BUILTIN_STRATEGIES, "auto"))
 def _strategy_or_auto(request: pytest.FixtureRequest) -> str:
     """Each built-in strategy, and auto."""

@@ -36,12 +36,6 @@ INPUT_KINDS: dict[str, Callable[[int], Iterable[int]]] = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _session_processes() -> None:
-    """Start the session-long forkserver and resource tracker before the leak check records child processes."""
-    helpers.start_session_processes()
-
-
 def _children() -> set[int]:
     return {p.pid for p in psutil.Process().children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE}
 
@@ -219,7 +213,7 @@ def test_forced_fresh_interpreter_without_cloudpickle_raises_serialization_error
     method: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without cloudpickle, forcing spawn or forkserver on a closure raises SerializationError with the fix."""
-    monkeypatch.setattr("autopar._run.has_cloudpickle", lambda: False)
+    monkeypatch.setattr("autopar._plan.has_cloudpickle", lambda: False)
     offset = 10
 
     def add_offset(x: int) -> int:
@@ -241,8 +235,34 @@ def test_forced_spawn_without_cloudpickle_raises_serialization_error_for_a_lambd
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Without cloudpickle, forcing spawn on a lambda raises SerializationError saying it is a lambda."""
-    monkeypatch.setattr("autopar._run.has_cloudpickle", lambda: False)
+    monkeypatch.setattr("autopar._plan.has_cloudpickle", lambda: False)
     with pytest.raises(autopar.SerializationError, match="lambda") as info:
         autopar.map(lambda x: x, range(20), strategy="spawn", workers=2)
     assert "module level" in str(info.value)
     assert "autopar[cloudpickle]" in str(info.value)
+
+
+@pytest.mark.timeout(60)
+def test_forced_unsafe_fork_warns_once_at_the_callers_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forcing fork while another thread runs warns UnsafeStrategyWarning once, pointing at the caller's line."""
+    import threading
+    import warnings
+
+    from autopar import _plan
+
+    monkeypatch.setattr(_plan, "_warned", set())
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert autopar.map(helpers.square, range(8), strategy="fork", workers=2) == [x * x for x in range(8)]
+            assert autopar.map(helpers.square, range(8), strategy="fork", workers=2) == [x * x for x in range(8)]
+    finally:
+        stop.set()
+        thread.join()
+    unsafe = [w for w in caught if issubclass(w.category, autopar.UnsafeStrategyWarning)]
+    assert len(unsafe) == 1, [str(w.message) for w in caught]
+    assert unsafe[0].filename == __file__
+    assert "fork" in str(unsafe[0].message)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._decide import DEFAULT_WORKER_STARTUP_S
+from ._costs import DEFAULT_WORKER_STARTUP_S
 from ._model import Measurements, PlatformFacts
 from ._safety import auto_process_methods
 from ._serialize import has_cloudpickle, ship_problem
@@ -51,6 +51,8 @@ _MAX_SAMPLE_ITEMS = 50_000
 _ASSUMED_REMAINING = 10_000
 #: Process CPU over wall beyond which native threads are at work (as in the cost model).
 _NATIVE_RATIO = 1.3
+#: Thread CPU over wall at or below which waiting is unambiguous and the thread probe is skipped.
+_WAITING_PROBE_MOOT_SHARE = 0.1
 #: How many items and results to pickle to price process pools.
 _PICKLE_SAMPLES = 3
 
@@ -214,6 +216,18 @@ def _computing(sample: _Sample) -> bool:
     return sample.cpu_s >= 0.8 * sample.wall_s
 
 
+def _clearly_waiting(sample: _Sample) -> bool:
+    """The sample mostly waited (thread CPU at most a tenth of wall, no native threads): threads scale it.
+
+    The cost model then takes the waiting share as parallel whatever a probe reads,
+    so a probe would only delay the run by an item's wait or more.
+    """
+    if sample.wall_s <= 0 or sample.process_s > _NATIVE_RATIO * sample.wall_s:
+        return False
+    blocked = sample.waits is None or sample.waits >= 0.5 * max(sample.count, 1)
+    return blocked and sample.cpu_s <= _WAITING_PROBE_MOOT_SHARE * sample.wall_s
+
+
 def _cheapest_process_overhead_s(
     facts: PlatformFacts,
     can_ship: bool,
@@ -327,12 +341,13 @@ def calibrate(
         probe_work_s = threads * per_thread * per_item
         # Probe only when the rest of the work dwarfs the probe, which may run at serial speed,
         # and when its answer matters: computing work that a cheap process pool runs at full
-        # speed goes there whether or not threads would scale.
+        # speed goes there whether or not threads would scale, and work that clearly waits
+        # goes to threads whatever the probe reads.
         worth_it = remaining is None or remaining * per_item >= max(_PROBE_MIN_WORK_S, 10 * probe_work_s)
         process_s = _cheapest_process_overhead_s(
             facts, shippable and picklable, worker_startup_s or {}, warm_pools, estimate_s / per_item * pickle_s
         )
-        moot = _computing(sample) and process_s <= probe_work_s * (threads - 1) / threads
+        moot = (_computing(sample) and process_s <= probe_work_s * (threads - 1) / threads) or _clearly_waiting(sample)
         if worth_it and not moot:
             probe = _probe_threads(func, stream, threads, per_thread, capture_errors, results, clocks)
     speedup = None

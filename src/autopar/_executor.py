@@ -18,258 +18,54 @@ Under ``"auto"``::
 The executor owns the pools it creates (they are not autopar's shared pools)
 and ``shutdown`` shuts every one of them down.  A future of a process pool
 reports a dead worker as ``WorkerCrashedError``, a subclass of the
-``BrokenProcessPool`` that ``ProcessPoolExecutor`` raises.
+``BrokenProcessPool`` that ``ProcessPoolExecutor`` raises.  That future, the
+serial executor and ``map``'s adapters live in ``_futures``; auto's rule for
+``submit`` lives in ``_submit_choice``.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import functools
-import multiprocessing
-import pickle
 import sys
 import threading
 import time
-from collections.abc import Callable, Hashable, Iterable, Iterator, Sized
-from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from ._config import resolve, validate_options
-from ._errors import WorkerCrashedError
+from ._futures import (
+    _SHUTDOWN_MSG,
+    _common_length,
+    _crash_error,
+    _LinkedFuture,
+    _process_context,
+    _ReturnErrors,
+    _SerialExecutor,
+    _Star,
+    _translated,
+    _Zip,
+)
+from ._plan import warn_unsafe as _warn_unsafe
 from ._platform import probe_platform
-from ._run import _progress_callback, _warn_unsafe, run_imap
-from ._safety import PROCESS_METHODS, auto_process_methods, require_available
+from ._run import _progress_callback, run_imap
+from ._safety import PROCESS_METHODS, require_available
 from ._serialize import ship_problem
+from ._submit_choice import _PROBE_CALLS, _choose_for_submit, _identity, _pickles, _Probe
 
 if TYPE_CHECKING:
-    from ._model import Options, PlatformFacts
+    from collections.abc import Callable, Hashable, Iterable, Iterator
+    from concurrent.futures import Future
+
+    from ._model import Options
     from ._types import P, T
 
 __all__ = ["Executor"]
 
 _STRATEGIES = ("auto", "serial", "threads", *PROCESS_METHODS)
-#: Completed calls of a function timed on threads before auto chooses where its later calls run.
-_PROBE_CALLS = 3
-#: Thread CPU over wall at or above which a call counts as work that holds the GIL.
-_GIL_BOUND_RATIO = 0.8
-#: Mean seconds per call below which sending a call to a process costs more than it saves.
-_MIN_PROCESS_CALL_S = 0.005
-_SHUTDOWN_MSG = "cannot schedule new futures after shutdown"
 #: The options of ``autopar.map`` an Executor honours (the others concern one map call only).
 _OPTIONS = frozenset({"chunksize", "timeout", "initializer", "initargs", "max_tasks_per_worker", "errors", "progress"})
-
-
-def _choose_for_submit(cpu_s: float, wall_s: float, calls: int, facts: PlatformFacts, shippable: bool) -> str:
-    """Where auto runs a function's later submitted calls, from its first ones timed on threads.
-
-    Args:
-        cpu_s: thread CPU seconds of the timed calls, corrected for GIL contention.
-        wall_s: wall seconds of the same calls.
-        calls: how many calls were timed.
-        facts: the platform, for the GIL and the safe start methods.
-        shippable: the function, its arguments and its results pickle.
-
-    Returns:
-        ``""`` while fewer than ``_PROBE_CALLS`` calls were timed, else ``"threads"``
-        or the process start method to use.
-    """
-    if calls < _PROBE_CALLS:
-        return ""
-    if not facts.gil_enabled or facts.cpu_count < 2 or wall_s <= 0:
-        return "threads"
-    if cpu_s / wall_s < _GIL_BOUND_RATIO or wall_s / calls < _MIN_PROCESS_CALL_S:
-        return "threads"  # it waits (I/O, sleep, locks) or is too short to pay for the trip
-    methods = auto_process_methods(facts)
-    if not shippable or not methods:
-        return "threads"
-    return methods[0]
-
-
-def _identity(fn: Callable[..., Any]) -> Hashable:
-    """What auto keys a function's measurements by: its code, so no instance or argument is kept alive."""
-    target: Any = getattr(fn, "__func__", fn)  # a bound method: its function
-    while isinstance(target, functools.partial):
-        target = target.func
-    code = getattr(target, "__code__", None)
-    if code is not None:
-        return code  # type: ignore[no-any-return]
-    module = getattr(target, "__module__", None) or type(target).__module__
-    return (module, getattr(target, "__qualname__", None) or type(target).__qualname__)
-
-
-def _pickles(obj: object) -> bool:
-    try:
-        pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception:
-        return False
-    return True
-
-
-def _crash_error(
-    exc: BrokenProcessPool, method: str, *, at_submit: bool = False, auto: bool = False
-) -> WorkerCrashedError:
-    what = "an earlier call" if at_submit else "this call"
-    then = "the next call starts a new one" if auto else "later calls fail too: create a new Executor"
-    msg = (
-        f"a {method} worker process of autopar.Executor died while {what} was running or pending "
-        f"(likely a segmentation fault, os._exit() or the out-of-memory killer); the process pool is broken, {then}. "
-        f"Cause: {exc}"
-    )
-    error = WorkerCrashedError(msg)
-    error.__cause__ = exc
-    return error
-
-
-def _translated(exc: BaseException, method: str, *, auto: bool = False) -> BaseException:
-    if isinstance(exc, BrokenProcessPool) and not isinstance(exc, WorkerCrashedError):
-        return _crash_error(exc, method, auto=auto)
-    return exc
-
-
-class _LinkedFuture(Future[Any]):
-    """Follows a process pool's future, reporting a dead worker as ``WorkerCrashedError``.
-
-    ``cancel()`` and ``running()`` ask the pool's future, so cancellation works as
-    in ``ProcessPoolExecutor``; the outcome is copied over once that future is done.
-    """
-
-    def __init__(self, inner: Future[Any], method: str, *, auto: bool) -> None:
-        super().__init__()
-        self._inner: Future[Any] | None = inner
-        self._method = method
-        self._auto = auto
-        inner.add_done_callback(self._follow)
-
-    def cancel(self) -> bool:
-        inner = self._inner
-        if inner is None:
-            return super().cancel()  # already done: returns False
-        return inner.cancel()  # on success, _follow has already cancelled this future
-
-    def running(self) -> bool:
-        inner = self._inner
-        return inner.running() if inner is not None else super().running()
-
-    def _follow(self, inner: Future[Any]) -> None:
-        if inner.cancelled():
-            super().cancel()
-            # Notify waiters at once: no executor will dequeue this future later.
-            self.set_running_or_notify_cancel()
-        else:
-            exc = inner.exception()
-            if exc is None:
-                self.set_result(inner.result())
-            else:
-                self.set_exception(_translated(exc, self._method, auto=self._auto))
-        self._inner = None  # the pool's future refers to this one through its callback: no cycle
-
-
-class _SerialExecutor(concurrent.futures.Executor):
-    """Runs each call at once in the calling thread; ``submit`` returns a finished future."""
-
-    def __init__(self, initializer: Callable[..., object] | None, initargs: tuple[Any, ...]) -> None:
-        self._initializer = initializer
-        self._initargs = initargs
-        self._lock = threading.Lock()
-        self._initialized = False
-        self._shutdown = False
-
-    def _start(self) -> None:
-        if self._shutdown:
-            raise RuntimeError(_SHUTDOWN_MSG)
-        with self._lock:
-            if self._initialized or self._initializer is None:
-                return
-            self._initialized = True
-            self._initializer(*self._initargs)
-
-    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
-        self._start()
-        future: Future[T] = Future()
-        future.set_running_or_notify_cancel()
-        try:
-            result = fn(*args, **kwargs)
-        except Exception as exc:
-            future.set_exception(exc)
-        except BaseException as exc:
-            future.set_exception(exc)
-            raise  # Ctrl-C and sys.exit() in the caller's own thread stop the caller
-        else:
-            future.set_result(result)
-        return future
-
-    def map(
-        self, fn: Callable[..., T], *iterables: Iterable[Any], timeout: float | None = None, chunksize: int = 1
-    ) -> Iterator[T]:
-        self._start()
-        end = None if timeout is None else time.monotonic() + timeout
-
-        def results() -> Iterator[T]:
-            for args in zip(*iterables, strict=False):
-                if end is not None and time.monotonic() >= end:
-                    raise concurrent.futures.TimeoutError
-                yield fn(*args)
-
-        return results()
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        self._shutdown = True
-
-
-class _Star:
-    """``fn(*args)`` as a function of one tuple, picklable when ``fn`` is (for spawn workers)."""
-
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        self.fn = fn
-
-    def __call__(self, args: tuple[Any, ...]) -> Any:
-        return self.fn(*args)
-
-
-class _ReturnErrors:
-    """``fn(*args)``, with an exception returned as the result (``errors="return"``)."""
-
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        self.fn = fn
-
-    def __call__(self, *args: Any) -> Any:
-        try:
-            return self.fn(*args)
-        except Exception as exc:
-            return exc
-
-
-@attrs.define
-class _Probe:
-    """What auto measured of one function's calls on threads."""
-
-    calls: int = 0
-    cpu_s: float = 0.0
-    wall_s: float = 0.0
-    shippable: bool = True
-
-
-def _common_length(iterables: tuple[Iterable[Any], ...]) -> int | None:
-    if iterables and all(isinstance(it, Sized) for it in iterables):
-        return min(len(it) for it in iterables)  # type: ignore[arg-type]
-    return None
-
-
-class _Zip:
-    """``zip(*iterables)`` that keeps the length of sized iterables, so imap reports progress totals."""
-
-    def __init__(self, iterables: tuple[Iterable[Any], ...], length: int) -> None:
-        self._iterables = iterables
-        self._length = length
-
-    def __len__(self) -> int:
-        return self._length
-
-    def __iter__(self) -> Iterator[tuple[Any, ...]]:
-        return zip(*self._iterables, strict=False)
 
 
 class Executor(concurrent.futures.Executor):
@@ -369,7 +165,7 @@ class Executor(concurrent.futures.Executor):
             extra["max_tasks_per_child"] = opts.max_tasks_per_worker
         return concurrent.futures.ProcessPoolExecutor(
             max_workers=opts.workers or self._facts.cpu_count,
-            mp_context=multiprocessing.get_context(name),
+            mp_context=_process_context(name),
             initializer=opts.initializer,
             initargs=opts.initargs,
             **extra,

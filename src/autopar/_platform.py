@@ -12,6 +12,7 @@ re-reads the rest on every call, so it stays cheap enough to run per call.
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import importlib.util
 import math
@@ -31,7 +32,7 @@ from . import _safety
 from ._model import PlatformFacts
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from ._model import MethodVerdict
 
@@ -42,6 +43,7 @@ __all__ = [
     "in_main_bootstrap",
     "in_worker",
     "is_gil_enabled",
+    "main_file_hidden",
     "main_importable",
     "platform_report",
     "probe_platform",
@@ -167,6 +169,59 @@ def main_importable() -> bool:
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
     return isinstance(path, str) and os.path.isfile(path)
+
+
+#: Guards the hiding of ``__main__.__file__`` across threads: the first start hides it, the last restores it.
+_hide_lock = threading.Lock()
+_hide_depth = 0
+_hidden_file: tuple[Any, Any] | None = None
+
+
+def _phantom_main_file(main: Any) -> bool:
+    """``main`` names a main file by path that is no file on disk ("<stdin>" under ``python -``).
+
+    multiprocessing re-runs ``__main__`` by path in spawn and forkserver children
+    only when ``__main__`` was not run by module name (``python -m``).
+    """
+    if getattr(getattr(main, "__spec__", None), "name", None) is not None:
+        return False
+    path = getattr(main, "__file__", None)
+    return path is not None and not (isinstance(path, str) and os.path.isfile(path))
+
+
+@contextlib.contextmanager
+def main_file_hidden() -> Iterator[None]:
+    """Hide a ``__main__.__file__`` that is no file on disk while spawn or forkserver processes start.
+
+    multiprocessing sends ``__main__.__file__`` to every spawn and forkserver
+    child (and to the forkserver's server, which preloads it) to re-run it
+    there; a name such as "<stdin>" kills the child before it runs anything.
+    Without ``__file__`` multiprocessing leaves ``__main__`` alone in the
+    child, as for an interactive session, which matches ``main_importable()``
+    being False.  The attribute is put back when the outermost use ends, on
+    error too; nested and concurrent uses share one hiding.
+    """
+    global _hide_depth, _hidden_file
+    with _hide_lock:
+        if _hide_depth == 0:
+            main = sys.modules.get("__main__")
+            if main is not None and _phantom_main_file(main):
+                path = main.__file__
+                with contextlib.suppress(AttributeError, TypeError):
+                    del main.__file__
+                    _hidden_file = (main, path)
+        _hide_depth += 1
+    try:
+        yield
+    finally:
+        with _hide_lock:
+            _hide_depth -= 1
+            if _hide_depth == 0 and _hidden_file is not None:
+                main, path = _hidden_file
+                _hidden_file = None
+                # A ``__file__`` set meanwhile by someone else wins over the hidden one.
+                if not hasattr(main, "__file__"):
+                    main.__file__ = path
 
 
 def in_main_bootstrap() -> bool:

@@ -14,34 +14,23 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
-import os
-import sys
-import threading
 import time
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Sized
 from typing import TYPE_CHECKING, Any
-
-import attrs
 
 from . import _cache, _pools
 from ._calibrate import calibrate
 from ._config import resolve
-from ._decide import decide
+from ._decide import FORCED_CHUNKS_PER_WORKER, decide
 from ._dispatch import ChunkSizer, Dispatch, unwrap
-from ._errors import SerializationError, UnsafeStrategyWarning, WorkerCrashedError
-from ._model import Decision, Measurements, Options, PlatformFacts, PoolSpec
-from ._platform import called_without_main_guard, probe_platform
+from ._errors import SerializationError, WorkerCrashedError
+from ._plan import call_facts, forced_plan, item_timeout_plan, pool_spec, refresh, serial_plan, with_cluster
 from ._progress import make_progress
-from ._safety import PROCESS_METHODS, auto_process_methods, require_available
-from ._serialize import has_cloudpickle, ship_problem, shipping_error
 from ._shared import SharedHandle
-from ._strategies import get_strategy
-from ._strategies._process import new_inherit_token
 from ._worker import CallWithShared, ChunkFailed, run_chunk
 
 if TYPE_CHECKING:
+    from ._model import Decision, Options
     from ._types import R, T
 
 __all__ = ["explain", "given_options", "imap", "map", "run_imap", "run_map"]
@@ -49,28 +38,11 @@ __all__ = ["explain", "given_options", "imap", "map", "run_imap", "run_map"]
 logger = logging.getLogger("autopar")
 
 #: Chunks in flight (or finished but not yet consumed) per worker: bounds read-ahead.
-_WINDOW_PER_WORKER = 4
+_WINDOW_PER_WORKER = FORCED_CHUNKS_PER_WORKER
 
 #: Seconds of work per batch when running serially in the caller.
 _SERIAL_BATCH_S = 0.01
 _NOTHING = object()
-_warned: set[tuple[str, str]] = set()
-_warned_lock = threading.Lock()
-
-
-def _facts() -> PlatformFacts:
-    """Platform facts for this call: the call site's main guard, not counting autopar's idle threads."""
-    facts = probe_platform()
-    own = _pools.idle_threads()
-    unguarded = called_without_main_guard()
-    if own or unguarded:
-        facts = attrs.evolve(
-            facts,
-            python_threads=max(facts.python_threads - own, 1),
-            native_threads=max(facts.native_threads - own, 1),
-            main_unguarded=unguarded,
-        )
-    return facts
 
 
 def _check_call(func: Any, iterable: Any) -> None:
@@ -87,78 +59,6 @@ def given_options(**options: Any) -> dict[str, Any]:
     return {k: v for k, v in options.items() if v is not None and not (k == "strategy" and v == "auto")}
 
 
-def _warn_unsafe(method: str, reason: str) -> None:
-    with _warned_lock:
-        if (method, reason) in _warned:
-            return
-        _warned.add((method, reason))
-    warnings.warn(f"strategy {method!r} is unsafe here: {reason}", UnsafeStrategyWarning, stacklevel=5)
-
-
-def _default_workers(strategy: str, facts: PlatformFacts) -> int:
-    if strategy == "serial":
-        return 1
-    if strategy == "threads":
-        return min(32, facts.cpu_count + 4)
-    return facts.cpu_count
-
-
-def _forced_decision(func: Callable[..., Any], n_items: int | None, opts: Options, facts: PlatformFacts) -> Decision:
-    """The decision for a strategy the user forced: check it can run here, pick workers and chunk size."""
-    name = opts.strategy
-    get_strategy(name)  # raises ValueError for an unknown name
-    reasons = [
-        f"strategy {name!r} forced by {'AUTOPAR_STRATEGY' if opts.strategy_source == 'env' else opts.strategy_source}"
-    ]
-    if name in PROCESS_METHODS:
-        verdict = require_available(name, facts)
-        if not verdict.safe:
-            _warn_unsafe(name, verdict.reason)
-            reasons.append(f"{name} is unsafe here: {verdict.reason}")
-        if name != "fork":
-            problem = ship_problem(func, main_importable=facts.main_importable)
-            if problem is not None and not has_cloudpickle():
-                raise shipping_error(func, problem, name)
-    workers = 1 if name == "serial" else opts.workers or _default_workers(name, facts)
-    if name == "dask":
-        # Every thread of the cluster; with no cluster configured this raises, naming the ways to configure one.
-        threads = _dask_threads(_dask_cluster(opts, required=True))
-        workers = opts.workers or max(threads, 1)
-    if n_items is not None:
-        workers = max(1, min(workers, n_items))
-    chunksize = opts.chunksize or (math.ceil(n_items / (workers * _WINDOW_PER_WORKER)) if n_items else 0)
-    return Decision(strategy=name, workers=workers, chunksize=chunksize, reasons=tuple(reasons), forced=True)
-
-
-def _item_timeout_decision(
-    func: Callable[..., Any], n_items: int | None, opts: Options, facts: PlatformFacts
-) -> Decision:
-    """``item_timeout`` needs a worker it can stop: a process; no item runs in the caller first."""
-    if opts.forced:
-        if not get_strategy(opts.strategy).uses_processes:
-            msg = (
-                f"item_timeout={opts.item_timeout!r} needs a process strategy (fork, forkserver or spawn) "
-                f"whose workers can be stopped; strategy {opts.strategy!r} cannot stop a running item"
-            )
-            raise ValueError(msg)
-        return _forced_decision(func, n_items, opts, facts)
-    shippable = ship_problem(func, main_importable=facts.main_importable) is None or has_cloudpickle()
-    methods = [m for m in auto_process_methods(facts) if m == "fork" or shippable]
-    if not methods:
-        msg = (
-            f"item_timeout={opts.item_timeout!r} needs a process strategy, and none can run this function here; "
-            "move the function to module level or install cloudpickle"
-        )
-        raise ValueError(msg)
-    forced = _forced_decision(func, n_items, attrs.evolve(opts, strategy=methods[0]), facts)
-    reason = f"item_timeout needs workers that can be stopped: {methods[0]}, without calibrating in the caller"
-    return attrs.evolve(forced, forced=False, reasons=(reason,))
-
-
-def _serial_decision(reason: str) -> Decision:
-    return Decision(strategy="serial", workers=1, chunksize=1, reasons=(reason,))
-
-
 class _Call:
     """One ``map``/``imap`` call: its options, its plan and its execution."""
 
@@ -167,7 +67,7 @@ class _Call:
         self.opts = opts
         self.n_items = len(iterable) if isinstance(iterable, Sized) else None
         self.source = iter(iterable)
-        self.facts = _facts()
+        self.facts = call_facts()
         self.deadline = None if opts.timeout is None else time.monotonic() + opts.timeout
         self.capture_errors = opts.errors == "return"
         self.prefix: list[Any] = []
@@ -189,28 +89,26 @@ class _Call:
     def plan(self) -> Decision:
         """Choose how to run, calibrating on the first items when needed."""
         if self.exhausted:
-            return _serial_decision("empty input")
+            return serial_plan("empty input")
         if self.facts.in_worker:
-            return _serial_decision("nested call inside an autopar worker: runs serially")
+            return serial_plan("nested call inside an autopar worker: runs serially")
         if self.facts.in_main_bootstrap:
             logger.warning(
                 "autopar.map called while a worker process imports the main module: running serially. "
                 'Put the call under `if __name__ == "__main__":` to run it in parallel.'
             )
-            return _serial_decision(
-                'called while a child process imports __main__ (no `if __name__ == "__main__":` guard)'
-            )
+            return serial_plan('called while a child process imports __main__ (no `if __name__ == "__main__":` guard)')
         if self.opts.item_timeout is not None:
-            return _item_timeout_decision(self.func, self.n_items, self.opts, self.facts)
+            return item_timeout_plan(self.func, self.n_items, self.opts, self.facts)
         if self.opts.forced:
-            return _forced_decision(self.func, self.n_items, self.opts, self.facts)
+            return forced_plan(self.func, self.n_items, self.opts, self.facts)
         return self._auto()
 
     def _auto(self) -> Decision:
         self.key = _cache.cache_key(self.func, self.n_items)
         cached = _cache.get(self.key)
         if cached is not None:
-            measurements = _with_cluster(_refresh(cached, self.n_items), self.opts)
+            measurements = with_cluster(refresh(cached, self.n_items), self.opts)
             decision = decide(measurements, self.facts, self.opts)
             logger.info("autopar (cached measurements): %s", decision)
             return decision
@@ -239,8 +137,8 @@ class _Call:
         self._advance(len(cal.results))
         logger.debug("autopar calibration: %s", cal.measurements)
         if self.exhausted:
-            return _serial_decision("the whole input ran during calibration")
-        decision = decide(_with_cluster(cal.measurements, self.opts), self.facts, self.opts)
+            return serial_plan("the whole input ran during calibration")
+        decision = decide(with_cluster(cal.measurements, self.opts), self.facts, self.opts)
         if use_cache:
             _cache.put(self.key, cal.measurements)
         logger.info("%s", decision)
@@ -308,40 +206,8 @@ class _Call:
             self._advance(len(batch))
             yield unwrap(results, self.capture_errors)
 
-    def _spec(self, decision: Decision) -> PoolSpec:
-        uses_processes = get_strategy(decision.strategy).uses_processes
-        native = None
-        if uses_processes and decision.limit_native_threads:
-            native = _native_threads_override() or max(1, self.facts.cpu_count // max(decision.workers, 1))
-        inherit = token = None
-        if decision.strategy == "fork" and ship_problem(self.func, main_importable=True) is not None:
-            # A lambda or closure: fork workers inherit it instead of receiving it pickled.
-            inherit, token = self.call_func, new_inherit_token()
-        shared_key = shared_payload = None
-        if self.shared is not None and uses_processes:
-            shared_key = self.shared.key
-            if decision.strategy not in ("fork",):
-                shared_payload = self.shared.payload()
-        opts = self.opts
-        cluster = _dask_cluster(opts, required=True) if decision.strategy == "dask" else None
-        return PoolSpec(
-            initializer=opts.initializer,
-            initargs=opts.initargs,
-            initargs_key=_hashable_or_unique(opts.initargs),
-            max_tasks_per_worker=opts.max_tasks_per_worker,
-            native_threads=native,
-            inherit=inherit,
-            inherit_token=token,
-            stream=uses_processes and (self.capture_errors or opts.retries > 0 or opts.item_timeout is not None),
-            item_timeout=opts.item_timeout if uses_processes else None,
-            shared_key=shared_key,
-            shared_payload=shared_payload,
-            cluster=cluster.reference if cluster is not None else None,
-            cluster_key=cluster.key if cluster is not None else None,
-        )
-
     def _pooled(self, decision: Decision, ordered: bool) -> Iterator[list[Any]]:
-        spec = self._spec(decision)
+        spec = pool_spec(decision, self.opts, self.facts, self.func, self.call_func, self.shared)
         pool = _pools.acquire(decision.strategy, decision.workers, spec, self.facts)
         healthy = False
         try:
@@ -394,71 +260,6 @@ class _Call:
         if self.shared is not None:
             self.shared.close()
             self.shared = None
-
-
-def _hashable_or_unique(value: Any) -> Any:
-    """``value`` when it can key a pool; else a fresh object, so the pool serves this call only."""
-    try:
-        hash(value)
-    except TypeError:
-        return object()
-    return value
-
-
-def _native_threads_override() -> int | None:
-    """``AUTOPAR_NATIVE_THREADS``: native threads per process worker, instead of CPUs // workers."""
-    raw = os.environ.get("AUTOPAR_NATIVE_THREADS", "").strip()
-    if not raw:
-        return None
-    if not raw.isdigit() or int(raw) < 1:
-        msg = f"AUTOPAR_NATIVE_THREADS={raw!r} is not accepted; use a positive integer"
-        raise ValueError(msg)
-    return int(raw)
-
-
-def _dask_cluster(opts: Options, *, required: bool = False) -> Any:
-    """The Dask cluster the call may use, or None; ``distributed`` is imported only when one may be configured.
-
-    Raises:
-        ValueError: ``required`` and no cluster is configured.
-    """
-    if not required and opts.dask is None and "distributed" not in sys.modules:
-        return None
-    from ._strategies import _dask
-
-    return _dask.require_cluster(opts.dask) if required else _dask.find_cluster(opts.dask)
-
-
-def _dask_threads(cluster: Any) -> int:
-    from ._strategies import _dask
-
-    return _dask.cluster_threads(cluster.client)
-
-
-def _with_cluster(measurements: Measurements, opts: Options) -> Measurements:
-    """The measurements with the facts of the configured Dask cluster, probed once per cluster, if there is one."""
-    try:
-        cluster = _dask_cluster(opts)
-        if cluster is None:
-            return measurements
-        from ._strategies import _dask
-
-        facts = _dask.probe_cluster(cluster.client)
-    except (OSError, TimeoutError) as exc:
-        logger.warning("autopar: the Dask cluster is unreachable, deciding without it: %s", exc)
-        return measurements
-    return attrs.evolve(measurements, cluster=facts)
-
-
-def _refresh(cached: Measurements, n_items: int | None) -> Measurements:
-    """Cached measurements for a new call: its length, no sampled items, today's warm pools and start-up costs."""
-    return attrs.evolve(
-        cached,
-        n_items=n_items,
-        sampled=0,
-        warm_pools=_pools.warm_pools(),
-        worker_startup_s={**cached.worker_startup_s, **_pools.measured_startup_s()},
-    )
 
 
 #: The progress reporter factory, also used by the Executor.

@@ -3,14 +3,17 @@
 spawn and forkserver start fresh interpreters, so the function must pickle by
 reference (a module-level function of an importable module) or by value with
 cloudpickle.  Lambdas, closures, nested functions and functions typed into an
-interactive ``__main__`` cannot pickle by reference.
+interactive ``__main__`` cannot pickle by reference.  ``dumps_function``
+builds the message that carries a function to process workers.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import io
 import pickle
 import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 from ._errors import SerializationError
@@ -18,7 +21,7 @@ from ._errors import SerializationError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["has_cloudpickle", "ship_problem", "shipping_error"]
+__all__ = ["dumps_function", "has_cloudpickle", "ship_problem", "shipping_error"]
 
 
 def has_cloudpickle() -> bool:
@@ -68,3 +71,59 @@ def shipping_error(func: Callable[..., Any], problem: str, strategy: str) -> Ser
         "or use strategy='auto', 'fork' (where safe) or 'threads'."
     )
     return SerializationError(msg)
+
+
+class _MainReferenceFinder(pickle.Pickler):
+    """A pickler noting whether the pickle names a function or class of ``__main__`` by reference."""
+
+    def __init__(self, file: io.BytesIO) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.names_main = False
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, (types.FunctionType, type)) and getattr(obj, "__module__", None) == "__main__":
+            self.names_main = True
+        return NotImplemented
+
+
+def _dumps_by_reference(func: Callable[..., Any], *, main_importable: bool) -> bytes:
+    """``func`` pickled by reference.
+
+    Raises:
+        SerializationError: the pickle names something of ``__main__`` and the workers cannot import ``__main__``.
+        Exception: whatever pickle raises for ``func``.
+    """
+    if main_importable:
+        return pickle.dumps(func, protocol=pickle.HIGHEST_PROTOCOL)
+    buffer = io.BytesIO()
+    pickler = _MainReferenceFinder(buffer)
+    pickler.dump(func)
+    if pickler.names_main:
+        msg = "it refers to a function or class of a __main__ that worker processes cannot import (no file on disk)"
+        raise SerializationError(msg)
+    return buffer.getvalue()
+
+
+def dumps_function(func: Callable[..., Any], *, main_importable: bool = True) -> bytes:
+    """The message carrying ``func`` to a worker: pickled by reference, else by value with cloudpickle.
+
+    With ``main_importable`` False (spawn or forkserver workers of a ``__main__``
+    that is no file on disk, such as ``python -`` or ``python -c``), a function
+    that refers to ``__main__`` goes by value: the workers could not find it by
+    reference.  The function is pickled on its own inside the message, so a
+    worker that cannot unpickle it can still read the message and report the
+    failure.
+
+    Raises:
+        SerializationError: neither pickle nor cloudpickle can pickle it.
+    """
+    try:
+        inner = _dumps_by_reference(func, main_importable=main_importable)
+    except Exception as exc:
+        try:
+            import cloudpickle
+        except ImportError:
+            msg = f"cannot pickle the function {func!r} to send it to a worker process: {exc!r}"
+            raise SerializationError(msg) from exc
+        inner = bytes(cloudpickle.dumps(func, protocol=pickle.HIGHEST_PROTOCOL))
+    return pickle.dumps(("func", inner), protocol=pickle.HIGHEST_PROTOCOL)

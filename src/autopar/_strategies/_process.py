@@ -27,6 +27,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .._errors import SerializationError, WorkerCrashedError
+from .._platform import main_file_hidden, main_importable
+from .._serialize import dumps_function
 from .._worker import NATIVE_THREAD_VARS, ExceptionWithTraceback, Failure, inherited, process_main
 
 if TYPE_CHECKING:
@@ -102,7 +104,9 @@ class _Worker:
             daemon=True,
             name="autopar-worker",
         )
-        with _native_thread_env(spec.native_threads):
+        # spawn and forkserver children must not try to re-run a main file that is not on disk.
+        hide_main = main_file_hidden() if ctx.get_start_method() != "fork" else contextlib.nullcontext()
+        with _native_thread_env(spec.native_threads), hide_main:
             self.process.start()
         child_conn.close()
         self.task: tuple[int, int, int] | None = None  # (task id, start, size)
@@ -224,7 +228,9 @@ class ProcessPool:
         if self._spec.inherit is not None and func is self._spec.inherit:
             return ("inherit", self._spec.inherit_token), None
         if self._func_blob is None or self._func_blob[0] is not func:
-            self._func_blob = (func, dumps_function(func))
+            # Fork workers inherit ``__main__``; spawn and forkserver workers have it only from a file.
+            importable = self.method == "fork" or main_importable()
+            self._func_blob = (func, dumps_function(func, main_importable=importable))
         return func, self._func_blob[1]
 
     def submit(
@@ -378,27 +384,6 @@ class ProcessPool:
     def pids(self) -> list[int]:
         """Process ids of the live workers."""
         return [w.process.pid for w in self._workers if not w.stopped and w.process.pid is not None]
-
-
-def dumps_function(func: Callable[..., Any]) -> bytes:
-    """The message carrying ``func`` to a worker: pickled by reference, else by value with cloudpickle.
-
-    The function is pickled on its own inside the message, so a worker that
-    cannot unpickle it can still read the message and report the failure.
-
-    Raises:
-        SerializationError: neither pickle nor cloudpickle can pickle it.
-    """
-    try:
-        inner = pickle.dumps(func, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception as exc:
-        try:
-            import cloudpickle
-        except ImportError:
-            msg = f"cannot pickle the function {func!r} to send it to a worker process: {exc!r}"
-            raise SerializationError(msg) from exc
-        inner = bytes(cloudpickle.dumps(func, protocol=pickle.HIGHEST_PROTOCOL))
-    return pickle.dumps(("func", inner), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 class ProcessStrategy:
