@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     "_platform": 2,
     "_config": 2,
     "_serialize": 2,
+    "_main_module": 2,
     "_worker": 2,
     "_cache": 2,
     "_shared": 2,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from autopar._platform import main_file_hidden
+from autopar._main_module import main_file_hidden
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 

@@ -14,15 +14,14 @@ import attrs
 import pytest
 
 from autopar import _platform
+from autopar._main_module import in_main_bootstrap, main_importable
 from autopar._model import PlatformFacts
 from autopar._platform import (
     count_threads,
     cpu_count,
     cpu_count_physical,
-    in_main_bootstrap,
     in_worker,
     is_gil_enabled,
-    main_importable,
     platform_report,
     probe_platform,
 )
@@ -285,13 +284,13 @@ def test_main_importable_follows_main_file(
 
 def test_main_importable_false_under_python_c(tmp_path: Path) -> None:
     """Under ``python -c`` there is no main file to re-import."""
-    code = "from autopar._platform import main_importable, probe_platform; print(main_importable(), probe_platform().main_importable)"
+    code = "from autopar._main_module import main_importable; from autopar._platform import probe_platform; print(main_importable(), probe_platform().main_importable)"
     assert _run_python(["-c", code], tmp_path).split() == ["False", "False"]
 
 
 def test_main_importable_false_from_stdin(tmp_path: Path) -> None:
     """A program read from standard input (``python -``) cannot be re-imported either."""
-    code = "from autopar._platform import main_importable; print(main_importable())\n"
+    code = "from autopar._main_module import main_importable; print(main_importable())\n"
     assert _run_python(["-"], tmp_path, stdin=code).strip() == "False"
 
 
@@ -299,7 +298,7 @@ def test_main_importable_true_for_script_file(tmp_path: Path) -> None:
     """A script run from a file can be re-imported by spawn children."""
     script = tmp_path / "script.py"
     script.write_text(
-        "from autopar._platform import main_importable, probe_platform\nprint(main_importable(), probe_platform().main_importable)\n"
+        "from autopar._main_module import main_importable\nfrom autopar._platform import probe_platform\nprint(main_importable(), probe_platform().main_importable)\n"
     )
     assert _run_python([str(script)], tmp_path).split() == ["True", "True"]
 
@@ -317,7 +316,7 @@ def test_in_main_bootstrap_true_in_spawn_child_importing_main(tmp_path: Path) ->
             """
             import multiprocessing
             import sys
-            from autopar._platform import in_main_bootstrap
+            from autopar._main_module import in_main_bootstrap
 
             def noop():
                 pass

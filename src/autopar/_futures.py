@@ -25,7 +25,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
 
 from ._errors import WorkerCrashedError
-from ._platform import main_file_hidden
+from ._main_module import main_file_hidden
 
 if TYPE_CHECKING:
     from ._types import P, T

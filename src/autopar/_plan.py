@@ -22,8 +22,9 @@ import attrs
 from . import _pools
 from ._decide import forced_decision
 from ._errors import UnsafeStrategyWarning
+from ._main_module import called_without_main_guard
 from ._model import Decision, Measurements, Options, PlatformFacts, PoolSpec
-from ._platform import called_without_main_guard, probe_platform
+from ._platform import probe_platform
 from ._safety import PROCESS_METHODS, auto_process_methods, require_available
 from ._serialize import has_cloudpickle, ship_problem, shipping_error
 from ._strategies import get_strategy

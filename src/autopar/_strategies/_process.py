@@ -27,7 +27,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .._errors import SerializationError, WorkerCrashedError
-from .._platform import main_file_hidden, main_importable
+from .._main_module import main_file_hidden, main_importable
 from .._serialize import dumps_function
 from .._worker import NATIVE_THREAD_VARS, ExceptionWithTraceback, Failure, inherited, process_main
 
