@@ -2,7 +2,8 @@
 
 Bookkeeping, in the calling thread::
 
-    source --islice(chunksize)--> _Chunk(start, items, slots) --submit--> pool
+    source --islice(size)--> _Chunk(start, items, slots) --submit--> pool
+        size: the chunk size, shrunk near the end of an input of known length
     pool.poll() --> (task, results, error) --> fill the chunk's slots
         crash or item timeout in stream mode: the rest of the chunk is resubmitted,
         the item is retried (``retries``) or gets the error (``errors="return"``)
@@ -32,6 +33,8 @@ __all__ = ["ChunkSizer", "Dispatch", "unwrap"]
 #: Target seconds per chunk when the chunk size adapts to a stream of unknown length.
 _ADAPTIVE_CHUNK_S = 0.02
 _MAX_ADAPTIVE_CHUNK = 10_000
+#: Near the end of an input of known length, chunks shrink so that about this many per worker remain.
+_TAIL_CHUNKS_PER_WORKER = 2
 _EMPTY = object()
 
 
@@ -95,12 +98,15 @@ class Dispatch:
         window_per_worker: int = 4,
         check_deadline: Callable[[], float | None] = lambda: None,
         advance: Callable[[int], None] = lambda n: None,
+        total: int | None = None,
     ) -> None:
         self.pool = pool
         self.func = func
         self.source = source
         self.next_start = start
         self.sizer = ChunkSizer(chunksize)
+        #: The input position after the last item, when it is known and the tail chunks may shrink.
+        self.total = total
         self.capture_errors = capture_errors
         self.retries = retries
         self.retry_on = retry_on
@@ -127,7 +133,7 @@ class Dispatch:
         while self.queued and self.pool.capacity() > 0:
             self._submit(*self.queued.popleft())
         while not (self.source_done or self.failing) and self.pool.capacity() > 0 and len(self.order) < self.window:
-            items = list(itertools.islice(self.source, self.sizer.size))
+            items = list(itertools.islice(self.source, self._next_size()))
             if not items:
                 self.source_done = True
                 return
@@ -135,6 +141,21 @@ class Dispatch:
             self.next_start += len(items)
             self.order.append(chunk)
             self._submit(chunk, 0, len(items))
+
+    def _next_size(self) -> int:
+        """The size of the next chunk: the sizer's, shrunk near the end of an input of known length.
+
+        Like OpenMP's guided schedule, the last chunks hold about
+        ``1 / (_TAIL_CHUNKS_PER_WORKER * workers)`` of what is left, down to one
+        item, so a few slow items at the end are not stuck in one chunk while
+        the other workers idle.
+        """
+        size = self.sizer.size
+        if self.total is None:
+            return size
+        left = self.total - self.next_start
+        share = -(-left // (_TAIL_CHUNKS_PER_WORKER * self.pool.workers))
+        return max(1, min(size, share))
 
     def chunks(self, *, ordered: bool) -> Iterator[list[Any]]:
         """Yield each chunk's results once complete: in input order, or as they complete."""

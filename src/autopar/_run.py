@@ -223,6 +223,8 @@ class _Call:
                 window_per_worker=_WINDOW_PER_WORKER,
                 check_deadline=self._check_deadline,
                 advance=self._advance,
+                # A chunk size the caller gave is kept to the end; a chosen one shrinks at the tail.
+                total=self.n_items if self.opts.chunksize is None else None,
             )
             yield from dispatch.chunks(ordered=ordered)
             healthy = True

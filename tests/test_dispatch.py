@@ -1,0 +1,109 @@
+"""The dispatch loop's chunking: chosen chunk sizes shrink at the end of an input of known length."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import autopar
+from autopar._dispatch import _TAIL_CHUNKS_PER_WORKER, Dispatch
+from autopar._model import PoolSpec
+from autopar._strategies._serial import SerialPool
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+
+class _RecordingPool(SerialPool):
+    """The serial pool, claiming ``workers`` workers, recording each task's (start, size)."""
+
+    def __init__(self, workers: int) -> None:
+        super().__init__(PoolSpec())
+        self.workers = workers
+        self.tasks: list[tuple[int, int]] = []
+
+    def submit(
+        self, task_id: int, func: Callable[[Any], Any], items: Sequence[Any], start: int, capture_errors: bool
+    ) -> None:
+        self.tasks.append((start, len(items)))
+        super().submit(task_id, func, items, start, capture_errors)
+
+
+def _run(n: int, *, start: int, chunksize: int, workers: int, total: int | None) -> tuple[list[Any], _RecordingPool]:
+    pool = _RecordingPool(workers)
+    dispatch = Dispatch(
+        pool, lambda x: x * 10, iter(range(start, n)), start, chunksize=chunksize, capture_errors=False, total=total
+    )
+    results = [r for chunk in dispatch.chunks(ordered=True) for r in chunk]
+    return results, pool
+
+
+def test_chunks_shrink_to_single_items_at_the_end_of_a_known_length() -> None:
+    results, pool = _run(40, start=0, chunksize=8, workers=2, total=40)
+    assert results == [x * 10 for x in range(40)]
+    sizes = [size for _, size in pool.tasks]
+    assert sizes == [8, 8, 6, 5, 4, 3, 2, 1, 1, 1, 1]
+    # The last two items, where slow items hurt most, go to different tasks.
+    assert pool.tasks[-2:] == [(38, 1), (39, 1)]
+
+
+def test_chunks_keep_their_size_without_a_known_length() -> None:
+    results, pool = _run(40, start=0, chunksize=8, workers=2, total=None)
+    assert results == [x * 10 for x in range(40)]
+    assert [size for _, size in pool.tasks] == [8, 8, 8, 8, 8]
+
+
+def test_tail_counts_from_where_calibration_left_off() -> None:
+    results, pool = _run(20, start=12, chunksize=4, workers=2, total=20)
+    assert results == [x * 10 for x in range(12, 20)]
+    assert pool.tasks == [(12, 2), (14, 2), (16, 1), (17, 1), (18, 1), (19, 1)]
+
+
+@given(
+    n=st.integers(min_value=1, max_value=400),
+    start=st.integers(min_value=0, max_value=50),
+    chunksize=st.integers(min_value=1, max_value=64),
+    workers=st.integers(min_value=1, max_value=8),
+)
+def test_tail_chunks_cover_the_input_once_within_the_guided_bound(
+    n: int, start: int, chunksize: int, workers: int
+) -> None:
+    start = min(start, n - 1)
+    results, pool = _run(n, start=start, chunksize=chunksize, workers=workers, total=n)
+    assert results == [x * 10 for x in range(start, n)]
+    position = start
+    for task_start, size in pool.tasks:
+        assert task_start == position
+        left = n - task_start
+        assert 1 <= size <= min(chunksize, max(1, math.ceil(left / (_TAIL_CHUNKS_PER_WORKER * workers))))
+        position += size
+    assert position == n
+    assert pool.tasks[-1][1] == 1
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("chunksize", "tail_shrinks"), [(None, True), (5, False)])
+def test_map_shrinks_only_a_chosen_chunksize(
+    monkeypatch: pytest.MonkeyPatch, chunksize: int | None, tail_shrinks: bool
+) -> None:
+    """A chunk size the caller gives is the number of items per task, the last tasks included."""
+    from autopar import _run as run_module
+
+    sizes: list[int] = []
+
+    class Recording(Dispatch):
+        def _submit(self, chunk: Any, offset: int, count: int) -> None:
+            sizes.append(count)
+            super()._submit(chunk, offset, count)
+
+    monkeypatch.setattr(run_module, "Dispatch", Recording)
+    out = autopar.map(abs, range(-20, 0), strategy="threads", workers=2, chunksize=chunksize)
+    assert out == list(range(20, 0, -1))
+    assert sum(sizes) == 20
+    assert (sizes[-1] == 1) is tail_shrinks
+    if not tail_shrinks:
+        assert sizes == [5, 5, 5, 5]
