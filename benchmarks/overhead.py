@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import logging
 import math
 import os
 import platform
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import warm_pool
+from run import DECISIONS, install_decision_log
 from workloads import WORKLOADS, Workload, by_name, square
 
 import autopar
@@ -52,21 +52,6 @@ TARGET_BUDGET = 0.05
 TARGET_SECOND_CALL_S = 1e-3
 SECOND_CALL_ITEMS = 200_000
 SECOND_CALL_PAIRS = 60
-
-
-class _Decisions(logging.Handler):
-    """Keeps the Decision objects autopar logs at INFO."""
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.INFO)
-        self.decisions: list[autopar.Decision] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        args = record.args if isinstance(record.args, tuple) else ()
-        self.decisions.extend(a for a in args if isinstance(a, autopar.Decision))
-
-
-_LOG = _Decisions()
 
 
 def _loop_s(workload: Workload, items: list[Any]) -> float:
@@ -110,9 +95,9 @@ def budget(workload: Workload, repeats: int) -> dict[str, Any] | None:
     choices: list[str] = []
     for _ in range(repeats):
         warm_pool.fresh_autopar()
-        before = len(_LOG.decisions)
+        before = len(DECISIONS.decisions)
         auto_s.append(_timed(lambda: autopar.map(workload.func, items)))
-        decision = _LOG.decisions[-1] if len(_LOG.decisions) > before else None
+        decision = DECISIONS.decisions[-1] if len(DECISIONS.decisions) > before else None
         if decision is None:  # the input ran out during calibration
             strategy, workers, chunksize = "serial", 1, None
         else:
@@ -262,10 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    logger = logging.getLogger("autopar")
-    logger.setLevel(logging.INFO)
-    logger.addHandler(_LOG)
-    logger.propagate = False
+    install_decision_log()
     workloads = [by_name(n.strip()) for n in args.only.split(",")] if args.only else list(WORKLOADS)
     autopar.map(square, range(8), strategy="fork", workers=2)  # lazy imports paid before timing
     rows = []

@@ -61,7 +61,7 @@ TARGET_COUNTDOWN_SPEEDUP = 1.8
 # --- keeping track of autopar's decisions ---------------------------------------------------------------------------
 
 
-class _DecisionLog(logging.Handler):
+class DecisionLog(logging.Handler):
     """Keeps the Decision objects autopar logs at INFO when it chooses a strategy."""
 
     def __init__(self) -> None:
@@ -73,13 +73,14 @@ class _DecisionLog(logging.Handler):
         self.decisions.extend(a for a in args if isinstance(a, autopar.Decision))
 
 
-_LOG = _DecisionLog()
+DECISIONS = DecisionLog()
 
 
-def _install_decision_log() -> None:
+def install_decision_log() -> None:
+    """Route the decisions autopar logs at INFO into ``DECISIONS``, and only there."""
     logger = logging.getLogger("autopar")
     logger.setLevel(logging.INFO)
-    logger.addHandler(_LOG)
+    logger.addHandler(DECISIONS)
     logger.propagate = False
 
 
@@ -217,7 +218,7 @@ def _timed(runner: _Runner, cell: Cell, expected: list[Any], *, keep_pool: bool,
     if cell.error is not None:
         return
     gc.collect()
-    before = len(_LOG.decisions)
+    before = len(DECISIONS.decisions)
     # What fork's safety rule sees: threads of this process, less the idle ones of autopar's own pools.
     facts = autopar.probe_platform()
     own = autopar._pools.idle_threads()
@@ -237,7 +238,7 @@ def _timed(runner: _Runner, cell: Cell, expected: list[Any], *, keep_pool: bool,
         if record:
             cell.times.append(elapsed)
         return
-    new = _LOG.decisions[before:]
+    new = DECISIONS.decisions[before:]
     decision = new[-1] if new else None
     short = _short(decision)
     if short not in cell.decision_texts:
@@ -596,7 +597,7 @@ def main(argv: list[str] | None = None) -> int:
     # autopar counts native threads and leaves fork out of auto when there are any.  No workload
     # uses BLAS, so the harness keeps that thread from existing rather than let it sway the choice.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    _install_decision_log()
+    install_decision_log()
     workloads = _select(args.only)
     scale = 0.1 if args.quick else 1.0
     partial = args.quick or bool(args.only)
