@@ -4,10 +4,40 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import autopar
+
+#: autopar's sources, put first on a child interpreter's path.
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def run_python(
+    args: list[str],
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    *,
+    stdin: str | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    """Run a child interpreter on ``args`` with autopar's sources importable and no ``AUTOPAR_STRATEGY`` unless given."""
+    full_env = {**os.environ, "PYTHONPATH": SRC, **(env or {})}
+    if "AUTOPAR_STRATEGY" not in (env or {}):
+        full_env.pop("AUTOPAR_STRATEGY", None)
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        env=full_env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def square(x: int) -> int:

@@ -7,18 +7,17 @@ Each case runs a real interpreter in a subprocess, with the spawn path in play
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
 import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import helpers
 from autopar._main_module import main_file_hidden
-
-SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 #: Makes fork unsafe (a second thread runs), so auto must use forkserver, spawn, threads or serial.
 _THREAD = textwrap.dedent(
@@ -30,27 +29,10 @@ _THREAD = textwrap.dedent(
 )
 
 
-def _run(
-    args: list[str],
-    tmp_path: Path,
-    env: dict[str, str] | None = None,
-    *,
-    stdin: str | None = None,
-    timeout: float = 120,
-) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "PYTHONPATH": SRC, **(env or {})}
-    if "AUTOPAR_STRATEGY" not in (env or {}):
-        full_env.pop("AUTOPAR_STRATEGY", None)
-    return subprocess.run(
-        [sys.executable, *args],
-        cwd=tmp_path,
-        env=full_env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+def _json_output(proc: subprocess.CompletedProcess[str]) -> Any:
+    """The JSON a child printed last, after checking that it exited cleanly."""
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def _script(tmp_path: Path, body: str) -> str:
@@ -77,9 +59,8 @@ def test_script_without_main_guard_completes_under_auto(tmp_path: Path) -> None:
         """
         ),
     )
-    proc = _run([script], tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    data = json.loads(proc.stdout.strip().splitlines()[-1])
+    proc = helpers.run_python([script], tmp_path)
+    data = _json_output(proc)
     assert data["out"] == [1] * 40
     assert data["strategy"] not in ("spawn", "forkserver")
     assert "RuntimeError" not in proc.stderr
@@ -96,7 +77,7 @@ def test_script_without_main_guard_under_forced_spawn_runs_serially_in_children(
         print("RESULT", autopar.map(square, range(8)))
         """,
     )
-    proc = _run([script], tmp_path, env={"AUTOPAR_STRATEGY": "spawn", "AUTOPAR_WORKERS": "2"})
+    proc = helpers.run_python([script], tmp_path, env={"AUTOPAR_STRATEGY": "spawn", "AUTOPAR_WORKERS": "2"})
     assert proc.returncode == 0, proc.stderr
     results = [line for line in proc.stdout.splitlines() if line.startswith("RESULT")]
     # The parent's line, plus one per spawned worker re-running the module: at most 1 + workers.
@@ -134,9 +115,8 @@ def test_functions_typed_into_python_c_complete_under_auto(tmp_path: Path, cloud
             """
         )
     )
-    proc = _run(["-c", code], tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    data = json.loads(proc.stdout.strip().splitlines()[-1])
+    proc = helpers.run_python(["-c", code], tmp_path)
+    data = _json_output(proc)
     assert data["function"] == [2 * x for x in range(30)]
     assert data["lambda"] == [2 * x + 1 for x in range(30)]
     assert data["closure"] == [2 * x + 5 for x in range(30)]
@@ -156,7 +136,7 @@ def test_forced_spawn_of_lambda_without_cloudpickle_names_the_fix(tmp_path: Path
             print("ERROR", exc)
         """
     )
-    proc = _run(["-c", code], tmp_path)
+    proc = helpers.run_python(["-c", code], tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "ERROR" in proc.stdout
     assert "module level" in proc.stdout
@@ -208,9 +188,8 @@ def test_stdin_script_forcing_method_runs_importable_functions(tmp_path: Path, m
                 print(json.dumps(out))
             """
     )
-    proc = _run(["-"], tmp_path, stdin=script, timeout=90)
-    assert proc.returncode == 0, proc.stderr
-    data = json.loads(proc.stdout.strip().splitlines()[-1])
+    proc = helpers.run_python(["-"], tmp_path, stdin=script, timeout=90)
+    data = _json_output(proc)
     assert data["neg"] == [-x for x in range(20)]
     assert data["triple"] == [3 * x for x in range(20)]
     assert data["file"] == "<stdin>"
@@ -244,9 +223,8 @@ def test_stdin_script_executor_with_forced_method_runs_importable_functions(tmp_
                 print(json.dumps(out))
             """
     )
-    proc = _run(["-"], tmp_path, stdin=script, timeout=90)
-    assert proc.returncode == 0, proc.stderr
-    data = json.loads(proc.stdout.strip().splitlines()[-1])
+    proc = helpers.run_python(["-"], tmp_path, stdin=script, timeout=90)
+    data = _json_output(proc)
     assert data["map"] == [-x for x in range(20)]
     assert data["submit"] == [3 * x for x in range(8)]
     assert data["file"] == "<stdin>"
@@ -283,9 +261,8 @@ _SCRIPT_FUNCTIONS = textwrap.dedent(
 def test_stdin_script_function_without_cloudpickle_raises_serialization_error(tmp_path: Path, method: str) -> None:
     """A function of the ``python -`` script under forced spawn/forkserver, cloudpickle blocked: a clear error."""
     block = "import sys; sys.modules['cloudpickle'] = None\n"
-    proc = _run(["-", method], tmp_path, stdin=block + _SCRIPT_FUNCTIONS, timeout=90)
-    assert proc.returncode == 0, proc.stderr
-    data = json.loads(proc.stdout.strip().splitlines()[-1])
+    proc = helpers.run_python(["-", method], tmp_path, stdin=block + _SCRIPT_FUNCTIONS, timeout=90)
+    data = _json_output(proc)
     # Named before any worker starts, with the fixes.
     assert data["function"].startswith("SerializationError: ")
     assert f"strategy {method!r} cannot send the function 'work'" in data["function"]
@@ -304,11 +281,10 @@ def test_script_function_with_cloudpickle_runs(tmp_path: Path, source: str, meth
     """With cloudpickle, a function of a ``python -`` or ``python -c`` script ships by value and runs in order."""
     pytest.importorskip("cloudpickle")
     if source == "stdin":
-        proc = _run(["-", method], tmp_path, stdin=_SCRIPT_FUNCTIONS, timeout=90)
+        proc = helpers.run_python(["-", method], tmp_path, stdin=_SCRIPT_FUNCTIONS, timeout=90)
     else:
-        proc = _run(["-c", _SCRIPT_FUNCTIONS, method], tmp_path, timeout=90)
-    assert proc.returncode == 0, proc.stderr
-    data = json.loads(proc.stdout.strip().splitlines()[-1])
+        proc = helpers.run_python(["-c", _SCRIPT_FUNCTIONS, method], tmp_path, timeout=90)
+    data = _json_output(proc)
     expected = [x * x + 1 for x in range(12)]
     assert data["function"] == expected
     assert data["partial"] == expected

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import textwrap
 import threading
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING
 import attrs
 import pytest
 
+import helpers
 from autopar import _platform
 from autopar._main_module import in_main_bootstrap, main_importable
 from autopar._model import PlatformFacts
@@ -59,15 +59,7 @@ def _many_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _run_python(args: list[str], cwd: Path, stdin: str | None = None) -> str:
     """Run a child interpreter and return its standard output."""
-    done = subprocess.run(
-        [sys.executable, *args],
-        cwd=cwd,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=SUBPROCESS_TIMEOUT_S,
-        check=False,
-    )
+    done = helpers.run_python(args, cwd, stdin=stdin, timeout=SUBPROCESS_TIMEOUT_S)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
