@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import attrs
 import pytest
@@ -138,18 +139,23 @@ def test_waiting_function_shows_low_thread_cpu() -> None:
     assert cal.measurements.item_waits == 0.0  # the scripted counter never moves
 
 
-def test_thread_probe_skipped_for_work_that_clearly_waits() -> None:
-    """An item that blocks and barely computes goes to threads anyway: no probe delays the run."""
+def _blocking_work(*, compute_s: float, wait_s: float) -> tuple[Callable[[int], int], Clocks]:
+    """An item that computes, then blocks once, and the scripted clocks that count its blocking waits."""
     clock = FakeClock()
     blocked = [0]
 
     def work(x: int) -> int:
-        clock.compute(0.0001)
-        clock.wait(0.02)
+        clock.compute(compute_s)
+        clock.wait(wait_s)
         blocked[0] += 1
         return x
 
-    clocks = attrs.evolve(clock.clocks(), waits=lambda: blocked[0])
+    return work, attrs.evolve(clock.clocks(), waits=lambda: blocked[0])
+
+
+def test_thread_probe_skipped_for_work_that_clearly_waits() -> None:
+    """An item that blocks and barely computes goes to threads anyway: no probe delays the run."""
+    work, clocks = _blocking_work(compute_s=0.0001, wait_s=0.02)
     facts = attrs.evolve(probe_platform(), cpu_count=2)
     cal = calibrate(work, iter(range(60)), n_items=60, facts=facts, clocks=clocks)
     m = cal.measurements
@@ -163,16 +169,7 @@ def test_thread_probe_skipped_for_work_that_clearly_waits() -> None:
 
 def test_thread_probe_runs_for_work_that_waits_and_computes() -> None:
     """An item that computes for a third of its time still gets a probe: how much threads help is open."""
-    clock = FakeClock()
-    blocked = [0]
-
-    def work(x: int) -> int:
-        clock.compute(0.003)
-        clock.wait(0.006)
-        blocked[0] += 1
-        return x
-
-    clocks = attrs.evolve(clock.clocks(), waits=lambda: blocked[0])
+    work, clocks = _blocking_work(compute_s=0.003, wait_s=0.006)
     facts = attrs.evolve(probe_platform(), cpu_count=2, start_methods=())
     cal = calibrate(work, iter(range(2000)), n_items=2000, facts=facts, clocks=clocks)
     assert cal.measurements.thread_probe_workers == 2
