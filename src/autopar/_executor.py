@@ -40,13 +40,13 @@ from ._futures import (
     _common_length,
     _crash_error,
     _LinkedFuture,
-    _process_context,
     _ReturnErrors,
     _SerialExecutor,
     _Star,
     _translated,
     _Zip,
 )
+from ._main_module import process_context
 from ._plan import warn_unsafe as _warn_unsafe
 from ._platform import probe_platform
 from ._run import _progress_callback, run_imap
@@ -165,7 +165,7 @@ class Executor(concurrent.futures.Executor):
             extra["max_tasks_per_child"] = opts.max_tasks_per_worker
         return concurrent.futures.ProcessPoolExecutor(
             max_workers=opts.workers or self._facts.cpu_count,
-            mp_context=_process_context(name),
+            mp_context=process_context(name),
             initializer=opts.initializer,
             initargs=opts.initargs,
             **extra,

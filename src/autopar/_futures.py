@@ -6,17 +6,12 @@ reports a dead worker as ``WorkerCrashedError`` (``_crash_error`` and
 ``_translated`` build that error).  ``_Star``, ``_ReturnErrors`` and ``_Zip``
 adapt ``map``'s function and iterables: picklable wrappers, so process
 workers can run them, and a ``zip`` that keeps the input's length for
-progress totals.  ``_process_context`` gives ``ProcessPoolExecutor`` a start
-method whose spawn and forkserver workers start with a phantom main file hidden.
+progress totals.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import copy
-import multiprocessing
-import multiprocessing.context
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sized
@@ -25,7 +20,6 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
 
 from ._errors import WorkerCrashedError
-from ._main_module import main_file_hidden
 
 if TYPE_CHECKING:
     from ._types import P, T
@@ -185,40 +179,3 @@ class _Zip:
 
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
         return zip(*self._iterables, strict=False)
-
-
-class _MainHiding:
-    """Mixin for a start method's Process class: start with a phantom main file hidden."""
-
-    def start(self) -> None:
-        with main_file_hidden():
-            super().start()  # type: ignore[misc]
-
-
-# Module level, so spawn can pickle the process object it sends to the child.
-class _SpawnProcess(_MainHiding, multiprocessing.context.SpawnProcess):
-    pass
-
-
-_MAIN_HIDING: dict[str, type[Any]] = {"spawn": _SpawnProcess}
-if sys.platform != "win32":
-
-    class _ForkServerProcess(_MainHiding, multiprocessing.context.ForkServerProcess):
-        pass
-
-    _MAIN_HIDING["forkserver"] = _ForkServerProcess
-
-
-def _process_context(method: str) -> multiprocessing.context.BaseContext:
-    """The start method's context; for spawn and forkserver, one whose workers start with a phantom main file hidden.
-
-    A script read from standard input has ``__main__.__file__ == "<stdin>"``, which
-    multiprocessing would tell each spawn or forkserver worker to re-run.
-    """
-    ctx = multiprocessing.get_context(method)
-    hiding = _MAIN_HIDING.get(method)
-    if hiding is None:
-        return ctx
-    context = copy.copy(ctx)
-    context.Process = hiding  # type: ignore[attr-defined]
-    return context

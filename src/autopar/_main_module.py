@@ -6,13 +6,17 @@ no file (``python -`` gives "<stdin>") while such children start;
 ``in_main_bootstrap`` tells a child that is still importing ``__main__``; and
 ``called_without_main_guard`` finds a call made by a script's module-level
 code outside ``if __name__ == "__main__":``, which every child would repeat.
+``process_context`` is the start method's context whose spawn and forkserver
+processes start with such a path hidden, for autopar's pools and ``Executor``.
 """
 
 from __future__ import annotations
 
 import ast
 import contextlib
+import copy
 import functools
+import multiprocessing.context
 import multiprocessing.process
 import os
 import sys
@@ -23,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-__all__ = ["called_without_main_guard", "in_main_bootstrap", "main_file_hidden", "main_importable"]
+__all__ = ["called_without_main_guard", "in_main_bootstrap", "main_file_hidden", "main_importable", "process_context"]
 
 
 def main_importable() -> bool:
@@ -138,3 +142,40 @@ def called_without_main_guard() -> bool:
             return not any(start <= frame.f_lineno <= end for start, end in guarded)
         frame = frame.f_back  # type: ignore[assignment]
     return False
+
+
+class _MainHiding:
+    """Mixin for a start method's Process class: start with a phantom main file hidden."""
+
+    def start(self) -> None:
+        with main_file_hidden():
+            super().start()  # type: ignore[misc]
+
+
+# Module level, so spawn can pickle the process object it sends to the child.
+class _SpawnProcess(_MainHiding, multiprocessing.context.SpawnProcess):
+    pass
+
+
+_MAIN_HIDING: dict[str, type[Any]] = {"spawn": _SpawnProcess}
+if sys.platform != "win32":
+
+    class _ForkServerProcess(_MainHiding, multiprocessing.context.ForkServerProcess):
+        pass
+
+    _MAIN_HIDING["forkserver"] = _ForkServerProcess
+
+
+def process_context(method: str) -> multiprocessing.context.BaseContext:
+    """The start method's context; for spawn and forkserver, one whose workers start with a phantom main file hidden.
+
+    A script read from standard input has ``__main__.__file__ == "<stdin>"``, which
+    multiprocessing would tell each spawn or forkserver worker to re-run.
+    """
+    ctx = multiprocessing.get_context(method)
+    hiding = _MAIN_HIDING.get(method)
+    if hiding is None:
+        return ctx
+    context = copy.copy(ctx)
+    context.Process = hiding  # type: ignore[attr-defined]
+    return context

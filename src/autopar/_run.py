@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from . import _cache, _pools
 from ._calibrate import calibrate
 from ._config import resolve
-from ._decide import FORCED_CHUNKS_PER_WORKER, decide
+from ._decide import decide
 from ._dispatch import ChunkSizer, Dispatch, unwrap
 from ._errors import SerializationError, WorkerCrashedError
 from ._plan import call_facts, forced_plan, item_timeout_plan, pool_spec, refresh, serial_plan, with_cluster
@@ -38,7 +38,7 @@ __all__ = ["explain", "given_options", "imap", "map", "run_imap", "run_map"]
 logger = logging.getLogger("autopar")
 
 #: Chunks in flight (or finished but not yet consumed) per worker: bounds read-ahead.
-_WINDOW_PER_WORKER = FORCED_CHUNKS_PER_WORKER
+_WINDOW_PER_WORKER = 4
 
 #: Seconds of work per batch when running serially in the caller.
 _SERIAL_BATCH_S = 0.01

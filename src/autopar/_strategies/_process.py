@@ -27,7 +27,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .._errors import SerializationError, WorkerCrashedError
-from .._main_module import main_file_hidden, main_importable
+from .._main_module import main_importable, process_context
 from .._serialize import dumps_function
 from .._worker import NATIVE_THREAD_VARS, ExceptionWithTraceback, Failure, inherited, process_main
 
@@ -104,9 +104,7 @@ class _Worker:
             daemon=True,
             name="autopar-worker",
         )
-        # spawn and forkserver children must not try to re-run a main file that is not on disk.
-        hide_main = main_file_hidden() if ctx.get_start_method() != "fork" else contextlib.nullcontext()
-        with _native_thread_env(spec.native_threads), hide_main:
+        with _native_thread_env(spec.native_threads):
             self.process.start()
         child_conn.close()
         self.task: tuple[int, int, int] | None = None  # (task id, start, size)
@@ -145,7 +143,8 @@ class ProcessPool:
     def __init__(self, method: str, workers: int, spec: PoolSpec) -> None:
         self.method = method
         self.workers = workers
-        self._ctx = multiprocessing.get_context(method)
+        # spawn and forkserver children must not try to re-run a main file that is not on disk.
+        self._ctx = process_context(method)
         self._spec = spec
         self._broken: BaseException | None = None
         self._done: list[Outcome] = []
