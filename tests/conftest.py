@@ -10,8 +10,8 @@ import psutil
 import pytest
 
 import autopar
-from autopar import _cache, _pools
-from autopar._strategies import strategy_names
+from autopar import _cache, _pools, _warn
+from autopar._registry import strategy_names
 
 #: The built-in strategies every behaviour test runs under.
 BUILTIN_STRATEGIES = ("serial", "threads", "fork", "forkserver", "spawn")
@@ -41,10 +41,17 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02) -> bool
 
 @pytest.fixture(autouse=True)
 def _clean_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Remove AUTOPAR_* variables, forget cached measurements, and shut every pool down afterwards."""
-    for var in ("AUTOPAR_STRATEGY", "AUTOPAR_WORKERS", "AUTOPAR_CACHE_DIR", "AUTOPAR_DASK_SCHEDULER"):
+    """Remove AUTOPAR_* variables, forget cached measurements and warnings, and shut every pool down afterwards."""
+    for var in (
+        "AUTOPAR_STRATEGY",
+        "AUTOPAR_WORKERS",
+        "AUTOPAR_CACHE_DIR",
+        "AUTOPAR_DASK_SCHEDULER",
+        "AUTOPAR_NATIVE_THREADS",
+    ):
         monkeypatch.delenv(var, raising=False)
     _cache.clear()
+    _warn.forget_warnings()
     yield
     _pools.shutdown_all()
     _cache.clear()

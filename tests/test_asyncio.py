@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import autopar
-from autopar import _asyncio, _plan
+from autopar import _asyncio
 from helpers import countdown, fail_on_3, square
 
 if TYPE_CHECKING:
@@ -82,7 +82,6 @@ def test_amap_raises_the_function_exception_each_strategy(any_strategy: str) -> 
 @pytest.mark.filterwarnings("error::autopar.UnsafeStrategyWarning")
 def test_amap_forced_fork_warns_unsafe(monkeypatch: pytest.MonkeyPatch) -> None:
     """A forced fork under amap warns: the process runs the event loop and amap's thread."""
-    monkeypatch.setattr(_plan, "_warned", set())
     with pytest.warns(autopar.UnsafeStrategyWarning, match="threads"):
         assert asyncio.run(autopar.amap(square, range(5), strategy="fork", workers=1)) == [0, 1, 4, 9, 16]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 
@@ -10,9 +11,9 @@ import pytest
 
 import autopar
 import helpers
-from autopar import _calibrate, _run
+from autopar._core import _plans
 from autopar._calibrate import Clocks, calibrate
-from autopar._decide import decide
+from autopar._core._decide import decide
 from autopar._model import Options
 from autopar._platform import probe_platform
 from autopar._worker import Failure
@@ -212,21 +213,16 @@ def test_every_item_runs_exactly_once_under_auto(tmp_path) -> None:
     assert sorted(int(x) for x in lines) == items
 
 
-def test_second_call_skips_calibration(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_second_call_skips_calibration(caplog: pytest.LogCaptureFixture) -> None:
     """A second map over the same function and size class reuses the cached measurements."""
-    calls = []
-    real = _run.calibrate
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(_run, "calibrate", counting)
-    assert autopar.map(helpers.square, range(5000)) == [x * x for x in range(5000)]
-    assert autopar.map(helpers.square, range(5000)) == [x * x for x in range(5000)]
-    assert len(calls) == 1
+    with caplog.at_level(logging.DEBUG, logger="autopar"):
+        assert autopar.map(helpers.square, range(5000)) == [x * x for x in range(5000)]
+        assert autopar.map(helpers.square, range(5000)) == [x * x for x in range(5000)]
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum(m.startswith("autopar calibration:") for m in messages) == 1
+    assert sum(m.startswith("autopar (cached measurements):") for m in messages) == 1
 
 
 def test_sample_target_is_a_module_constant() -> None:
     """The sample target is small: calibration stays a few percent of a one-second run."""
-    assert _calibrate._SERIAL_SAMPLE_S <= 0.05
+    assert _plans.SERIAL_SAMPLE_S <= 0.05

@@ -1,4 +1,4 @@
-"""The cost model of ``autopar._decide``, driven by synthetic measurements and injected platform facts."""
+"""The cost model of ``autopar._core``, driven by synthetic measurements and injected platform facts."""
 
 from __future__ import annotations
 
@@ -10,14 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autopar._costs import (
-    _MAX_IO_THREADS,
-    _PROCESS_CHUNK_OVERHEAD_S,
-    _SPAWN_STARTUP_S,
-    ASSUMED_ITEMS_UNKNOWN,
-    predict,
-)
-from autopar._decide import FORCED_CHUNKS_PER_WORKER, decide, forced_decision
+from autopar._core._costs import DEFAULT_WORKER_STARTUP_S, PROCESS_CHUNK_OVERHEAD_S, predict
+from autopar._core._decide import decide, forced_decision
+from autopar._core._sizing import CHUNKS_PER_WORKER, MAX_THREADS
+from autopar._core._workload import ASSUMED_ITEMS_UNKNOWN
 from autopar._model import Candidate, Decision, Measurements, Options, PlatformFacts
 
 PROCESSES = {"fork", "forkserver", "spawn"}
@@ -176,7 +172,7 @@ def test_io_threads_exceed_cpu_count_up_to_cap(cpu_count: int) -> None:
     """Waiting work gets more threads than CPUs, never more than the cap unless CPUs alone exceed it."""
     decision = decide(IO_WAIT, attrs.evolve(LINUX, cpu_count=cpu_count), AUTO)
     assert decision.strategy == "threads"
-    assert cpu_count < decision.workers <= _MAX_IO_THREADS
+    assert cpu_count < decision.workers <= MAX_THREADS
     assert "waits more than it computes (CPU 2% of wall)" in reasons(decision)
 
 
@@ -302,7 +298,7 @@ def test_warm_pool_wins_where_cold_spawn_loses() -> None:
     assert warm.strategy == "spawn"
     assert candidate(warm, "spawn").note == "warm pool"
     assert candidate(cold, "spawn").predicted_s - candidate(warm, "spawn").predicted_s == pytest.approx(
-        _SPAWN_STARTUP_S
+        DEFAULT_WORKER_STARTUP_S["spawn"]
     )
 
 
@@ -350,7 +346,7 @@ def test_max_tasks_per_worker_adds_restarts() -> None:
     plain = predict("spawn", 2, 10, m, LINUX, AUTO)
     recycled = predict("spawn", 2, 10, m, LINUX, Options(max_tasks_per_worker=10))
     # 100 chunks over 2 workers, a new worker every 10: 4 restarts each.
-    assert recycled - plain == pytest.approx(4 * _SPAWN_STARTUP_S)
+    assert recycled - plain == pytest.approx(4 * DEFAULT_WORKER_STARTUP_S["spawn"])
 
 
 @pytest.mark.parametrize("facts", [attrs.evolve(LINUX, in_worker=True), attrs.evolve(WINDOWS, in_worker=True)])
@@ -359,7 +355,7 @@ def test_nested_call_runs_serially_in_worker(facts: PlatformFacts, options: Opti
     """A call inside a worker always runs serially, whatever was asked."""
     decision = decide(GIL_1S, facts, options)
     assert (decision.strategy, decision.workers) == ("serial", 1)
-    assert decision.reasons == ("nested call inside a worker: running serially",)
+    assert decision.reasons == ("nested call inside an autopar worker: runs serially",)
     assert not decision.limit_native_threads
 
 
@@ -536,7 +532,7 @@ def test_chunk_overhead_at_most_five_percent_when_items_many(strategy: str) -> N
     """With many items, chunks are long enough that dispatch costs at most about 5% of a chunk."""
     m = measure(1_000_000, 2e-6)
     chosen = candidate(decide(m, LINUX, AUTO), strategy)
-    overhead_s = 30e-6 if strategy == "threads" else _PROCESS_CHUNK_OVERHEAD_S
+    overhead_s = 30e-6 if strategy == "threads" else PROCESS_CHUNK_OVERHEAD_S
     assert overhead_s <= 0.05 * chosen.chunksize * 2e-6 * 1.001
 
 
@@ -724,7 +720,7 @@ def test_forced_decision_default_workers(strategy: str, facts: PlatformFacts, wo
     decision = forced_decision(facts, Options(strategy=strategy, strategy_source="call"), 1000)
     assert (decision.strategy, decision.workers) == (strategy, workers)
     assert decision.forced
-    assert decision.chunksize == math.ceil(1000 / (workers * FORCED_CHUNKS_PER_WORKER))
+    assert decision.chunksize == math.ceil(1000 / (workers * CHUNKS_PER_WORKER))
     assert f"strategy {strategy!r} forced by the call" in reasons(decision)
 
 
@@ -771,6 +767,6 @@ def test_forced_decision_property(n_items: int | None, workers: int | None, cpus
     assert decision.workers >= 1
     if n_items:
         assert decision.workers <= n_items
-        assert decision.chunksize * decision.workers * FORCED_CHUNKS_PER_WORKER >= n_items
+        assert decision.chunksize * decision.workers * CHUNKS_PER_WORKER >= n_items
     if strategy == "serial":
         assert decision.workers == 1

@@ -5,8 +5,8 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from autopar._costs import _DASK_FIRST_USE_S, predict
-from autopar._decide import decide
+from autopar._core._costs import DASK_FIRST_USE_S, predict
+from autopar._core._decide import decide
 from autopar._model import ClusterFacts, Decision, Measurements, Options, PlatformFacts
 
 #: A two-core laptop where fork is safe.
@@ -94,7 +94,7 @@ def test_small_workload_stays_home_with_a_cluster() -> None:
     """50 ms of work stays on the laptop: the cluster's first use alone costs more."""
     decision = decide(with_cluster(FIFTY_MS), LAPTOP, AUTO)
     assert decision.strategy != "dask"
-    assert candidate(decision, "dask") > _DASK_FIRST_USE_S
+    assert candidate(decision, "dask") > DASK_FIRST_USE_S
     assert "only when more than 10% faster than every local strategy" in str(decision)
 
 
@@ -181,7 +181,7 @@ def test_warm_cluster_pool_skips_the_first_use_cost() -> None:
     cold = decide(with_cluster(MINUTE), LAPTOP, AUTO)
     warm_m = attrs.evolve(with_cluster(MINUTE), warm_pools=frozenset({("dask", cold.workers)}))
     warm = decide(warm_m, LAPTOP, AUTO)
-    assert candidate(cold, "dask") - candidate(warm, "dask") == pytest.approx(_DASK_FIRST_USE_S)
+    assert candidate(cold, "dask") - candidate(warm, "dask") == pytest.approx(DASK_FIRST_USE_S)
 
 
 def test_chunks_keep_every_cluster_thread_fed() -> None:

@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import autopar
-from autopar._dispatch import _TAIL_CHUNKS_PER_WORKER, Dispatch
+from autopar._core._sizing import TAIL_CHUNKS_PER_WORKER
+from autopar._dispatch import Dispatch
 from autopar._model import PoolSpec
 from autopar._strategies._serial import SerialPool
 
@@ -79,7 +80,7 @@ def test_tail_chunks_cover_the_input_once_within_the_guided_bound(
     for task_start, size in pool.tasks:
         assert task_start == position
         left = n - task_start
-        assert 1 <= size <= min(chunksize, max(1, math.ceil(left / (_TAIL_CHUNKS_PER_WORKER * workers))))
+        assert 1 <= size <= min(chunksize, max(1, math.ceil(left / (TAIL_CHUNKS_PER_WORKER * workers))))
         position += size
     assert position == n
     assert pool.tasks[-1][1] == 1
@@ -87,22 +88,22 @@ def test_tail_chunks_cover_the_input_once_within_the_guided_bound(
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize(("chunksize", "tail_shrinks"), [(None, True), (5, False)])
-def test_map_shrinks_only_a_chosen_chunksize(
-    monkeypatch: pytest.MonkeyPatch, chunksize: int | None, tail_shrinks: bool
-) -> None:
+def test_map_shrinks_only_a_chosen_chunksize(chunksize: int | None, tail_shrinks: bool) -> None:
     """A chunk size the caller gives is the number of items per task, the last tasks included."""
-    from autopar import _run as run_module
+    pools: list[_RecordingPool] = []
 
-    sizes: list[int] = []
+    class Recording:
+        name = "recording-chunks"
+        uses_processes = False
 
-    class Recording(Dispatch):
-        def _submit(self, chunk: Any, offset: int, count: int) -> None:
-            sizes.append(count)
-            super()._submit(chunk, offset, count)
+        def create_pool(self, workers: int, facts: Any, spec: PoolSpec) -> _RecordingPool:
+            pools.append(_RecordingPool(workers))
+            return pools[-1]
 
-    monkeypatch.setattr(run_module, "Dispatch", Recording)
-    out = autopar.map(abs, range(-20, 0), strategy="threads", workers=2, chunksize=chunksize)
+    autopar.register_strategy("recording-chunks", Recording, replace=True)
+    out = autopar.map(abs, range(-20, 0), strategy="recording-chunks", workers=2, chunksize=chunksize)
     assert out == list(range(20, 0, -1))
+    sizes = [size for pool in pools for _, size in pool.tasks]
     assert sum(sizes) == 20
     assert (sizes[-1] == 1) is tail_shrinks
     if not tail_shrinks:

@@ -22,10 +22,11 @@ import attrs
 import pytest
 
 import autopar
-from autopar import _executor, _plan
+from autopar import _executor
 from autopar._futures import _Star
 from autopar._model import PlatformFacts
-from autopar._submit_choice import _choose_for_submit, _identity
+from autopar._core._identity import function_identity as _identity
+from autopar._core._submit import choose_for_submit as _choose_for_submit
 from helpers import countdown, fail_on_3, pid_of, record_square, sleep_for, square
 
 if TYPE_CHECKING:
@@ -331,7 +332,6 @@ def test_bad_options_raise_at_construction() -> None:
 
 def test_forced_fork_warns_when_threads_run(monkeypatch: pytest.MonkeyPatch) -> None:
     """Forcing fork while another thread runs warns with UnsafeStrategyWarning."""
-    monkeypatch.setattr(_plan, "_warned", set())
     release = threading.Event()
     thread = threading.Thread(target=release.wait, args=(30,))
     thread.start()
@@ -363,7 +363,7 @@ NO_PROCESSES = attrs.evolve(LINUX, start_methods=())
 @pytest.mark.parametrize(
     ("cpu_s", "wall_s", "calls", "facts", "shippable", "expected"),
     [
-        pytest.param(0.3, 0.3, 2, LINUX, True, "", id="fewer-than-3-calls-undecided"),
+        pytest.param(0.3, 0.3, 2, LINUX, True, None, id="fewer-than-3-calls-undecided"),
         pytest.param(0.3, 0.3, 3, LINUX, True, "fork", id="gil-bound-single-thread-linux-fork"),
         pytest.param(0.3, 0.3, 3, LINUX_THREADS, True, "forkserver", id="gil-bound-threads-running-forkserver"),
         pytest.param(0.3, 0.3, 3, WINDOWS, True, "spawn", id="gil-bound-windows-spawn"),
@@ -380,7 +380,7 @@ NO_PROCESSES = attrs.evolve(LINUX, start_methods=())
     ],
 )
 def test_choose_for_submit_table(
-    cpu_s: float, wall_s: float, calls: int, facts: PlatformFacts, shippable: bool, expected: str
+    cpu_s: float, wall_s: float, calls: int, facts: PlatformFacts, shippable: bool, expected: str | None
 ) -> None:
     """The choice for later submitted calls follows the measured CPU share, call time and platform."""
     assert _choose_for_submit(cpu_s, wall_s, calls, facts, shippable) == expected

@@ -11,6 +11,7 @@ import pytest
 
 import autopar
 import helpers
+from autopar._core._sizing import WINDOW_PER_WORKER
 from autopar import _pools, _registry, _run
 
 T = TypeVar("T")
@@ -77,7 +78,7 @@ def test_imap_is_lazy_until_the_first_result_is_requested() -> None:
 def test_imap_reads_the_input_a_bounded_window_ahead_of_the_consumer(chunksize: int) -> None:
     """After k results are consumed, at most k + workers * _WINDOW_PER_WORKER chunks of input have been read."""
     workers = 2
-    window_items = workers * _run._WINDOW_PER_WORKER * chunksize
+    window_items = workers * WINDOW_PER_WORKER * chunksize
     source = CountingSource()
     results = closable(autopar.imap(helpers.square, source, strategy="threads", workers=workers, chunksize=chunksize))
     try:

@@ -8,7 +8,7 @@ import pytest
 
 import autopar
 import helpers
-from autopar import _safety
+from autopar._core import _safety
 from autopar._model import PlatformFacts
 
 

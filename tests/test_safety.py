@@ -1,4 +1,4 @@
-"""Start-method rules of ``autopar._safety``, driven by injected platform facts."""
+"""Start-method rules of ``autopar._core._safety``, driven by injected platform facts."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import attrs
 import pytest
 
 from autopar._model import MethodVerdict, PlatformFacts
-from autopar._safety import (
+from autopar._core._safety import (
     PROCESS_METHODS,
     auto_process_methods,
     method_verdict,

@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ._core._identity import unwrap_function
 from ._model import Measurements
+from ._platform import is_gil_enabled
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -46,7 +48,7 @@ def _size_class(n_items: int | None) -> str:
 
 def cache_key(func: Callable[..., Any], n_items: int | None) -> str | None:
     """A stable key for ``func``'s code and the size class of its input, or None if it has no stable identity."""
-    target = getattr(func, "__wrapped__", func)
+    target = unwrap_function(func)
     code = getattr(target, "__code__", None)
     module = getattr(target, "__module__", None)
     qualname = getattr(target, "__qualname__", None)
@@ -64,7 +66,7 @@ def _store_path() -> Path | None:
     directory = os.environ.get("AUTOPAR_CACHE_DIR")
     if not directory:
         return None
-    build = "ft" if not getattr(sys, "_is_gil_enabled", lambda: True)() else "gil"
+    build = "gil" if is_gil_enabled() else "ft"
     name = f"decisions-py{sys.version_info[0]}{sys.version_info[1]}-{build}-{platform.machine()}-{platform.node()}.json"
     return Path(directory) / name
 

@@ -27,7 +27,7 @@ from ._registry import is_registered, strategy_names
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
 
-__all__ = ["OPTION_NAMES", "config", "resolve", "validate_options"]
+__all__ = ["OPTION_NAMES", "config", "native_threads_override", "resolve", "validate_options"]
 
 #: Options accepted by ``map``, ``imap``, the decorator and ``config()``.
 OPTION_NAMES = frozenset(
@@ -215,6 +215,21 @@ def _env_workers() -> int | None:
         msg = f"AUTOPAR_WORKERS={raw!r} is not accepted; use a positive integer"
         raise ValueError(msg)
     return value
+
+
+def native_threads_override() -> int | None:
+    """``AUTOPAR_NATIVE_THREADS``: native threads per process worker, instead of CPUs // workers.
+
+    Raises:
+        ValueError: the variable is set to something other than a positive integer.
+    """
+    raw = os.environ.get("AUTOPAR_NATIVE_THREADS", "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        msg = f"AUTOPAR_NATIVE_THREADS={raw!r} is not accepted; use a positive integer"
+        raise ValueError(msg)
+    return int(raw)
 
 
 def _env_dask() -> str | None:

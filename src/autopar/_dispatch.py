@@ -20,6 +20,7 @@ import time
 from collections import Counter, deque
 from typing import TYPE_CHECKING, Any
 
+from ._core._sizing import TARGET_CHUNK_S, WINDOW_PER_WORKER, adapted_chunksize, guided_size
 from ._errors import WorkerCrashedError
 from ._worker import Failure
 
@@ -30,18 +31,13 @@ if TYPE_CHECKING:
 
 __all__ = ["ChunkSizer", "Dispatch", "unwrap"]
 
-#: Target seconds per chunk when the chunk size adapts to a stream of unknown length.
-_ADAPTIVE_CHUNK_S = 0.02
-_MAX_ADAPTIVE_CHUNK = 10_000
-#: Near the end of an input of known length, chunks shrink so that about this many per worker remain.
-_TAIL_CHUNKS_PER_WORKER = 2
 _EMPTY = object()
 
 
 class ChunkSizer:
-    """A fixed chunk size, or (for 0) one that grows to about ``_ADAPTIVE_CHUNK_S`` of work per chunk."""
+    """A fixed chunk size, or (for 0) one that grows to about ``TARGET_CHUNK_S`` of work per chunk."""
 
-    def __init__(self, fixed: int, *, target_s: float = _ADAPTIVE_CHUNK_S) -> None:
+    def __init__(self, fixed: int, *, target_s: float = TARGET_CHUNK_S) -> None:
         self.adaptive = fixed <= 0
         self.size = max(fixed, 1)
         self.target_s = target_s
@@ -50,9 +46,7 @@ class ChunkSizer:
         """Adapt to a chunk of ``size`` items that took ``elapsed_s``."""
         if not self.adaptive or elapsed_s <= 0:
             return
-        per_item = elapsed_s / size
-        target = max(1, min(int(self.target_s / per_item), _MAX_ADAPTIVE_CHUNK))
-        self.size = min(target, self.size * 4)
+        self.size = adapted_chunksize(self.size, elapsed_s / size, self.target_s)
 
 
 def unwrap(results: list[Any], capture_errors: bool) -> list[Any]:
@@ -95,7 +89,7 @@ class Dispatch:
         capture_errors: bool,
         retries: int = 0,
         retry_on: tuple[type[BaseException], ...] = (),
-        window_per_worker: int = 4,
+        window_per_worker: int = WINDOW_PER_WORKER,
         check_deadline: Callable[[], float | None] = lambda: None,
         advance: Callable[[int], None] = lambda n: None,
         total: int | None = None,
@@ -145,17 +139,12 @@ class Dispatch:
     def _next_size(self) -> int:
         """The size of the next chunk: the sizer's, shrunk near the end of an input of known length.
 
-        Like OpenMP's guided schedule, the last chunks hold about
-        ``1 / (_TAIL_CHUNKS_PER_WORKER * workers)`` of what is left, down to one
-        item, so a few slow items at the end are not stuck in one chunk while
-        the other workers idle.
+        Like OpenMP's guided schedule (``guided_size``), so a few slow items at
+        the end are not stuck in one chunk while the other workers idle.
         """
-        size = self.sizer.size
         if self.total is None:
-            return size
-        left = self.total - self.next_start
-        share = -(-left // (_TAIL_CHUNKS_PER_WORKER * self.pool.workers))
-        return max(1, min(size, share))
+            return self.sizer.size
+        return guided_size(self.sizer.size, self.total - self.next_start, self.pool.workers)
 
     def chunks(self, *, ordered: bool) -> Iterator[list[Any]]:
         """Yield each chunk's results once complete: in input order, or as they complete."""

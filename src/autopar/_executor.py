@@ -35,6 +35,10 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ._config import resolve, validate_options
+from ._core._identity import function_identity as _identity
+from ._core._safety import PROCESS_METHODS, require_available
+from ._core._submit import PROBE_CALLS as _PROBE_CALLS
+from ._core._submit import choose_for_submit as _choose_for_submit
 from ._futures import (
     _SHUTDOWN_MSG,
     _common_length,
@@ -47,12 +51,11 @@ from ._futures import (
     _Zip,
 )
 from ._main_module import process_context
-from ._plan import warn_unsafe as _warn_unsafe
 from ._platform import probe_platform
-from ._run import _progress_callback, run_imap
-from ._safety import PROCESS_METHODS, require_available
+from ._progress import make_progress as _progress_callback
+from ._run import run_imap
 from ._serialize import ship_problem
-from ._submit_choice import _PROBE_CALLS, _choose_for_submit, _identity, _pickles, _Probe
+from ._warn import warn_unsafe as _warn_unsafe
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable, Iterable, Iterator
@@ -66,6 +69,26 @@ __all__ = ["Executor"]
 _STRATEGIES = ("auto", "serial", "threads", *PROCESS_METHODS)
 #: The options of ``autopar.map`` an Executor honours (the others concern one map call only).
 _OPTIONS = frozenset({"chunksize", "timeout", "initializer", "initargs", "max_tasks_per_worker", "errors", "progress"})
+
+
+def _pickles(obj: object) -> bool:
+    import pickle
+
+    try:
+        pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        return False
+    return True
+
+
+@attrs.define
+class _Probe:
+    """What auto measured of one function's calls on threads."""
+
+    calls: int = 0
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+    shippable: bool = True
 
 
 class Executor(concurrent.futures.Executor):
@@ -256,7 +279,7 @@ class Executor(concurrent.futures.Executor):
         if self._opts.max_tasks_per_worker is not None:
             # ProcessPoolExecutor rejects max_tasks_per_child with fork.
             facts = attrs.evolve(facts, start_methods=tuple(m for m in facts.start_methods if m != "fork"))
-        choice = _choose_for_submit(probe.cpu_s, probe.wall_s, probe.calls, facts, probe.shippable)
+        choice = _choose_for_submit(probe.cpu_s, probe.wall_s, probe.calls, facts, probe.shippable) or "threads"
         with self._lock:
             self._choices[key] = choice
             del self._probes[key]

@@ -8,10 +8,14 @@ synthetic values and no clock.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
+
+from ._render import jsonable, render_decision
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
 
 __all__ = [
     "Candidate",
@@ -22,6 +26,8 @@ __all__ = [
     "Options",
     "PlatformFacts",
     "PoolSpec",
+    "SerialSample",
+    "Shipping",
 ]
 
 
@@ -191,6 +197,47 @@ class Measurements:
 
 
 @attrs.frozen(kw_only=True)
+class Shipping:
+    """Whether process workers can receive a call's function: worked out once per call."""
+
+    #: The function's qualified name, for messages.
+    name: str = ""
+    #: Why spawn and forkserver workers cannot receive it by reference, or None when they can.
+    problem: str | None = None
+    #: Why even a fork worker cannot receive it pickled (a lambda, a closure), so fork workers
+    #: inherit it instead; None when it pickles by reference in a forked copy of this process.
+    fork_problem: str | None = None
+    #: cloudpickle is installed and can send it by value instead.
+    by_value: bool = False
+
+    @property
+    def shippable(self) -> bool:
+        """spawn and forkserver workers can receive it, by reference or by value."""
+        return self.problem is None or self.by_value
+
+
+@attrs.frozen(kw_only=True)
+class SerialSample:
+    """Totals of the items calibration timed one after another in the caller."""
+
+    count: int = 0
+    wall_s: float = 0.0
+    #: CPU time of the running thread (``time.thread_time``).
+    cpu_s: float = 0.0
+    #: CPU time of the whole process (``time.process_time``): native threads count here.
+    process_s: float = 0.0
+    #: Wall time per item of the slowest batch.
+    max_item_s: float = 0.0
+    #: Voluntary context switches of the running thread (blocking waits), None where unknown.
+    waits: int | None = 0
+
+    @property
+    def per_item_s(self) -> float:
+        """Mean wall seconds per item (0 before any item)."""
+        return self.wall_s / self.count if self.count else 0.0
+
+
+@attrs.frozen(kw_only=True)
 class Candidate:
     """One strategy the cost model considered, with its predicted wall time."""
 
@@ -199,16 +246,6 @@ class Candidate:
     chunksize: int
     predicted_s: float
     note: str = ""
-
-
-def _fmt_s(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:.0f} us"
-    if seconds < 1:
-        return f"{seconds * 1e3:.1f} ms"
-    return f"{seconds:.2f} s"
 
 
 @attrs.frozen(kw_only=True)
@@ -230,34 +267,8 @@ class Decision:
     limit_native_threads: bool = True
 
     def __str__(self) -> str:
-        head = f"autopar decision: {self.strategy} with {self.workers} worker(s), chunksize {self.chunksize}"
-        if self.forced:
-            head += " (forced)"
-        lines = [head]
-        if self.candidates:
-            lines.append(f"  {'candidate':<12} {'workers':>7} {'chunksize':>9} {'predicted':>10}  note")
-            for c in sorted(self.candidates, key=lambda c: c.predicted_s):
-                mark = "*" if (c.strategy, c.workers) == (self.strategy, self.workers) else " "
-                lines.append(
-                    f"{mark} {c.strategy:<12} {c.workers:>7} {c.chunksize:>9} {_fmt_s(c.predicted_s):>10}  {c.note}"
-                )
-        m = self.measurements
-        if m is not None and m.sampled:
-            lines.append(
-                f"  measured on {m.sampled} item(s): {_fmt_s(m.item_wall_s)} wall, "
-                f"{_fmt_s(m.item_cpu_s)} thread CPU, {_fmt_s(m.item_process_cpu_s)} process CPU per item"
-            )
-        lines.extend(f"  - {r}" for r in self.reasons)
-        return "\n".join(lines)
+        return render_decision(self)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dictionary of the decision."""
-        return attrs.asdict(self, recurse=True, value_serializer=_jsonable)
-
-
-def _jsonable(_inst: Any, _field: Any, value: Any) -> Any:
-    if isinstance(value, frozenset):
-        return sorted(list(v) if isinstance(v, tuple) else v for v in value)
-    if isinstance(value, Mapping):
-        return dict(value)
-    return value
+        return attrs.asdict(self, recurse=True, value_serializer=jsonable)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil  # type: ignore[import-untyped,unused-ignore]
 
-from . import _safety
+from ._core import _safety
 from ._main_module import in_main_bootstrap, main_importable
 from ._model import PlatformFacts
 

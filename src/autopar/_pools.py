@@ -21,13 +21,23 @@ import threading
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
-from ._strategies import get_strategy
+from ._errors import SerializationError, WorkerCrashedError
+from ._registry import get_strategy
 
 if TYPE_CHECKING:
     from ._model import PlatformFacts, PoolSpec
     from ._types import Pool
 
-__all__ = ["acquire", "idle_threads", "live_pools", "measured_startup_s", "release", "shutdown_all", "warm_pools"]
+__all__ = [
+    "acquire",
+    "idle_threads",
+    "live_pools",
+    "measured_startup_s",
+    "release",
+    "shutdown_all",
+    "stays_healthy",
+    "warm_pools",
+]
 
 _MAX_IDLE_PER_KEY = 2
 _Key = tuple[str, int, "PoolSpec"]
@@ -106,3 +116,10 @@ def live_pools() -> list[Any]:
 
 
 atexit.register(shutdown_all)
+
+
+def stays_healthy(exc: BaseException) -> bool:
+    """A user exception leaves a pool sound; a crash, a timeout or a pickling failure do not."""
+    return isinstance(exc, Exception) and not isinstance(
+        exc, (TimeoutError, OSError, WorkerCrashedError, SerializationError)
+    )

@@ -16,12 +16,15 @@ import sys
 import types
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from ._errors import SerializationError
+from ._model import Shipping
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["dumps_function", "has_cloudpickle", "ship_problem", "shipping_error"]
+__all__ = ["PickleCost", "dumps_function", "has_cloudpickle", "measure_pickling", "ship_problem", "shipping"]
 
 
 def has_cloudpickle() -> bool:
@@ -34,21 +37,24 @@ def has_cloudpickle() -> bool:
         return False
 
 
-def _by_reference_problem(func: Callable[..., Any], main_importable: bool) -> str | None:
+#: Why spawn and forkserver cannot import a function of an interactive ``__main__``; fork workers can
+#: still receive it by reference, since they inherit the module.
+_INTERACTIVE_MAIN = (
+    "it is defined in an interactive __main__ (REPL, python -c or a notebook) that worker processes cannot import"
+)
+
+
+def ship_problem(func: Callable[..., Any], *, main_importable: bool) -> str | None:
+    """Why spawn/forkserver workers cannot receive ``func`` by reference, or None when they can."""
     qualname = getattr(func, "__qualname__", None)
     module = getattr(func, "__module__", None)
-    if qualname is None or module is None:
-        try:
-            pickle.dumps(func)
-        except Exception as exc:
-            return f"it cannot be pickled ({exc!r})"
-        return None
-    if "<lambda>" in qualname:
-        return "it is a lambda"
-    if "<locals>" in qualname:
-        return "it is a closure or nested function (defined inside another function)"
-    if module == "__main__" and not main_importable:
-        return "it is defined in an interactive __main__ (REPL, python -c or a notebook) that worker processes cannot import"
+    if qualname is not None and module is not None:
+        if "<lambda>" in qualname:
+            return "it is a lambda"
+        if "<locals>" in qualname:
+            return "it is a closure or nested function (defined inside another function)"
+        if module == "__main__" and not main_importable:
+            return _INTERACTIVE_MAIN
     try:
         pickle.dumps(func)
     except Exception as exc:
@@ -56,21 +62,60 @@ def _by_reference_problem(func: Callable[..., Any], main_importable: bool) -> st
     return None
 
 
-def ship_problem(func: Callable[..., Any], *, main_importable: bool) -> str | None:
-    """Why spawn/forkserver workers cannot receive ``func`` by reference, or None when they can."""
-    return _by_reference_problem(func, main_importable)
-
-
-def shipping_error(func: Callable[..., Any], problem: str, strategy: str) -> SerializationError:
-    """The error for a forced strategy that cannot ship ``func``, with the fix."""
-    name = getattr(func, "__qualname__", repr(func))
-    msg = (
-        f"strategy {strategy!r} cannot send the function {name!r} to its worker processes: {problem}. "
-        "Fix: move the function to module level in an importable module, "
-        "or install cloudpickle (pip install 'autopar[cloudpickle]') to ship it by value, "
-        "or use strategy='auto', 'fork' (where safe) or 'threads'."
+def shipping(func: Callable[..., Any], *, main_importable: bool) -> Shipping:
+    """Whether process workers can receive ``func``, worked out once for a call."""
+    problem = ship_problem(func, main_importable=main_importable)
+    return Shipping(
+        name=getattr(func, "__qualname__", repr(func)),
+        problem=problem,
+        fork_problem=None if problem == _INTERACTIVE_MAIN else problem,
+        by_value=problem is not None and has_cloudpickle(),
     )
-    return SerializationError(msg)
+
+
+@attrs.frozen
+class PickleCost:
+    """What pickling a few items and results cost, per item."""
+
+    func_bytes: int = 0
+    item_bytes: float = 0.0
+    result_bytes: float = 0.0
+    #: Seconds per item to pickle and unpickle the item and its result.
+    seconds: float = 0.0
+    #: Items and results pickle at all.
+    picklable: bool = True
+
+
+def measure_pickling(
+    func: Callable[..., Any], items: list[Any], outputs: list[Any], clock: Callable[[], float]
+) -> PickleCost:
+    """Pickle ``func`` and each (item, result) pair once, both ways; time it with ``clock``."""
+    try:
+        func_bytes = len(pickle.dumps(func))
+    except Exception:
+        func_bytes = 0  # shipping() records why: the function goes by value or is inherited by fork workers
+    item_bytes = result_bytes = 0
+    seconds = 0.0
+    pairs = list(zip(items, outputs, strict=False))
+    for item, out in pairs:
+        t0 = clock()
+        try:
+            a = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+            b = pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.loads(a)
+            pickle.loads(b)
+        except Exception:
+            return PickleCost(func_bytes=func_bytes, picklable=False)
+        seconds += clock() - t0
+        item_bytes += len(a)
+        result_bytes += len(b)
+    n = max(len(pairs), 1)
+    return PickleCost(
+        func_bytes=func_bytes,
+        item_bytes=item_bytes / n,
+        result_bytes=result_bytes / n,
+        seconds=seconds / n,
+    )
 
 
 class _MainReferenceFinder(pickle.Pickler):

@@ -7,7 +7,7 @@ macOS, Linux with and without threads, free-threaded builds, Python 3.14+).
 
 from __future__ import annotations
 
-from ._model import MethodVerdict, PlatformFacts
+from .._model import MethodVerdict, PlatformFacts
 
 __all__ = [
     "PROCESS_METHODS",
@@ -15,6 +15,7 @@ __all__ = [
     "method_verdict",
     "method_verdicts",
     "require_available",
+    "usable_process_methods",
 ]
 
 #: Process start methods, cheapest to start first.
@@ -92,6 +93,19 @@ def auto_process_methods(facts: PlatformFacts) -> tuple[str, ...]:
     if facts.default_start_method != "fork":
         safe = [m for m in safe if m != "fork"]
     return tuple(safe)
+
+
+def usable_process_methods(facts: PlatformFacts, *, shippable: bool, picklable: bool) -> tuple[str, ...]:
+    """The start methods auto may use for one function and its data, most preferred first.
+
+    Items and results that cannot be pickled rule out every process; a function
+    that cannot be sent (by reference, or by value with cloudpickle) leaves only
+    fork, whose workers inherit it.
+    """
+    if not picklable:
+        return ()
+    methods = auto_process_methods(facts)
+    return methods if shippable else tuple(m for m in methods if m == "fork")
 
 
 def require_available(method: str, facts: PlatformFacts) -> MethodVerdict:

@@ -1,0 +1,273 @@
+"""One ``map``/``imap`` call: gather its facts, obey the core's plan, and execute it.
+
+::
+
+    Call(func, iterable, opts)          facts, shippability and the Dask cluster, looked up once
+      -> decide(): plan_call (pure)  -> Run(decision) | Reuse(cached) | Calibrate
+                   Calibrate          -> calibrate (measures; results kept) -> decide (pure)
+      -> batches(): calibration results first, then the rest serially in the caller
+                    or through a pool (``_dispatch``); a failure releases the pool
+                    as ``pool_stays_healthy`` says.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Iterable, Iterator, Sized
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from . import _cache, _pools
+from ._calibrate import calibrate
+from ._core._decide import decide
+from ._core._plans import Calibrate, Reuse, Run, plan_call, serial_decision
+from ._core._reasons import EXHAUSTED
+from ._core._sizing import SERIAL_BATCH_S, WINDOW_PER_WORKER
+from ._deadline import Deadline
+from ._dispatch import ChunkSizer, Dispatch, unwrap
+from ._gather import call_facts, cluster_facts, cluster_threads, find_cluster, refresh
+from ._pool_spec import is_single_use, pool_spec
+from ._progress import make_progress
+from ._registry import get_strategy
+from ._serialize import shipping
+from ._shared import SharedHandle
+from ._warn import warn_unsafe
+from ._worker import CallWithShared, ChunkFailed, run_chunk
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ._model import Decision, Measurements, Options, Shipping
+
+__all__ = ["Call"]
+
+logger = logging.getLogger("autopar")
+_NOTHING = object()
+
+
+class Call:
+    """One ``map``/``imap`` call: its state, its plan and its execution."""
+
+    def __init__(self, func: Callable[[Any], Any], iterable: Iterable[Any], opts: Options) -> None:
+        self.func = func
+        self.opts = opts
+        self.n_items = len(iterable) if isinstance(iterable, Sized) else None
+        self.source: Iterator[Any] = iter(iterable)
+        self.facts = call_facts()
+        self.deadline = Deadline(opts.timeout)
+        self.capture_errors = opts.errors == "return"
+        self.prefix: list[Any] = []
+        self.exhausted = self.n_items == 0
+        self.key: str | None = None
+        self.done = 0
+        self.progress = make_progress(opts.progress, self.n_items)
+        if self.progress is not None:
+            self.progress(0, self.n_items)
+        self.caller_initialized = False
+        self.shared: SharedHandle | None = None
+        self.call_func = func
+        if opts.has_shared:
+            self.shared = SharedHandle(opts.shared)
+            self.call_func = CallWithShared(func, self.shared.key)  # type: ignore[arg-type]  # func(item, shared)
+
+    @cached_property
+    def ship(self) -> Shipping:
+        """Whether process workers can receive the function (worked out once)."""
+        return shipping(self.func, main_importable=self.facts.main_importable)
+
+    @cached_property
+    def cluster(self) -> Any:
+        """The call's Dask cluster, or None (looked up once)."""
+        return find_cluster(self.opts)
+
+    # -- planning -------------------------------------------------------------
+
+    def decide(self, *, remember: bool = True) -> Decision:
+        """Obey the core's plan: run a known decision, decide on cached measurements, or calibrate first.
+
+        ``remember=False`` (``explain``) neither reads nor writes the measurement cache.
+        """
+        opts = self.opts
+        uses_processes = opts.forced and get_strategy(opts.strategy).uses_processes  # raises for an unknown name
+        key = cached = None
+        if remember and not self.exhausted and not opts.forced:
+            key = _cache.cache_key(self.func, self.n_items)
+            found = _cache.get(key)
+            cached = None if found is None else refresh(found, self.n_items)
+        plan = plan_call(
+            self.facts,
+            opts,
+            self.n_items,
+            shipping=self.ship,
+            cached=cached,
+            uses_processes=uses_processes,
+            cluster_threads=self._forced_cluster_threads(),
+        )
+        if isinstance(plan, Run):
+            if plan.unsafe is not None:
+                warn_unsafe(opts.strategy, plan.unsafe)
+            if plan.log_warning is not None:
+                logger.warning("%s", plan.log_warning)
+            return plan.decision
+        self.key = key
+        if isinstance(plan, Reuse):
+            decision = decide(self._with_cluster(plan.measurements), self.facts, opts)
+            logger.info("autopar (cached measurements): %s", decision)
+            return decision
+        return self._calibrated(plan, remember=remember)
+
+    def _forced_cluster_threads(self) -> int | None:
+        if self.opts.strategy != "dask" or self.opts.workers is not None:
+            return None
+        return cluster_threads(self.cluster)  # no cluster configured: find_cluster raised, naming the ways
+
+    def _with_cluster(self, measurements: Measurements) -> Measurements:
+        facts = None if self.cluster is None else cluster_facts(self.cluster)
+        return measurements if facts is None else attrs.evolve(measurements, cluster=facts)
+
+    def _calibrated(self, plan: Calibrate, *, remember: bool) -> Decision:
+        """Calibrate on the first items (kept as this call's first results), then decide."""
+        # Calibration runs items in the caller, so the caller is set up like a worker first.
+        initializer_s = self._initialize_caller()
+        cal = calibrate(
+            self.call_func,
+            self.source,
+            n_items=self.n_items,
+            facts=self.facts,
+            capture_errors=self.capture_errors,
+            worker_startup_s=_pools.measured_startup_s(),
+            warm_pools=_pools.warm_pools(),
+            initializer_s=initializer_s,
+            shared_bytes=self.shared.size_bytes() if self.shared is not None else 0,
+            check_deadline=self.deadline.check,
+            thread_probe=plan.thread_probe,
+            ship=self.ship,
+        )
+        self.prefix = cal.results
+        self.exhausted = cal.exhausted
+        self.deadline.check()
+        self._advance(len(cal.results))
+        logger.debug("autopar calibration: %s", cal.measurements)
+        if self.exhausted:
+            return serial_decision(EXHAUSTED)
+        decision = decide(self._with_cluster(cal.measurements), self.facts, self.opts)
+        if remember and plan.remember:
+            _cache.put(self.key, cal.measurements)
+        logger.info("%s", decision)
+        return decision
+
+    def _initialize_caller(self) -> float:
+        """Run the initializer in the calling thread once; return the seconds it took."""
+        if self.opts.initializer is None or self.caller_initialized:
+            return 0.0
+        started = time.perf_counter()
+        self.opts.initializer(*self.opts.initargs)
+        self.caller_initialized = True
+        return time.perf_counter() - started
+
+    def _advance(self, count: int) -> None:
+        self.done += count
+        if self.progress is not None and count:
+            self.progress(self.done, self.n_items)
+
+    # -- execution ------------------------------------------------------------
+
+    def batches(self, decision: Decision, ordered: bool) -> Iterator[list[Any]]:
+        """Yield every result: calibration items first, then the rest."""
+        yield unwrap(self.prefix, self.capture_errors)
+        self.prefix = []
+        if self.exhausted:
+            return
+        if decision.strategy == "serial":
+            yield from self._serial()
+            return
+        # Read the first item before starting a pool: an empty stream needs none.
+        first = next(self.source, _NOTHING)
+        if first is _NOTHING:
+            return
+        self.source = itertools.chain((first,), self.source)
+        yield from self._pooled(decision, ordered)
+
+    def _serial(self) -> Iterator[list[Any]]:
+        """Run the rest in the caller, in batches of about 10 ms so the deadline is checked often."""
+        self._initialize_caller()
+        sizer = ChunkSizer(0, target_s=SERIAL_BATCH_S)
+        while True:
+            self.deadline.check()
+            batch = list(itertools.islice(self.source, sizer.size))
+            if not batch:
+                return
+            started = time.perf_counter()
+            try:
+                results = run_chunk(
+                    self.call_func, batch, self.done, capture_errors=self.capture_errors, in_process=False
+                )
+            except ChunkFailed as failed:
+                yield unwrap(failed.results, self.capture_errors)
+                raise failed.wrapped.rebuild()  # noqa: B904 - its __cause__ is the traceback text
+            sizer.observe(len(batch), time.perf_counter() - started)
+            self._advance(len(batch))
+            yield unwrap(results, self.capture_errors)
+
+    def _pooled(self, decision: Decision, ordered: bool) -> Iterator[list[Any]]:
+        uses_processes = get_strategy(decision.strategy).uses_processes
+        spec = pool_spec(
+            decision,
+            self.opts,
+            self.facts,
+            uses_processes=uses_processes,
+            ship=self.ship,
+            call_func=self.call_func,
+            shared=self.shared,
+            cluster=self.cluster if decision.strategy == "dask" else None,
+        )
+        pool = _pools.acquire(decision.strategy, decision.workers, spec, self.facts)
+        healthy = False
+        try:
+            dispatch = Dispatch(
+                pool,
+                self.call_func,
+                self.source,
+                self.done,
+                chunksize=decision.chunksize,
+                capture_errors=self.capture_errors,
+                retries=self.opts.retries,
+                retry_on=self.opts.retry_on,
+                window_per_worker=WINDOW_PER_WORKER,
+                check_deadline=self.deadline.check,
+                advance=self._advance,
+                # A chunk size the caller gave is kept to the end; a chosen one shrinks at the tail.
+                total=self.n_items if self.opts.chunksize is None else None,
+            )
+            yield from dispatch.chunks(ordered=ordered)
+            healthy = True
+        except GeneratorExit:
+            pool.cancel()  # the consumer stopped early: drop in-flight work
+            healthy = True
+            raise
+        except BaseException as exc:
+            pool.cancel()  # Ctrl-C: process workers are terminated before re-raising
+            healthy = _pools.stays_healthy(exc)
+            raise
+        finally:
+            _pools.release(pool, healthy=healthy and not is_single_use(spec))
+
+    def observe(self, decision: Decision, elapsed_s: float, items: int) -> None:
+        """Tell the cache how long items really took, so a drifted entry is recalibrated."""
+        if self.key is None or items <= 0 or decision.strategy == "serial":
+            return
+        per_item = elapsed_s * decision.workers / items
+        if _cache.observe(self.key, per_item):
+            logger.info("autopar: per-item time drifted; the next call recalibrates")
+
+    def close(self) -> None:
+        """Release the shared object of the call (and its shared-memory segment); close the progress bar."""
+        if self.progress is not None:
+            self.progress.close()
+        if self.shared is not None:
+            self.shared.close()
+            self.shared = None

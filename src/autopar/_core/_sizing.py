@@ -1,0 +1,127 @@
+"""Worker counts and chunk sizes: every sizing rule and its numbers, defined once.
+
+The cost model sizes its candidates here, a forced strategy gets its default
+workers and chunk size here, dispatch shrinks its tail chunks and adapts the
+chunk size of a stream here, and ``Executor`` sizes its pools here.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from ._workload import MIN_CPU_SHARE
+
+if TYPE_CHECKING:
+    from .._model import Options, PlatformFacts
+    from ._workload import Workload
+
+__all__ = [
+    "CHUNKS_PER_WORKER",
+    "MAX_ADAPTIVE_CHUNK",
+    "MAX_THREADS",
+    "SERIAL_BATCH_S",
+    "TARGET_CHUNK_S",
+    "WINDOW_PER_WORKER",
+    "adapted_chunksize",
+    "ceil_div",
+    "chunksize_for",
+    "default_workers",
+    "forced_chunksize",
+    "guided_size",
+    "workers_for",
+]
+
+#: Most threads for waiting work, and for a forced thread pool by default:
+#: as ``concurrent.futures.ThreadPoolExecutor`` (``min(32, cpu_count + 4)``).
+MAX_THREADS = 32
+#: Chunks per worker when items are even: enough to balance the last round, few enough to
+#: keep dispatch cheap.  A forced strategy with a known input length uses the same count.
+CHUNKS_PER_WORKER = 4
+#: Chunks per worker when item times are skewed: a slow item then delays less work behind it.
+SKEWED_CHUNKS_PER_WORKER = 16
+#: Chunks in flight or waiting to be consumed, per worker: one balanced round read ahead.
+WINDOW_PER_WORKER = CHUNKS_PER_WORKER
+#: Seconds of work per chunk aimed at when items are many (joblib aims at tens to hundreds of
+#: milliseconds; shorter chunks keep the tail short on a few cores).
+TARGET_CHUNK_S = 0.02
+#: Largest share of a chunk's time its dispatch overhead may take.
+CHUNK_OVERHEAD_SHARE = 0.05
+#: Largest chunk an adaptive chunk size (a stream of unknown length) grows to.
+MAX_ADAPTIVE_CHUNK = 8192
+#: Growth of an adaptive chunk size per observed chunk, at most.
+ADAPTIVE_GROWTH = 4
+#: Near the end of an input of known length, chunks shrink so that about this many per worker remain.
+TAIL_CHUNKS_PER_WORKER = 2
+#: Seconds of work per batch when running serially in the caller (the deadline is checked between batches).
+SERIAL_BATCH_S = 0.01
+
+
+def ceil_div(a: int, b: int) -> int:
+    """``ceil(a / b)`` for integers, with ``b`` at least 1."""
+    return -(-a // max(b, 1))
+
+
+def default_workers(strategy: str, platform: PlatformFacts) -> int:
+    """Workers of a forced strategy when the caller named no count: one per CPU, more threads for waiting."""
+    if strategy == "serial":
+        return 1
+    if strategy == "threads":
+        # Forced threads are often used for waiting work, which needs more threads than CPUs.
+        return min(MAX_THREADS, platform.cpu_count + 4)
+    return max(platform.cpu_count, 1)
+
+
+def workers_for(strategy: str, wl: Workload, options: Options) -> int:
+    """Workers of a candidate: the caller's count, else one per CPU (more threads for waiting work)."""
+    if strategy == "serial":
+        return 1
+    if options.workers is not None:
+        wanted = max(options.workers, 1)
+    elif strategy == "threads" and wl.waiting:
+        # Waiting threads need little CPU: about cpu_count / cpu_share of them keep every CPU busy.
+        by_share = int(wl.cpu_count / max(wl.cpu_share, MIN_CPU_SHARE))
+        wanted = max(wl.cpu_count, min(by_share, MAX_THREADS))
+    else:
+        wanted = wl.cpu_count
+    return min(wanted, max(wl.remaining, 1))
+
+
+def chunksize_for(wl: Workload, workers: int, item_s: float, overhead_s: float) -> int:
+    """Chunks long enough to hide dispatch, yet several per worker for balance.
+
+    Skewed items get more, shorter chunks: a slow item then delays less work behind it.
+    """
+    per_worker = SKEWED_CHUNKS_PER_WORKER if wl.skewed else CHUNKS_PER_WORKER
+    balance = max(wl.remaining // (workers * per_worker), 1)
+    if item_s <= 0:
+        return balance
+    target_s = TARGET_CHUNK_S / wl.skew if wl.skewed else TARGET_CHUNK_S
+    wanted = max(overhead_s / CHUNK_OVERHEAD_SHARE / item_s, target_s / item_s)
+    return balance if wanted >= balance else max(math.ceil(wanted), 1)
+
+
+def forced_chunksize(options: Options, workers: int, n_items: int | None) -> int:
+    """A forced strategy's chunk size: the caller's, else a few chunks per worker, else 0 (adaptive)."""
+    if options.chunksize is not None:
+        return max(options.chunksize, 1)
+    if n_items:
+        return ceil_div(n_items, workers * CHUNKS_PER_WORKER)
+    return 0
+
+
+def guided_size(size: int, left: int, workers: int) -> int:
+    """The next chunk's size near the end of an input of known length (``left`` items remain).
+
+    At most ``1 / (TAIL_CHUNKS_PER_WORKER * workers)`` of what is left, down to
+    one item, so the last chunks finish together instead of one worker running
+    a full chunk while the others idle.
+    """
+    share = ceil_div(left, TAIL_CHUNKS_PER_WORKER * workers)
+    return max(1, min(size, share))
+
+
+def adapted_chunksize(current: int, per_item_s: float, target_s: float) -> int:
+    """An adaptive chunk size after a chunk ran at ``per_item_s``: towards ``target_s`` of work per chunk."""
+    target = max(1, min(int(target_s / per_item_s), MAX_ADAPTIVE_CHUNK))
+    return min(target, current * ADAPTIVE_GROWTH)

@@ -1,0 +1,54 @@
+"""How records read: seconds with their unit, the ``Decision`` table, JSON-ready values."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._model import Decision
+
+__all__ = ["format_seconds", "jsonable", "render_decision"]
+
+
+def format_seconds(seconds: float | None) -> str:
+    """Seconds in the unit that reads best: us, ms or s ("-" for None)."""
+    if seconds is None:
+        return "-"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.0f} us"
+    if seconds < 1:
+        return f"{seconds * 1e3:.1f} ms"
+    return f"{seconds:.2f} s"
+
+
+def render_decision(decision: Decision) -> str:
+    """The decision as a table of every candidate, its measurements and its reasons."""
+    head = f"autopar decision: {decision.strategy} with {decision.workers} worker(s), chunksize {decision.chunksize}"
+    if decision.forced:
+        head += " (forced)"
+    lines = [head]
+    if decision.candidates:
+        lines.append(f"  {'candidate':<12} {'workers':>7} {'chunksize':>9} {'predicted':>10}  note")
+        for c in sorted(decision.candidates, key=lambda c: c.predicted_s):
+            mark = "*" if (c.strategy, c.workers) == (decision.strategy, decision.workers) else " "
+            lines.append(
+                f"{mark} {c.strategy:<12} {c.workers:>7} {c.chunksize:>9} {format_seconds(c.predicted_s):>10}  {c.note}"
+            )
+    m = decision.measurements
+    if m is not None and m.sampled:
+        lines.append(
+            f"  measured on {m.sampled} item(s): {format_seconds(m.item_wall_s)} wall, "
+            f"{format_seconds(m.item_cpu_s)} thread CPU, {format_seconds(m.item_process_cpu_s)} process CPU per item"
+        )
+    lines.extend(f"  - {r}" for r in decision.reasons)
+    return "\n".join(lines)
+
+
+def jsonable(_inst: Any, _field: Any, value: Any) -> Any:
+    """An attrs ``value_serializer``: frozensets become sorted lists, mappings dicts."""
+    if isinstance(value, frozenset):
+        return sorted(list(v) if isinstance(v, tuple) else v for v in value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value

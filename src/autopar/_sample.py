@@ -1,0 +1,69 @@
+"""The serial sample: the first items, run one batch after another in the caller and timed.
+
+Batches double in size (tiny items are timed in batches) until ``sample_done``
+says the sample is long enough.  Each batch is timed with the wall clock, the
+thread's CPU clock, the process's CPU clock and the thread's voluntary context
+switches; every item's result is kept for the output.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING, Any
+
+from ._core._plans import next_batch_size, sample_done
+from ._model import SerialSample
+from ._worker import ChunkFailed, run_chunk
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from ._calibrate import Clocks
+
+__all__ = ["run_in_caller", "sample_serially"]
+
+
+def run_in_caller(func: Callable[[Any], Any], batch: list[Any], start: int, capture_errors: bool) -> list[Any]:
+    """Run ``batch`` in the calling thread; the first failure raises the function's own exception."""
+    try:
+        return run_chunk(func, batch, start, capture_errors=capture_errors, in_process=False)
+    except ChunkFailed as failed:
+        raise failed.wrapped.rebuild()  # noqa: B904 - its __cause__ is the traceback text
+
+
+def _add(sample: SerialSample, batch: int, wall: float, cpu: float, process: float, waits: int | None) -> SerialSample:
+    return SerialSample(
+        count=sample.count + batch,
+        wall_s=sample.wall_s + wall,
+        cpu_s=sample.cpu_s + cpu,
+        process_s=sample.process_s + process,
+        max_item_s=max(sample.max_item_s, wall / batch),
+        waits=None if waits is None or sample.waits is None else sample.waits + waits,
+    )
+
+
+def sample_serially(
+    func: Callable[[Any], Any],
+    source: Iterator[Any],
+    n_items: int | None,
+    clocks: Clocks,
+    capture_errors: bool,
+    results: list[Any],
+    check_deadline: Callable[[], object],
+) -> tuple[SerialSample, bool]:
+    """Run and time batches until the sample is long enough; return it and whether the input ran out."""
+    sample = SerialSample()
+    size = 1
+    while not sample_done(sample, n_items):
+        check_deadline()
+        batch = list(itertools.islice(source, size))
+        if not batch:
+            return sample, True
+        v0, w0, c0, p0 = clocks.waits(), clocks.wall(), clocks.thread(), clocks.process()
+        results.extend(run_in_caller(func, batch, len(results), capture_errors))
+        wall = clocks.wall() - w0
+        v1 = clocks.waits()
+        waits = None if v0 is None or v1 is None else v1 - v0
+        sample = _add(sample, len(batch), wall, clocks.thread() - c0, clocks.process() - p0, waits)
+        size = next_batch_size(sample, size)
+    return sample, False

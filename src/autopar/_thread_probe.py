@@ -1,0 +1,110 @@
+"""The thread probe: a few items run at once on short-lived threads, to read how threads scale.
+
+The speedup over the serial sample's rate tells GIL-bound code (about 1x) from
+code that releases the GIL or waits (about k x on k threads).  The threads are
+joined, and the operating system given a moment to reap them, before returning,
+so a fork afterwards sees no extra thread.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import threading
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from ._sample import run_in_caller
+from ._worker import ChunkFailed, run_chunk
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from ._calibrate import Clocks
+    from ._core._plans import ProbePlan
+
+__all__ = ["ProbeReading", "await_threads_gone", "os_threads", "probe_threads"]
+
+#: Seconds to wait for the OS to reap joined probe threads.
+_REAP_PATIENCE_S = 0.05
+_REAP_POLL_S = 0.0005
+
+
+@attrs.frozen
+class ProbeReading:
+    """What the probe measured: its wall time, the items it ran and the threads' summed CPU time."""
+
+    wall_s: float
+    items: int
+    cpu_s: float
+
+
+def os_threads() -> int:
+    """Threads of this process as the OS counts them (Python's count elsewhere)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return threading.active_count()
+
+
+def await_threads_gone(count: int, clocks: Clocks, patience_s: float = _REAP_PATIENCE_S) -> None:
+    """Wait briefly until the OS has reaped the probe threads.
+
+    A joined thread lingers at the OS level for a few milliseconds; a call
+    starting then would count it and needlessly rule out fork.
+    """
+    for _ in range(math.ceil(patience_s / _REAP_POLL_S)):
+        if os_threads() <= count:
+            return
+        clocks.sleep(_REAP_POLL_S)
+
+
+def probe_threads(
+    func: Callable[[Any], Any],
+    source: Iterator[Any],
+    plan: ProbePlan,
+    capture_errors: bool,
+    results: list[Any],
+    clocks: Clocks,
+) -> ProbeReading | None:
+    """Run ``plan.threads`` batches at once and time them; None when the input ran out before a fair probe."""
+    threads, per_thread = plan.threads, plan.per_thread
+    batches = [b for b in (list(itertools.islice(source, per_thread)) for _ in range(threads)) if b]
+    if len(batches) < threads or len(batches[-1]) < per_thread:
+        # Too little input left for a fair probe: run it serially, keep the results.
+        for batch in batches:
+            results.extend(run_in_caller(func, batch, len(results), capture_errors))
+        return None
+    outputs: list[list[Any] | BaseException] = [[] for _ in batches]
+    starts = [len(results) + i * per_thread for i in range(threads)]
+    barrier = threading.Barrier(threads + 1)
+    cpu = [0.0] * threads
+
+    def work(i: int) -> None:
+        barrier.wait()
+        started = clocks.thread()
+        try:
+            outputs[i] = run_chunk(func, batches[i], starts[i], capture_errors=capture_errors, in_process=False)
+            cpu[i] = clocks.thread() - started
+        except ChunkFailed as failed:
+            outputs[i] = failed.wrapped.rebuild()
+        except BaseException as exc:
+            outputs[i] = exc
+
+    before = os_threads()
+    workers = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    barrier.wait()
+    w0 = clocks.wall()
+    for worker in workers:
+        worker.join()
+    wall = clocks.wall() - w0
+    await_threads_gone(before, clocks)
+    for out in outputs:
+        if isinstance(out, BaseException):
+            raise out
+        results.extend(out)
+    return ProbeReading(wall_s=wall, items=threads * per_thread, cpu_s=sum(cpu))

@@ -1,0 +1,269 @@
+"""The call plan, the probe plan and the shared rules of the core, driven by injected facts and records."""
+
+from __future__ import annotations
+
+import functools
+
+import attrs
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from autopar._core._identity import function_identity, unwrap_function
+from autopar._core._plans import (
+    MAX_SAMPLE_ITEMS,
+    SERIAL_SAMPLE_S,
+    Calibrate,
+    ProbePlan,
+    Reuse,
+    Run,
+    next_batch_size,
+    plan_call,
+    probe_plan,
+    sample_done,
+)
+from autopar._core._safety import usable_process_methods
+from autopar._core._sizing import guided_size
+from autopar._core._workload import is_clearly_waiting, is_computing, probe_speedup
+from autopar._errors import SerializationError
+from autopar._model import Measurements, Options, PlatformFacts, SerialSample, Shipping
+
+LINUX = PlatformFacts(
+    system="linux",
+    python_version=(3, 12),
+    start_methods=("fork", "spawn", "forkserver"),
+    default_start_method="fork",
+    cpu_count=2,
+)
+LINUX_THREADS = attrs.evolve(LINUX, python_threads=3)
+LINUX_314 = attrs.evolve(LINUX, python_version=(3, 14), default_start_method="forkserver")
+WINDOWS = PlatformFacts(
+    system="windows", python_version=(3, 12), start_methods=("spawn",), default_start_method="spawn", cpu_count=2
+)
+SHIPS = Shipping(name="f")
+LAMBDA = Shipping(name="<lambda>", problem="it is a lambda", fork_problem="it is a lambda")
+LAMBDA_BY_VALUE = attrs.evolve(LAMBDA, by_value=True)
+AUTO = Options()
+
+
+def _plan(facts: PlatformFacts = LINUX, opts: Options = AUTO, n_items: int | None = 100, **kw: object) -> object:
+    kw.setdefault("shipping", SHIPS)
+    return plan_call(facts, opts, n_items, **kw)  # type: ignore[arg-type]
+
+
+# -- plan_call ----------------------------------------------------------------------
+
+
+def test_empty_input_runs_serially_without_measuring() -> None:
+    """An empty input needs no calibration and no pool."""
+    plan = _plan(n_items=0)
+    assert isinstance(plan, Run)
+    assert plan.decision.strategy == "serial"
+    assert plan.decision.reasons == ("empty input",)
+
+
+@pytest.mark.parametrize(
+    ("facts", "words", "warned"),
+    [
+        (attrs.evolve(LINUX, in_worker=True), "nested call", False),
+        (attrs.evolve(WINDOWS, in_main_bootstrap=True), "imports __main__", True),
+    ],
+)
+def test_nested_calls_and_a_reimported_main_run_serially(facts: PlatformFacts, words: str, warned: bool) -> None:
+    """Inside a worker, or while a child imports an unguarded main, a call runs serially, forced or not."""
+    for opts in (AUTO, Options(strategy="spawn")):
+        plan = _plan(facts, opts)
+        assert isinstance(plan, Run)
+        assert plan.decision.strategy == "serial"
+        assert words in plan.decision.reasons[0]
+        assert (plan.log_warning is not None) is warned
+
+
+def test_auto_calibrates_then_reuses_cached_measurements() -> None:
+    """A first auto call calibrates (with a thread probe unless an initializer is set); a cached one reuses."""
+    assert _plan() == Calibrate(thread_probe=True, remember=True)
+    assert _plan(opts=Options(initializer=print)) == Calibrate(thread_probe=False, remember=True)
+    cached = Measurements(n_items=100, item_wall_s=0.01)
+    assert _plan(cached=cached) == Reuse(cached)
+
+
+def test_forced_strategy_runs_without_calibration_even_with_cached_measurements() -> None:
+    """A forced strategy is planned at once: its workers come from the platform and the options."""
+    plan = _plan(opts=Options(strategy="threads", workers=3), cached=Measurements(n_items=100))
+    assert isinstance(plan, Run)
+    assert (plan.decision.strategy, plan.decision.workers, plan.decision.forced) == ("threads", 3, True)
+    assert plan.unsafe is None
+
+
+def test_forced_unsafe_fork_carries_the_reason_to_warn() -> None:
+    """Forcing fork while threads run is planned, with the reason for an UnsafeStrategyWarning."""
+    plan = _plan(LINUX_THREADS, Options(strategy="fork"))
+    assert isinstance(plan, Run)
+    assert plan.decision.strategy == "fork"
+    assert plan.unsafe is not None
+    assert "threads" in plan.unsafe
+
+
+def test_forced_start_method_missing_here_is_a_value_error() -> None:
+    """Forcing fork on Windows raises ValueError naming the method and the platform."""
+    with pytest.raises(ValueError, match=r"'fork' is not available on this platform \(windows\)"):
+        _plan(WINDOWS, Options(strategy="fork"))
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_forced_fresh_interpreter_that_cannot_receive_the_function_raises(method: str) -> None:
+    """A lambda without cloudpickle cannot reach spawn or forkserver workers: SerializationError with the fix."""
+    with pytest.raises(SerializationError, match="it is a lambda") as info:
+        _plan(opts=Options(strategy=method), shipping=LAMBDA)
+    assert "autopar[cloudpickle]" in str(info.value)
+    assert isinstance(_plan(opts=Options(strategy=method), shipping=LAMBDA_BY_VALUE), Run)
+    assert isinstance(_plan(opts=Options(strategy="fork"), shipping=LAMBDA), Run)
+
+
+def test_forced_dask_takes_every_cluster_thread() -> None:
+    """A forced Dask run with no worker count uses every thread of the cluster."""
+    plan = _plan(opts=Options(strategy="dask"), cluster_threads=12, n_items=1000)
+    assert isinstance(plan, Run)
+    assert plan.decision.workers == 12
+
+
+def test_item_timeout_under_auto_picks_the_first_usable_start_method() -> None:
+    """item_timeout needs a stoppable worker: the cheapest usable process start method, without calibration."""
+    opts = Options(item_timeout=1.0)
+    assert _plan(LINUX, opts).decision.strategy == "fork"  # type: ignore[attr-defined]
+    assert _plan(LINUX_314, opts).decision.strategy == "forkserver"  # type: ignore[attr-defined]
+    assert _plan(LINUX, opts, shipping=LAMBDA).decision.strategy == "fork"  # type: ignore[attr-defined]
+    assert _plan(LINUX_314, opts, shipping=LAMBDA_BY_VALUE).decision.strategy == "forkserver"  # type: ignore[attr-defined]
+    plan = _plan(LINUX_314, opts)
+    assert isinstance(plan, Run)
+    assert not plan.decision.forced
+    assert "item_timeout needs workers that can be stopped" in plan.decision.reasons[0]
+
+
+def test_item_timeout_with_nothing_that_can_stop_an_item_is_a_value_error() -> None:
+    """item_timeout with a forced thread pool, or with no usable process here, raises ValueError naming it."""
+    with pytest.raises(ValueError, match=r"item_timeout=1.0 needs a process strategy .* 'threads'"):
+        _plan(opts=Options(strategy="threads", item_timeout=1.0), uses_processes=False)
+    with pytest.raises(ValueError, match="none can run this function here"):
+        _plan(LINUX_314, Options(item_timeout=1.0), shipping=LAMBDA)
+
+
+# -- shared rules ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("facts", "shippable", "picklable", "expected"),
+    [
+        (LINUX, True, True, ("fork", "forkserver", "spawn")),
+        (LINUX, False, True, ("fork",)),
+        (LINUX, True, False, ()),
+        (LINUX_THREADS, True, True, ("forkserver", "spawn")),
+        (LINUX_THREADS, False, True, ()),
+        (LINUX_314, True, True, ("forkserver", "spawn")),
+        (WINDOWS, True, True, ("spawn",)),
+        (WINDOWS, False, True, ()),
+    ],
+)
+def test_usable_process_methods_filter_by_safety_and_shipping(
+    facts: PlatformFacts, shippable: bool, picklable: bool, expected: tuple[str, ...]
+) -> None:
+    """One filter: safe methods auto may use, fork alone for a function that cannot be sent, none for unpicklable data."""
+    assert usable_process_methods(facts, shippable=shippable, picklable=picklable) == expected
+
+
+def _f(x: int) -> int:
+    return x
+
+
+def test_function_identity_sees_through_methods_partials_and_wrappers() -> None:
+    """Bound methods, partials and functools.wraps decorators share the identity of the function under them."""
+
+    class Box:
+        def run(self, x: int) -> int:
+            return x
+
+    @functools.wraps(_f)
+    def wrapper(x: int) -> int:
+        return _f(x)
+
+    code = _f.__code__
+    assert function_identity(_f) is code
+    assert function_identity(functools.partial(_f)) is code
+    assert function_identity(wrapper) is code
+    assert unwrap_function(functools.partial(Box().run, 1)) is Box.run
+    assert function_identity(len) == ("builtins", "len")
+
+
+@given(size=st.integers(1, 10_000), left=st.integers(1, 100_000), workers=st.integers(1, 64))
+def test_guided_size_never_exceeds_the_size_or_the_share_of_what_is_left(size: int, left: int, workers: int) -> None:
+    """Tail chunks are at least one item, at most the chosen size, at most a share of what is left."""
+    got = guided_size(size, left, workers)
+    assert 1 <= got <= size
+    assert got <= max(1, -(-left // (2 * workers)))
+
+
+# -- calibration's rules ------------------------------------------------------------------
+
+
+def _sample(
+    count: int, item_s: float, *, cpu: float = 1.0, waits: int | None = 0, process: float = 1.0
+) -> SerialSample:
+    wall = count * item_s
+    return SerialSample(count=count, wall_s=wall, cpu_s=wall * cpu, process_s=wall * process, waits=waits)
+
+
+def test_sample_stops_at_its_target_or_two_percent_of_a_small_run() -> None:
+    """The serial sample ends at about SERIAL_SAMPLE_S of work, sooner on a small run, never before one item."""
+    assert not sample_done(SerialSample(), 1000)
+    assert not sample_done(_sample(10, 0.001), 100_000)
+    assert sample_done(_sample(15, 0.001), 100_000)
+    assert sample_done(_sample(1, 0.001), 10)  # 2% of 10 ms is less than one item
+    assert sample_done(_sample(MAX_SAMPLE_ITEMS, 1e-9), None)
+    assert SERIAL_SAMPLE_S <= 0.05
+    assert [next_batch_size(_sample(n, 1e-6), last) for n, last in ((0, 1), (1, 1), (3, 2))] == [1, 2, 4]
+
+
+def _measured(n_items: int | None = 10_000, **kw: object) -> Measurements:
+    return Measurements(n_items=n_items, **kw)  # type: ignore[arg-type]
+
+
+def test_probe_plan_probes_mixed_work_on_a_big_run() -> None:
+    """Work that half waits on a big run is probed on a few threads for about 15-40 ms each."""
+    plan = probe_plan(_sample(10, 0.002, cpu=0.5, waits=10), _measured(), LINUX, allowed=True)
+    assert plan == ProbePlan(threads=2, per_thread=pytest.approx(20, abs=1))
+
+
+@pytest.mark.parametrize(
+    ("sample", "m", "facts", "allowed", "why"),
+    [
+        (_sample(10, 0.002, cpu=0.5, waits=10), _measured(), LINUX, False, "not allowed"),
+        (_sample(10, 0.002, cpu=0.5, waits=10), _measured(), attrs.evolve(LINUX, cpu_count=1), True, "one CPU"),
+        (_sample(10, 0.002, cpu=0.5, waits=10), _measured(40), LINUX, True, "too little work left"),
+        (_sample(10, 0.002, cpu=0.05, waits=10), _measured(), LINUX, True, "clearly waits"),
+        (_sample(10, 0.002), _measured(), LINUX, True, "a cheap fork pool settles computing work"),
+    ],
+)
+def test_probe_plan_skips_a_probe_that_cannot_change_the_choice(
+    sample: SerialSample, m: Measurements, facts: PlatformFacts, allowed: bool, why: str
+) -> None:
+    """No probe when it is not allowed, cannot run in parallel, costs too much, or its reading would not matter."""
+    assert probe_plan(sample, m, facts, allowed=allowed) is None, why
+
+
+def test_probe_plan_probes_computing_work_where_no_process_pool_is_usable() -> None:
+    """Computing work is probed when no process can take it (unpicklable data): threads are the only way."""
+    plan = probe_plan(_sample(10, 0.002), _measured(data_picklable=False), LINUX, allowed=True)
+    assert plan is not None
+
+
+def test_sample_classification_and_probe_speedup() -> None:
+    """A sample that never blocks computes; one at a tenth CPU clearly waits; native threads are neither."""
+    assert is_computing(_sample(10, 0.001))
+    assert not is_computing(_sample(10, 0.001, cpu=0.5, waits=10))
+    assert is_clearly_waiting(_sample(10, 0.001, cpu=0.05, waits=10))
+    assert not is_clearly_waiting(_sample(10, 0.001, cpu=0.05, waits=10, process=2.0))
+    assert is_computing(_sample(10, 0.001, waits=None))
+    sample = _sample(10, 0.001)
+    assert probe_speedup(sample, 0.0, 4, 0.004) is None
+    assert probe_speedup(sample, 0.004, 4, 0.004) == pytest.approx(1.0)
+    assert probe_speedup(sample, 0.004, 4, 0.008) == pytest.approx(2.0)  # summed thread CPU over wall
