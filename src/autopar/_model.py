@@ -261,3 +261,7 @@ def _jsonable(_inst: Any, _field: Any, value: Any) -> Any:
     if isinstance(value, Mapping):
         return dict(value)
     return value
+
+
+# Public classes report the public path: in reprs and tracebacks, and when pickled by reference.
+PlatformFacts.__module__ = Measurements.__module__ = Candidate.__module__ = Decision.__module__ = "autopar"
