@@ -28,6 +28,7 @@ import psutil  # type: ignore[import-untyped,unused-ignore]
 from . import _safety
 from ._main_module import in_main_bootstrap, main_importable
 from ._model import PlatformFacts
+from ._worker import is_inside_worker as in_worker
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -154,24 +155,6 @@ def is_gil_enabled() -> bool:
     """False only on a free-threaded build running with the GIL disabled."""
     check: Callable[[], bool] | None = getattr(sys, "_is_gil_enabled", None)
     return True if check is None else bool(check())
-
-
-def _worker_flag() -> bool:
-    """Ask the worker module whether this process is running an autopar task."""
-    try:
-        from . import _worker  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        # Only a missing worker module means "not a worker"; a broken one must not be hidden.
-        if importlib.util.find_spec(f"{__package__}._worker") is not None:
-            raise
-        return False
-    is_inside: Callable[[], bool] | None = getattr(_worker, "is_inside_worker", None)
-    return bool(is_inside()) if is_inside is not None else False
-
-
-def in_worker() -> bool:
-    """This process is an autopar worker, so a call here is nested."""
-    return _worker_flag()
 
 
 @functools.lru_cache(maxsize=1)
