@@ -11,8 +11,8 @@ import pytest
 
 import autopar
 import helpers
-from autopar._core import _plans
 from autopar._calibrate import Clocks, calibrate
+from autopar._core import _plans
 from autopar._core._decide import decide
 from autopar._model import Options
 from autopar._platform import probe_platform

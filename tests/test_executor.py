@@ -23,10 +23,10 @@ import pytest
 
 import autopar
 from autopar import _executor
-from autopar._futures import _Star
-from autopar._model import PlatformFacts
 from autopar._core._identity import function_identity as _identity
 from autopar._core._submit import choose_for_submit as _choose_for_submit
+from autopar._futures import _Star
+from autopar._model import PlatformFacts
 from helpers import countdown, fail_on_3, pid_of, record_square, sleep_for, square
 
 if TYPE_CHECKING:

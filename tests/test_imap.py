@@ -11,8 +11,8 @@ import pytest
 
 import autopar
 import helpers
+from autopar import _pools, _registry
 from autopar._core._sizing import WINDOW_PER_WORKER
-from autopar import _pools, _registry, _run
 
 T = TypeVar("T")
 
@@ -179,12 +179,38 @@ class ErrorsFirstStrategy:
 
 
 @pytest.fixture(name="errors_first")
-def _errors_first(monkeypatch: pytest.MonkeyPatch) -> str:
-    """Register ``ErrorsFirstStrategy`` for one test; the registry is restored afterwards."""
-    monkeypatch.setattr(_registry, "_registry", dict(_registry._registry))
-    monkeypatch.setattr(_registry, "_instances", dict(_registry._instances))
+def _errors_first() -> Iterator[str]:
+    """Register ``ErrorsFirstStrategy`` for one test, and unregister it afterwards."""
     autopar.register_strategy(ErrorsFirstStrategy.name, ErrorsFirstStrategy)
-    return ErrorsFirstStrategy.name
+    yield ErrorsFirstStrategy.name
+    _registry.unregister_strategy(ErrorsFirstStrategy.name)
+
+
+def test_unregister_strategy_removes_a_plugin() -> None:
+    """A registered name is usable until unregistered; then it is unknown again, and can be registered anew."""
+    autopar.register_strategy(ErrorsFirstStrategy.name, ErrorsFirstStrategy)
+    assert ErrorsFirstStrategy.name in autopar.strategy_names()
+    assert isinstance(_registry.get_strategy(ErrorsFirstStrategy.name), ErrorsFirstStrategy)
+    _registry.unregister_strategy(ErrorsFirstStrategy.name)
+    assert ErrorsFirstStrategy.name not in autopar.strategy_names()
+    with pytest.raises(ValueError, match="not a known strategy"):
+        _registry.get_strategy(ErrorsFirstStrategy.name)
+    with pytest.raises(ValueError, match="nothing to undo"):
+        _registry.unregister_strategy(ErrorsFirstStrategy.name)
+
+
+def test_unregister_strategy_restores_a_replaced_built_in() -> None:
+    """Undoing ``replace=True`` on a built-in brings the built-in back; a built-in never replaced cannot be removed."""
+    built_in = _registry.get_strategy("serial")
+    autopar.register_strategy("serial", ErrorsFirstStrategy, replace=True)
+    try:
+        assert isinstance(_registry.get_strategy("serial"), ErrorsFirstStrategy)
+    finally:
+        _registry.unregister_strategy("serial")
+    assert type(_registry.get_strategy("serial")) is type(built_in)
+    assert autopar.strategy_names()[0] == "serial"
+    with pytest.raises(ValueError, match="nothing to undo"):
+        _registry.unregister_strategy("serial")
 
 
 def test_imap_fake_strategy_runs_every_item(errors_first: str) -> None:

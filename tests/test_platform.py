@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import textwrap
@@ -13,7 +14,6 @@ import attrs
 import pytest
 
 import helpers
-from autopar import _platform
 from autopar._main_module import in_main_bootstrap, main_importable
 from autopar._model import PlatformFacts
 from autopar._platform import (
@@ -27,6 +27,7 @@ from autopar._platform import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
 #: Deadlock guard for child interpreters, not a measurement.
@@ -51,10 +52,10 @@ def _real_count(tmp_path: Path) -> int:
 
 
 @pytest.fixture(name="many_cpus")
-def _many_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Pretend the machine has 64 CPUs, so cgroup quotas are the only limit."""
+def _many_cpus(monkeypatch: pytest.MonkeyPatch) -> Callable[..., int]:
+    """``cpu_count`` on a machine of 64 CPUs, all in the affinity set, so cgroup quotas are the only limit."""
     monkeypatch.setattr(os, "cpu_count", lambda: 64)
-    monkeypatch.setattr(_platform, "_default_affinity", lambda: set(range(64)))
+    return functools.partial(cpu_count, affinity=lambda: set(range(64)))
 
 
 def _run_python(args: list[str], cwd: Path, stdin: str | None = None) -> str:
@@ -72,7 +73,6 @@ def test_cpu_count_real_when_cgroup_root_missing(tmp_path: Path) -> None:
     assert _real_count(tmp_path) >= 1
 
 
-@pytest.mark.usefixtures("many_cpus")
 @pytest.mark.parametrize(
     ("cpu_max", "expected"),
     [
@@ -85,10 +85,12 @@ def test_cpu_count_real_when_cgroup_root_missing(tmp_path: Path) -> None:
         ("250000 50000", 5),
     ],
 )
-def test_cpu_count_follows_cgroup_v2_cpu_max(tmp_path: Path, cpu_max: str, expected: int) -> None:
+def test_cpu_count_follows_cgroup_v2_cpu_max(
+    many_cpus: Callable[..., int], tmp_path: Path, cpu_max: str, expected: int
+) -> None:
     """``cpu.max`` limits the count to its quota over period, rounded up; ``max`` means no limit."""
     _write(tmp_path, "cpu.max", cpu_max)
-    assert cpu_count(cgroup_root=tmp_path) == expected
+    assert many_cpus(cgroup_root=tmp_path) == expected
 
 
 def test_cpu_count_v2_quota_capped_by_real_count(tmp_path: Path) -> None:
@@ -100,73 +102,70 @@ def test_cpu_count_v2_quota_capped_by_real_count(tmp_path: Path) -> None:
     assert cpu_count(cgroup_root=tmp_path) == real
 
 
-@pytest.mark.usefixtures("many_cpus")
 @pytest.mark.parametrize("controller", ["cpu", "cpu,cpuacct"])
 @pytest.mark.parametrize(
     ("quota", "period", "expected"),
     [("-1", "100000", 64), ("200000", "100000", 2), ("50000", "100000", 1), ("350000", "100000", 4)],
 )
 def test_cpu_count_follows_cgroup_v1_quota(
-    tmp_path: Path, controller: str, quota: str, period: str, expected: int
+    many_cpus: Callable[..., int], tmp_path: Path, controller: str, quota: str, period: str, expected: int
 ) -> None:
     """``cpu.cfs_quota_us`` over ``cpu.cfs_period_us`` limits the count; a quota of -1 means no limit."""
     _write(tmp_path, f"{controller}/cpu.cfs_quota_us", quota + "\n")
     _write(tmp_path, f"{controller}/cpu.cfs_period_us", period + "\n")
-    assert cpu_count(cgroup_root=tmp_path) == expected
+    assert many_cpus(cgroup_root=tmp_path) == expected
 
 
-@pytest.mark.usefixtures("many_cpus")
-def test_cpu_count_v1_quota_ignored_without_period(tmp_path: Path) -> None:
+def test_cpu_count_v1_quota_ignored_without_period(many_cpus: Callable[..., int], tmp_path: Path) -> None:
     """A quota without its period cannot be turned into CPUs, so it is no limit."""
     _write(tmp_path, "cpu/cpu.cfs_quota_us", "200000")
-    assert cpu_count(cgroup_root=tmp_path) == 64
+    assert many_cpus(cgroup_root=tmp_path) == 64
 
 
-@pytest.mark.usefixtures("many_cpus")
-def test_cpu_count_smallest_limit_when_v1_and_v2_both_present(tmp_path: Path) -> None:
+def test_cpu_count_smallest_limit_when_v1_and_v2_both_present(many_cpus: Callable[..., int], tmp_path: Path) -> None:
     """When several limits apply, the tightest one wins."""
     _write(tmp_path, "cpu.max", "800000 100000")
     _write(tmp_path, "cpu/cpu.cfs_quota_us", "300000")
     _write(tmp_path, "cpu/cpu.cfs_period_us", "100000")
-    assert cpu_count(cgroup_root=tmp_path) == 3
-    assert cpu_count(cgroup_root=tmp_path, affinity=lambda: {0, 1}) == 2
+    assert many_cpus(cgroup_root=tmp_path) == 3
+    assert many_cpus(cgroup_root=tmp_path, affinity=lambda: {0, 1}) == 2
 
 
-@pytest.mark.usefixtures("many_cpus")
 @pytest.mark.parametrize(
     "cpu_max",
     ["", "banana", "max", "100000", "abc 100000", "100000 abc", "0 100000", "-5 100000", "100000 0", "1 2 3"],
 )
-def test_cpu_count_ignores_garbage_cpu_max(tmp_path: Path, cpu_max: str) -> None:
+def test_cpu_count_ignores_garbage_cpu_max(many_cpus: Callable[..., int], tmp_path: Path, cpu_max: str) -> None:
     """Unparsable or invalid ``cpu.max`` contents are treated as no limit."""
     _write(tmp_path, "cpu.max", cpu_max)
-    assert cpu_count(cgroup_root=tmp_path) == 64
+    assert many_cpus(cgroup_root=tmp_path) == 64
 
 
-@pytest.mark.usefixtures("many_cpus")
 @pytest.mark.parametrize(("quota", "period"), [("lots", "100000"), ("200000", "often"), ("0", "100000"), ("", "")])
-def test_cpu_count_ignores_garbage_v1_files(tmp_path: Path, quota: str, period: str) -> None:
+def test_cpu_count_ignores_garbage_v1_files(
+    many_cpus: Callable[..., int], tmp_path: Path, quota: str, period: str
+) -> None:
     """Unparsable or invalid cgroup v1 files are treated as no limit."""
     _write(tmp_path, "cpu/cpu.cfs_quota_us", quota)
     _write(tmp_path, "cpu/cpu.cfs_period_us", period)
-    assert cpu_count(cgroup_root=tmp_path) == 64
+    assert many_cpus(cgroup_root=tmp_path) == 64
 
 
-@pytest.mark.usefixtures("many_cpus")
-def test_cpu_count_ignores_unreadable_cpu_max(tmp_path: Path) -> None:
+def test_cpu_count_ignores_unreadable_cpu_max(many_cpus: Callable[..., int], tmp_path: Path) -> None:
     """A ``cpu.max`` that is not valid text or not a file is no limit."""
     (tmp_path / "cpu.max").write_bytes(b"\xff\xfe\x00 100000")
-    assert cpu_count(cgroup_root=tmp_path) == 64
+    assert many_cpus(cgroup_root=tmp_path) == 64
     (tmp_path / "cpu.max").unlink()
     (tmp_path / "cpu.max").mkdir()
-    assert cpu_count(cgroup_root=tmp_path) == 64
+    assert many_cpus(cgroup_root=tmp_path) == 64
 
 
-@pytest.mark.usefixtures("many_cpus")
 @pytest.mark.parametrize(("cpus", "expected"), [({0}, 1), ({0, 3, 5}, 3), (set(range(100)), 64), (set(), 64)])
-def test_cpu_count_follows_affinity(tmp_path: Path, cpus: set[int], expected: int) -> None:
+def test_cpu_count_follows_affinity(
+    many_cpus: Callable[..., int], tmp_path: Path, cpus: set[int], expected: int
+) -> None:
     """The affinity set limits the count; an empty answer is no information, not zero CPUs."""
-    assert cpu_count(cgroup_root=tmp_path, affinity=lambda: cpus) == expected
+    assert many_cpus(cgroup_root=tmp_path, affinity=lambda: cpus) == expected
 
 
 def test_cpu_count_affinity_of_one_cpu_on_real_machine(tmp_path: Path) -> None:
@@ -207,8 +206,8 @@ def test_is_gil_enabled_matches_interpreter() -> None:
 
 @linux_only
 def test_probe_platform_sane_on_this_linux_machine() -> None:
-    """The probe describes this Linux interpreter: fork exists, CPUs and memory are positive."""
-    facts = probe_platform()
+    """The probe describes this Linux interpreter: fork exists, CPUs and, when asked for, memory are positive."""
+    facts = probe_platform(memory=True)
     assert facts.system == "linux"
     assert facts.python_version == sys.version_info[:2]
     assert "fork" in facts.start_methods
@@ -240,6 +239,13 @@ def test_probe_platform_rereads_threads_each_call() -> None:
     assert attrs.asdict(during, filter=lambda a, _: a.name in static) == attrs.asdict(
         before, filter=lambda a, _: a.name in static
     )
+
+
+def test_probe_platform_skips_memory_when_told() -> None:
+    """No rule reads memory: a call's probe (``memory=False``) leaves both fields at 0 and the report says so."""
+    facts = probe_platform(memory=False)
+    assert (facts.memory_total_bytes, facts.memory_available_bytes) == (0, 0)
+    assert dict(platform_report(facts))["memory"] == "not probed"
 
 
 def test_probe_platform_leaves_start_method_unset(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ from typing import Any
 import attrs
 import pytest
 
-from autopar._model import MethodVerdict, PlatformFacts
 from autopar._core._safety import (
     PROCESS_METHODS,
     auto_process_methods,
@@ -15,6 +14,7 @@ from autopar._core._safety import (
     method_verdicts,
     require_available,
 )
+from autopar._model import MethodVerdict, PlatformFacts
 
 ALL_POSIX = ("fork", "spawn", "forkserver")
 

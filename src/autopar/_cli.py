@@ -80,7 +80,7 @@ def _load_function(spec: str) -> Any:
 def _info(_args: argparse.Namespace) -> int:
     from ._platform import platform_report
 
-    facts = autopar.probe_platform()
+    facts = autopar.probe_platform(memory=True)
     width = max(len(k) for k, _ in platform_report(facts))
     print(f"autopar {autopar.__version__}")
     for key, value in platform_report(facts):

@@ -89,3 +89,7 @@ def parallel(
     if func is not None:
         return wrap(func)
     return wrap
+
+
+# A public class reports the public path: in reprs and tracebacks, and when pickled by reference.
+Parallel.__module__ = "autopar"

@@ -86,3 +86,8 @@ class RemoteTraceback(Exception):
 
 class UnsafeStrategyWarning(UserWarning):
     """A forced strategy is available here but known to be unsafe (fork after threads, fork on macOS)."""
+
+
+# Public classes report the public path: in reprs and tracebacks, and when pickled by reference.
+AutoparError.__module__ = WorkerCrashedError.__module__ = SerializationError.__module__ = "autopar"
+RemoteError.__module__ = UnsafeStrategyWarning.__module__ = "autopar"

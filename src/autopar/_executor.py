@@ -424,3 +424,7 @@ class Executor(concurrent.futures.Executor):
             pools = list(self._pools.values())
         for pool in pools:
             pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
+# A public class reports the public path: in reprs and tracebacks, and when pickled by reference.
+Executor.__module__ = "autopar"

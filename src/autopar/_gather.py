@@ -27,7 +27,7 @@ logger = logging.getLogger("autopar")
 
 def call_facts() -> PlatformFacts:
     """Platform facts for this call: the call site's main guard, not counting autopar's idle threads."""
-    facts = probe_platform()
+    facts = probe_platform(memory=False)
     own = _pools.idle_threads()
     unguarded = called_without_main_guard()
     if own or unguarded:

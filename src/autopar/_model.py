@@ -272,3 +272,7 @@ class Decision:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dictionary of the decision."""
         return attrs.asdict(self, recurse=True, value_serializer=jsonable)
+
+
+# Public classes report the public path: in reprs and tracebacks, and when pickled by reference.
+PlatformFacts.__module__ = Measurements.__module__ = Candidate.__module__ = Decision.__module__ = "autopar"

@@ -1,12 +1,11 @@
 """Probes the machine and the interpreter into ``PlatformFacts``.
 
-This module owns every OS call behind the facts the pure layers reason about:
-the usable CPU count (affinity and cgroup v1/v2 quotas, with the cgroup root as
-a parameter so tests write fake files), thread counts, memory and the start
-methods of ``multiprocessing``; ``_main_module`` answers whether ``__main__``
+This module owns every OS call behind the facts the pure layers reason about: the usable CPU
+count (affinity and cgroup v1/v2 quotas, both injectable for tests), thread counts, memory
+and the start methods of ``multiprocessing``; ``_main_module`` answers whether ``__main__``
 can be re-imported by spawn.  ``probe_platform()`` caches what cannot change during a run and
-re-reads the rest on every call, so it stays cheap enough to run per call.
-``platform_report()`` renders facts as rows for ``autopar info``.
+re-reads the rest on every call; calls skip memory, which no rule reads.
+``platform_report()`` renders the rows of ``autopar info``.
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ import psutil  # type: ignore[import-untyped,unused-ignore]
 from ._core import _safety
 from ._main_module import in_main_bootstrap, main_importable
 from ._model import PlatformFacts
+from ._worker import is_inside_worker as in_worker
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -156,24 +156,6 @@ def is_gil_enabled() -> bool:
     return True if check is None else bool(check())
 
 
-def _worker_flag() -> bool:
-    """Ask the worker module whether this process is running an autopar task."""
-    try:
-        from . import _worker  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        # Only a missing worker module means "not a worker"; a broken one must not be hidden.
-        if importlib.util.find_spec(f"{__package__}._worker") is not None:
-            raise
-        return False
-    is_inside: Callable[[], bool] | None = getattr(_worker, "is_inside_worker", None)
-    return bool(is_inside()) if is_inside is not None else False
-
-
-def in_worker() -> bool:
-    """This process is an autopar worker, so a call here is nested."""
-    return _worker_flag()
-
-
 @functools.lru_cache(maxsize=1)
 def _process(pid: int) -> Any:
     """A psutil handle on this process; keyed by pid so a forked child gets its own."""
@@ -232,10 +214,6 @@ def _default_start_method() -> str:
 @functools.cache
 def _static_facts() -> dict[str, Any]:
     """The facts that do not change while the process runs, probed once."""
-    try:
-        memory_total = int(psutil.virtual_memory().total)
-    except (OSError, psutil.Error):
-        memory_total = 0
     return {
         "system": _system(),
         "python_version": (sys.version_info[0], sys.version_info[1]),
@@ -244,33 +222,39 @@ def _static_facts() -> dict[str, Any]:
         "cpu_count": cpu_count(),
         "cpu_logical": os.cpu_count() or 1,
         "cpu_physical": cpu_count_physical(),
-        "memory_total_bytes": memory_total,
         "cloudpickle_available": importlib.util.find_spec("cloudpickle") is not None,
     }
 
 
-def _memory_available_bytes() -> int:
+def _memory_bytes() -> tuple[int, int]:
+    """(total, available) bytes of memory, or zeros where psutil cannot tell."""
     try:
-        return int(psutil.virtual_memory().available)
+        memory = psutil.virtual_memory()
     except (OSError, psutil.Error):
-        return 0
+        return 0, 0
+    return int(memory.total), int(memory.available)
 
 
-def probe_platform() -> PlatformFacts:
+def probe_platform(*, memory: bool = True) -> PlatformFacts:
     """The facts about this machine and interpreter, as of now.
 
-    The static parts (system, Python version, start methods, CPU counts, total
-    memory, cloudpickle) are probed once per process; threads, available
-    memory, the default start method, ``__main__`` and the worker and bootstrap
-    flags are re-read on each call.
+    The static parts (system, Python version, start methods, CPU counts, cloudpickle) are
+    probed once per process; threads, the default start method, ``__main__`` and the worker
+    and bootstrap flags are re-read on each call.
+
+    Args:
+        memory: also read total and available memory; ``False`` leaves both at 0 and saves
+            the system call (every ``map`` call probes without it: no rule reads memory).
     """
     python_threads, native_threads = count_threads()
+    memory_total, memory_available = _memory_bytes() if memory else (0, 0)
     return PlatformFacts(
         **_static_facts(),
         default_start_method=_default_start_method(),
         python_threads=python_threads,
         native_threads=native_threads,
-        memory_available_bytes=_memory_available_bytes(),
+        memory_total_bytes=memory_total,
+        memory_available_bytes=memory_available,
         main_importable=main_importable(),
         in_worker=in_worker(),
         in_main_bootstrap=in_main_bootstrap(),
@@ -284,6 +268,11 @@ def _verdict_text(verdict: MethodVerdict) -> str:
     if not verdict.available:
         return f"not available: {verdict.reason}"
     return f"available, {'safe' if verdict.safe else 'unsafe'}: {verdict.reason}"
+
+
+def _memory_text(facts: PlatformFacts) -> str:
+    total, available = facts.memory_total_bytes / _GiB, facts.memory_available_bytes / _GiB
+    return f"{total:.1f} GiB total, {available:.1f} GiB available" if total else "not probed"
 
 
 def platform_report(facts: PlatformFacts) -> list[tuple[str, str]]:
@@ -302,10 +291,7 @@ def platform_report(facts: PlatformFacts) -> list[tuple[str, str]]:
         ("auto process methods", ", ".join(auto) if auto else "none (auto uses serial or threads)"),
         ("CPUs", f"{facts.cpu_logical} logical, {physical} physical, {facts.cpu_count} usable"),
         ("threads", f"{facts.python_threads} Python, {facts.native_threads} native"),
-        (
-            "memory",
-            f"{facts.memory_total_bytes / _GiB:.1f} GiB total, {facts.memory_available_bytes / _GiB:.1f} GiB available",
-        ),
+        ("memory", _memory_text(facts)),
         ("__main__", "importable file" if facts.main_importable else "not a file (REPL, python -c or notebook)"),
         (
             "cloudpickle",

@@ -17,11 +17,11 @@ if TYPE_CHECKING:
 
     from ._types import Strategy
 
-__all__ = ["get_strategy", "is_registered", "register_strategy", "strategy_names"]
+__all__ = ["get_strategy", "is_registered", "register_strategy", "strategy_names", "unregister_strategy"]
 
 _PROCESS = "autopar._strategies._process"
-#: name -> a factory, or (module, class name, constructor arguments) imported on first use.
-_registry: dict[str, Callable[[], Strategy] | tuple[str, str, tuple[Any, ...]]] = {
+#: The built-in strategies: name -> (module, class name, constructor arguments), imported on first use.
+_BUILT_IN: dict[str, Callable[[], Strategy] | tuple[str, str, tuple[Any, ...]]] = {
     "serial": ("autopar._strategies._serial", "SerialStrategy", ()),
     "threads": ("autopar._strategies._threads", "ThreadStrategy", ()),
     "fork": (_PROCESS, "ProcessStrategy", ("fork",)),
@@ -29,6 +29,8 @@ _registry: dict[str, Callable[[], Strategy] | tuple[str, str, tuple[Any, ...]]] 
     "spawn": (_PROCESS, "ProcessStrategy", ("spawn",)),
     "dask": ("autopar._strategies._dask", "DaskStrategy", ()),
 }
+#: Every registered strategy: the built-ins, replaced or not, and the plugins' factories.
+_registry = dict(_BUILT_IN)
 _instances: dict[str, Strategy] = {}
 _lock = threading.Lock()
 
@@ -52,6 +54,25 @@ def register_strategy(name: str, factory: Callable[[], Strategy], *, replace: bo
             msg = f"strategy {name!r} is already registered; pass replace=True to replace it"
             raise ValueError(msg)
         _registry[name] = factory
+        _instances.pop(name, None)
+
+
+def unregister_strategy(name: str) -> None:
+    """Undo ``register_strategy(name, ...)``: a plugin's name goes away, a replaced built-in comes back.
+
+    For tests and for plugins that remove themselves; pools already built keep running until shut down.
+
+    Raises:
+        ValueError: ``name`` is not registered, or is a built-in that was never replaced.
+    """
+    with _lock:
+        if name not in _registry or _registry[name] is _BUILT_IN.get(name):
+            msg = f"strategy {name!r} was not registered with register_strategy; nothing to undo"
+            raise ValueError(msg)
+        if name in _BUILT_IN:
+            _registry[name] = _BUILT_IN[name]
+        else:
+            del _registry[name]
         _instances.pop(name, None)
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "close_owned",
     "cluster_threads",
     "find_cluster",
+    "forget_unreachable",
     "probe_cluster",
     "require_cluster",
 ]
@@ -93,11 +94,11 @@ def _stop_failed_client(exc: BaseException) -> None:
         tb = tb.tb_next
 
 
-def _connect(address: str) -> Cluster:
+def _connect(address: str, timeout_s: float) -> Cluster:
     """autopar's own client of the scheduler at ``address``, opened on first use.
 
     Raises:
-        ConnectionError: no scheduler answered there within ``_CONNECT_TIMEOUT_S`` (now, or
+        ConnectionError: no scheduler answered there within ``timeout_s`` (now, or
             less than ``_RETRY_AFTER_S`` ago).
     """
     with _lock:
@@ -107,10 +108,10 @@ def _connect(address: str) -> Cluster:
         raise ConnectionError(failed[1])
     if client is None or client.status != "running":
         try:
-            client = distributed.Client(address, set_as_default=False, timeout=_CONNECT_TIMEOUT_S)  # type: ignore[no-untyped-call]
+            client = distributed.Client(address, set_as_default=False, timeout=timeout_s)  # type: ignore[no-untyped-call]
         except (OSError, TimeoutError) as exc:
             _stop_failed_client(exc)
-            msg = f"could not connect to the Dask scheduler at {address!r} within {_CONNECT_TIMEOUT_S:g} s: {exc}"
+            msg = f"could not connect to the Dask scheduler at {address!r} within {timeout_s:g} s: {exc}"
             with _lock:
                 _unreachable[address] = (time.monotonic(), msg)
             raise ConnectionError(msg) from exc
@@ -126,14 +127,18 @@ def _connect(address: str) -> Cluster:
     return Cluster(client, owned=True, reference=address)
 
 
-def find_cluster(option: Any) -> Cluster | None:
+def find_cluster(option: Any, *, connect_timeout_s: float = _CONNECT_TIMEOUT_S) -> Cluster | None:
     """The cluster named by the ``dask`` option, else the program's default client, else None.
+
+    Args:
+        option: a ``distributed.Client``, a scheduler address, or None.
+        connect_timeout_s: how long a scheduler at an address may take to answer.
 
     Raises:
         ConnectionError: the option is an address and no scheduler answers there.
     """
     if isinstance(option, str):
-        return _connect(option)
+        return _connect(option, connect_timeout_s)
     if option is not None:
         return Cluster(option, owned=False, reference=option)
     try:
@@ -141,6 +146,12 @@ def find_cluster(option: Any) -> Cluster | None:
     except ValueError:  # the program made no client
         return None
     return Cluster(client, owned=False, reference=client)
+
+
+def forget_unreachable() -> None:
+    """Forget which addresses did not answer, so the next call tries each of them again."""
+    with _lock:
+        _unreachable.clear()
 
 
 def require_cluster(option: Any) -> Cluster:
