@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import autopar
+from autopar import _registry
 from autopar._core._sizing import TAIL_CHUNKS_PER_WORKER
 from autopar._dispatch import Dispatch
 from autopar._model import PoolSpec
@@ -100,8 +101,11 @@ def test_map_shrinks_only_a_chosen_chunksize(chunksize: int | None, tail_shrinks
             pools.append(_RecordingPool(workers))
             return pools[-1]
 
-    autopar.register_strategy("recording-chunks", Recording, replace=True)
-    out = autopar.map(abs, range(-20, 0), strategy="recording-chunks", workers=2, chunksize=chunksize)
+    autopar.register_strategy("recording-chunks", Recording)
+    try:
+        out = autopar.map(abs, range(-20, 0), strategy="recording-chunks", workers=2, chunksize=chunksize)
+    finally:
+        _registry.unregister_strategy("recording-chunks")
     assert out == list(range(20, 0, -1))
     sizes = [size for pool in pools for _, size in pool.tasks]
     assert sum(sizes) == 20
