@@ -32,7 +32,6 @@ LAYERS: dict[str, int] = {
     "_shared": 2,
     "_progress": 2,
     "_registry": 2,
-    "_futures": 2,
     "_submit_choice": 2,
     "_strategies": 3,
     "_pools": 3,

@@ -23,7 +23,7 @@ import pytest
 
 import autopar
 from autopar import _executor, _plan
-from autopar._futures import _Star
+from autopar._executor._pools import _Star
 from autopar._model import PlatformFacts
 from autopar._submit_choice import _choose_for_submit, _identity
 from helpers import countdown, fail_on_3, pid_of, record_square, sleep_for, square

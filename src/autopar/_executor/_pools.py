@@ -19,10 +19,10 @@ from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
 
-from ._errors import WorkerCrashedError
+from .._errors import WorkerCrashedError
 
 if TYPE_CHECKING:
-    from ._types import P, T
+    from .._types import P, T
 
 _SHUTDOWN_MSG = "cannot schedule new futures after shutdown"
 

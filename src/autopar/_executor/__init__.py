@@ -19,7 +19,7 @@ The executor owns the pools it creates (they are not autopar's shared pools)
 and ``shutdown`` shuts every one of them down.  A future of a process pool
 reports a dead worker as ``WorkerCrashedError``, a subclass of the
 ``BrokenProcessPool`` that ``ProcessPoolExecutor`` raises.  That future, the
-serial executor and ``map``'s adapters live in ``_futures``; auto's rule for
+serial executor and ``map``'s adapters live in ``_pools``; auto's rule for
 ``submit`` lives in ``_submit_choice``.
 """
 
@@ -34,8 +34,15 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._config import resolve, validate_options
-from ._futures import (
+from .._config import resolve, validate_options
+from .._main_module import process_context
+from .._plan import warn_unsafe as _warn_unsafe
+from .._platform import probe_platform
+from .._run import _progress_callback, run_imap
+from .._safety import PROCESS_METHODS, require_available
+from .._serialize import ship_problem
+from .._submit_choice import _PROBE_CALLS, _choose_for_submit, _identity, _pickles, _Probe
+from ._pools import (
     _SHUTDOWN_MSG,
     _common_length,
     _crash_error,
@@ -46,20 +53,13 @@ from ._futures import (
     _translated,
     _Zip,
 )
-from ._main_module import process_context
-from ._plan import warn_unsafe as _warn_unsafe
-from ._platform import probe_platform
-from ._run import _progress_callback, run_imap
-from ._safety import PROCESS_METHODS, require_available
-from ._serialize import ship_problem
-from ._submit_choice import _PROBE_CALLS, _choose_for_submit, _identity, _pickles, _Probe
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable, Iterable, Iterator
     from concurrent.futures import Future
 
-    from ._model import Options
-    from ._types import P, T
+    from .._model import Options
+    from .._types import P, T
 
 __all__ = ["Executor"]
 
