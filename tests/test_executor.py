@@ -23,7 +23,7 @@ import pytest
 
 import autopar
 from autopar import _executor, _plan
-from autopar._executor._pools import _Star
+from autopar._executor._map import Star
 from autopar._model import PlatformFacts
 from autopar._submit_choice import _choose_for_submit, _identity
 from helpers import countdown, fail_on_3, pid_of, record_square, sleep_for, square
@@ -461,7 +461,7 @@ def test_submit_auto_lambda_stays_on_threads() -> None:
 
 def test_star_pickles_for_spawn_workers() -> None:
     """The wrapper auto maps over several iterables pickles by reference, so spawn workers can receive it."""
-    star = pickle.loads(pickle.dumps(_Star(pow)))
+    star = pickle.loads(pickle.dumps(Star(pow)))
     assert star((2, 5)) == 32
 
 

@@ -29,30 +29,18 @@ import concurrent.futures
 import sys
 import threading
 import time
-from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .._config import resolve, validate_options
-from .._main_module import process_context
+from .._config import resolve
 from .._plan import warn_unsafe as _warn_unsafe
 from .._platform import probe_platform
-from .._run import _progress_callback, run_imap
 from .._safety import PROCESS_METHODS, require_available
 from .._serialize import ship_problem
 from .._submit_choice import _PROBE_CALLS, _choose_for_submit, _identity, _pickles, _Probe
-from ._pools import (
-    _SHUTDOWN_MSG,
-    _common_length,
-    _crash_error,
-    _LinkedFuture,
-    _ReturnErrors,
-    _SerialExecutor,
-    _Star,
-    _translated,
-    _Zip,
-)
+from ._map import map_auto, map_forced
+from ._pools import PoolSet
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable, Iterable, Iterator
@@ -131,9 +119,8 @@ class Executor(concurrent.futures.Executor):
         ):
             msg = "max_tasks_per_worker needs Python 3.11 or later for autopar.Executor (ProcessPoolExecutor's max_tasks_per_child); use autopar.map or autopar.imap instead"
             raise ValueError(msg)
+        self._pools = PoolSet(self._opts, self._facts, replace_broken=name == "auto")
         self._lock = threading.Lock()
-        self._shutdown = False
-        self._pools: dict[str, concurrent.futures.Executor] = {}
         self._probes: dict[Hashable, _Probe] = {}
         self._choices: dict[Hashable, str] = {}
         self._timing = 0  # calls being timed right now: how many share the GIL
@@ -144,59 +131,8 @@ class Executor(concurrent.futures.Executor):
         return self._opts.strategy
 
     def __repr__(self) -> str:
-        state = "shut down" if self._shutdown else "open"
+        state = "shut down" if self._pools.is_shut_down else "open"
         return f"<autopar.Executor strategy={self.strategy!r} workers={self._opts.workers} {state}>"
-
-    # -- pools ----------------------------------------------------------------
-
-    def _new_pool(self, name: str) -> concurrent.futures.Executor:
-        opts = self._opts
-        if name == "serial":
-            return _SerialExecutor(opts.initializer, opts.initargs)
-        if name == "threads":
-            return concurrent.futures.ThreadPoolExecutor(
-                max_workers=opts.workers or min(32, self._facts.cpu_count + 4),
-                thread_name_prefix="autopar-executor",
-                initializer=opts.initializer,
-                initargs=opts.initargs,
-            )
-        extra: dict[str, Any] = {}
-        if opts.max_tasks_per_worker is not None:
-            extra["max_tasks_per_child"] = opts.max_tasks_per_worker
-        return concurrent.futures.ProcessPoolExecutor(
-            max_workers=opts.workers or self._facts.cpu_count,
-            mp_context=process_context(name),
-            initializer=opts.initializer,
-            initargs=opts.initargs,
-            **extra,
-        )
-
-    def _pool(self, name: str, *, broken: concurrent.futures.Executor | None = None) -> concurrent.futures.Executor:
-        """The executor's pool for ``name``, started on first use; a new one if it is still ``broken``."""
-        with self._lock:
-            if self._shutdown:
-                raise RuntimeError(_SHUTDOWN_MSG)
-            pool = self._pools.get(name)
-            if pool is None or pool is broken:
-                pool = self._pools[name] = self._new_pool(name)
-        if broken is not None and pool is not broken:
-            broken.shutdown(wait=False)
-        return pool
-
-    def _submit_to(
-        self, name: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Future[Any]:
-        if name not in PROCESS_METHODS:
-            return self._pool(name).submit(fn, *args, **kwargs)
-        pool = self._pool(name)
-        try:
-            inner = pool.submit(fn, *args, **kwargs)
-        except BrokenProcessPool as exc:
-            if self.strategy != "auto":
-                raise _crash_error(exc, name, at_submit=True) from exc
-            # Nothing was queued: auto replaces its broken pool (once, whichever thread sees it first).
-            inner = self._pool(name, broken=pool).submit(fn, *args, **kwargs)
-        return _LinkedFuture(inner, name, auto=self.strategy == "auto")
 
     # -- submit ---------------------------------------------------------------
 
@@ -208,13 +144,13 @@ class Executor(concurrent.futures.Executor):
             WorkerCrashedError: a forced process pool is broken by a dead worker.
         """
         if self.strategy != "auto":
-            return self._submit_to(self.strategy, fn, args, kwargs)
+            return self._pools.submit(self.strategy, fn, args, kwargs)
         key = _identity(fn)
         with self._lock:
             choice = self._choices.get(key)
         if choice is None:
-            return self._pool("threads").submit(self._timed, key, fn, args, kwargs)
-        return self._submit_to(choice, fn, args, kwargs)
+            return self._pools.get("threads").submit(self._timed, key, fn, args, kwargs)
+        return self._pools.submit(choice, fn, args, kwargs)
 
     def _timed(self, key: Hashable, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Run one call on a pool thread, timing it for auto's choice."""
@@ -297,95 +233,12 @@ class Executor(concurrent.futures.Executor):
             raise TypeError(msg)
         timeout = self._opts.timeout if timeout is None else timeout
         chunksize = chunksize or self._opts.chunksize
-        end = None if timeout is None else time.monotonic() + timeout
-        total = _common_length(iterables)
         if self.strategy == "auto":
-            with self._lock:
-                if self._shutdown:
-                    raise RuntimeError(_SHUTDOWN_MSG)
-            return self._map_auto(fn, iterables, end, chunksize)
-        func = _ReturnErrors(fn) if self._opts.errors == "return" else fn
-        results = self._pool(self.strategy).map(func, *iterables, timeout=timeout, chunksize=chunksize or 1)
-        return self._following(results, total)
-
-    def _following(self, results: Iterator[Any], total: int | None) -> Iterator[Any]:
-        """``results`` with progress reported, a dead worker translated, and no reference kept to a result."""
-        progress = _progress_callback(self._opts.progress, total)
-        done = 0
-        box: list[Any] = []
-        end = object()
-        try:
-            while True:
-                try:
-                    box.append(next(results, end))
-                except BrokenProcessPool as exc:
-                    raise _translated(exc, self.strategy) from exc
-                if box[-1] is end:
-                    return
-                done += 1
-                if progress is not None:
-                    progress(done, total)
-                yield box.pop()  # the yield hands the only reference to the caller
-        finally:
-            close = getattr(results, "close", None)
-            if close is not None:
-                close()
-
-    def _map_auto(
-        self, fn: Callable[..., Any], iterables: tuple[Iterable[Any], ...], end: float | None, chunksize: int | None
-    ) -> Iterator[Any]:
-        items: Iterable[Any]
-        if len(iterables) == 1:
-            func, items = fn, iterables[0]
-            if isinstance(items, (str, bytes)):
-                items = list(items)
-        else:
-            length = _common_length(iterables)
-            func, items = _Star(fn), zip(*iterables, strict=False) if length is None else _Zip(iterables, length)
-        opts = self._opts
-        call = {
-            "workers": opts.workers,
-            "chunksize": chunksize,
-            "initializer": opts.initializer,
-            "initargs": opts.initargs if opts.initializer is not None else None,
-            "max_tasks_per_worker": opts.max_tasks_per_worker,
-            "errors": opts.errors,
-            "progress": opts.progress,
-        }
-        call = validate_options({k: v for k, v in call.items() if v is not None})
-        return self._auto_results(func, items, call, end)
-
-    def _auto_results(
-        self, func: Callable[[Any], Any], items: Iterable[Any], call: dict[str, Any], end: float | None
-    ) -> Iterator[Any]:
-        if end is not None:
-            left = end - time.monotonic()
-            if left <= 0:
-                raise concurrent.futures.TimeoutError
-            call["timeout"] = left
-        results = run_imap(func, items, call, {}, ordered=True)
-        box: list[Any] = []
-        done = object()
-        try:
-            while True:
-                waiting_since = time.monotonic()
-                try:
-                    box.append(next(results, done))
-                except TimeoutError as exc:
-                    # The same class on 3.11+; on 3.10 Executor.map's contract is concurrent.futures.TimeoutError.
-                    if isinstance(exc, concurrent.futures.TimeoutError):
-                        raise
-                    raise concurrent.futures.TimeoutError(str(exc)) from exc
-                if box[-1] is done:
-                    return
-                if end is not None and waiting_since < end < time.monotonic():
-                    # The deadline passed while this result was awaited: it was not ready in time, even
-                    # though imap could not stop an item it ran in the caller while calibrating.
-                    msg = "Executor.map: a result was not ready before the timeout"
-                    raise concurrent.futures.TimeoutError(msg)
-                yield box.pop()  # the yield hands the only reference to the caller
-        finally:
-            results.close()  # type: ignore[attr-defined]
+            self._pools.check_open()
+            deadline = None if timeout is None else time.monotonic() + timeout
+            return map_auto(fn, iterables, self._opts, deadline=deadline, chunksize=chunksize)
+        pool = self._pools.get(self.strategy)
+        return map_forced(pool, fn, iterables, self._opts, timeout=timeout, chunksize=chunksize)
 
     # -- shutdown -------------------------------------------------------------
 
@@ -396,8 +249,4 @@ class Executor(concurrent.futures.Executor):
             wait: wait for running and pending calls to finish and workers to exit.
             cancel_futures: cancel the calls that have not started.
         """
-        with self._lock:
-            self._shutdown = True
-            pools = list(self._pools.values())
-        for pool in pools:
-            pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+        self._pools.shutdown(wait=wait, cancel_futures=cancel_futures)

@@ -1,12 +1,20 @@
-"""What ``autopar.Executor`` hands its calls to and wraps around them, besides the standard pools.
+"""The pools an ``autopar.Executor`` owns, and what it wraps around their futures.
 
-``_SerialExecutor`` runs each call at once in the caller (the ``"serial"``
-strategy).  ``_LinkedFuture`` follows a ``ProcessPoolExecutor`` future and
-reports a dead worker as ``WorkerCrashedError`` (``_crash_error`` and
-``_translated`` build that error).  ``_Star``, ``_ReturnErrors`` and ``_Zip``
-adapt ``map``'s function and iterables: picklable wrappers, so process
-workers can run them, and a ``zip`` that keeps the input's length for
-progress totals.
+Data flow::
+
+    Executor.submit / map -> PoolSet.get(name): the pool for a strategy, started on first use
+                               "serial"                      -> SerialExecutor, in the caller
+                               "threads"                     -> ThreadPoolExecutor
+                               "fork", "forkserver", "spawn" -> ProcessPoolExecutor
+                          -> PoolSet.submit: a process pool's future wrapped in a LinkedFuture,
+                             which reports a dead worker as WorkerCrashedError (crash_error)
+
+``PoolSet`` keeps one pool per strategy name under its lock.  A process pool
+broken by a dead worker stays broken for a forced strategy (as
+``ProcessPoolExecutor`` does); under auto, ``get(name, broken=pool)`` starts a
+new one in its place.  ``shutdown`` shuts every pool down and makes ``get``
+raise ``RuntimeError`` from then on.  These pools are the executor's own, not
+autopar's shared pools.
 """
 
 from __future__ import annotations
@@ -14,24 +22,33 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sized
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
 
+from .._decide import default_workers
 from .._errors import WorkerCrashedError
+from .._main_module import process_context
+from .._safety import PROCESS_METHODS
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+
+    from .._model import Options, PlatformFacts
     from .._types import P, T
 
-_SHUTDOWN_MSG = "cannot schedule new futures after shutdown"
+__all__ = ["SHUTDOWN_MSG", "LinkedFuture", "PoolSet", "SerialExecutor", "crash_error", "translated"]
+
+#: The standard executors' message for a call after shutdown.
+SHUTDOWN_MSG = "cannot schedule new futures after shutdown"
 
 
-def _crash_error(
-    exc: BrokenProcessPool, method: str, *, at_submit: bool = False, auto: bool = False
+def crash_error(
+    exc: BrokenProcessPool, method: str, *, at_submit: bool = False, replace_broken: bool = False
 ) -> WorkerCrashedError:
+    """``WorkerCrashedError`` for a process pool broken by a dead worker, with ``exc`` as its cause."""
     what = "an earlier call" if at_submit else "this call"
-    then = "the next call starts a new one" if auto else "later calls fail too: create a new Executor"
+    then = "the next call starts a new one" if replace_broken else "later calls fail too: create a new Executor"
     msg = (
         f"a {method} worker process of autopar.Executor died while {what} was running or pending "
         f"(likely a segmentation fault, os._exit() or the out-of-memory killer); the process pool is broken, {then}. "
@@ -42,24 +59,25 @@ def _crash_error(
     return error
 
 
-def _translated(exc: BaseException, method: str, *, auto: bool = False) -> BaseException:
+def translated(exc: BaseException, method: str, *, replace_broken: bool = False) -> BaseException:
+    """``exc``, or ``WorkerCrashedError`` in its place if it is the standard library's ``BrokenProcessPool``."""
     if isinstance(exc, BrokenProcessPool) and not isinstance(exc, WorkerCrashedError):
-        return _crash_error(exc, method, auto=auto)
+        return crash_error(exc, method, replace_broken=replace_broken)
     return exc
 
 
-class _LinkedFuture(Future[Any]):
+class LinkedFuture(Future[Any]):
     """Follows a process pool's future, reporting a dead worker as ``WorkerCrashedError``.
 
     ``cancel()`` and ``running()`` ask the pool's future, so cancellation works as
     in ``ProcessPoolExecutor``; the outcome is copied over once that future is done.
     """
 
-    def __init__(self, inner: Future[Any], method: str, *, auto: bool) -> None:
+    def __init__(self, inner: Future[Any], method: str, *, replace_broken: bool) -> None:
         super().__init__()
         self._inner: Future[Any] | None = inner
         self._method = method
-        self._auto = auto
+        self._replace_broken = replace_broken
         inner.add_done_callback(self._follow)
 
     def cancel(self) -> bool:
@@ -82,11 +100,11 @@ class _LinkedFuture(Future[Any]):
             if exc is None:
                 self.set_result(inner.result())
             else:
-                self.set_exception(_translated(exc, self._method, auto=self._auto))
+                self.set_exception(translated(exc, self._method, replace_broken=self._replace_broken))
         self._inner = None  # the pool's future refers to this one through its callback: no cycle
 
 
-class _SerialExecutor(concurrent.futures.Executor):
+class SerialExecutor(concurrent.futures.Executor):
     """Runs each call at once in the calling thread; ``submit`` returns a finished future."""
 
     def __init__(self, initializer: Callable[..., object] | None, initargs: tuple[Any, ...]) -> None:
@@ -98,7 +116,7 @@ class _SerialExecutor(concurrent.futures.Executor):
 
     def _start(self) -> None:
         if self._shutdown:
-            raise RuntimeError(_SHUTDOWN_MSG)
+            raise RuntimeError(SHUTDOWN_MSG)
         with self._lock:
             if self._initialized or self._initializer is None:
                 return
@@ -138,44 +156,97 @@ class _SerialExecutor(concurrent.futures.Executor):
         self._shutdown = True
 
 
-class _Star:
-    """``fn(*args)`` as a function of one tuple, picklable when ``fn`` is (for spawn workers)."""
+def _new_pool(name: str, opts: Options, facts: PlatformFacts) -> concurrent.futures.Executor:
+    workers = opts.workers or default_workers(name, facts)
+    if name == "serial":
+        return SerialExecutor(opts.initializer, opts.initargs)
+    if name == "threads":
+        return concurrent.futures.ThreadPoolExecutor(
+            max_workers=workers,
+            thread_name_prefix="autopar-executor",
+            initializer=opts.initializer,
+            initargs=opts.initargs,
+        )
+    extra: dict[str, Any] = {}
+    if opts.max_tasks_per_worker is not None:
+        extra["max_tasks_per_child"] = opts.max_tasks_per_worker
+    return concurrent.futures.ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=process_context(name),
+        initializer=opts.initializer,
+        initargs=opts.initargs,
+        **extra,
+    )
 
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        self.fn = fn
 
-    def __call__(self, args: tuple[Any, ...]) -> Any:
-        return self.fn(*args)
+class PoolSet:
+    """An executor's pools, one per strategy name, each started on first use.
 
+    Args:
+        opts: the executor's options: workers, initializer, ``max_tasks_per_worker``.
+        facts: the platform, for the default number of workers.
+        replace_broken: replace a process pool broken by a dead worker on its
+            next use (auto) instead of failing every later call (a forced strategy).
+    """
 
-class _ReturnErrors:
-    """``fn(*args)``, with an exception returned as the result (``errors="return"``)."""
+    def __init__(self, opts: Options, facts: PlatformFacts, *, replace_broken: bool) -> None:
+        self._opts = opts
+        self._facts = facts
+        self._replace_broken = replace_broken
+        self._lock = threading.Lock()
+        self._pools: dict[str, concurrent.futures.Executor] = {}
+        self._shut_down = False
 
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        self.fn = fn
+    @property
+    def is_shut_down(self) -> bool:
+        """Whether ``shutdown`` was called."""
+        return self._shut_down
 
-    def __call__(self, *args: Any) -> Any:
+    def check_open(self) -> None:
+        """Raise ``RuntimeError`` as the standard executors do once ``shutdown`` was called."""
+        with self._lock:
+            if self._shut_down:
+                raise RuntimeError(SHUTDOWN_MSG)
+
+    def get(self, name: str, *, broken: concurrent.futures.Executor | None = None) -> concurrent.futures.Executor:
+        """The pool for ``name``, started on first use; a new one if it is still ``broken``.
+
+        Raises:
+            RuntimeError: ``shutdown`` was called.
+        """
+        with self._lock:
+            if self._shut_down:
+                raise RuntimeError(SHUTDOWN_MSG)
+            pool = self._pools.get(name)
+            if pool is None or pool is broken:
+                pool = self._pools[name] = _new_pool(name, self._opts, self._facts)
+        if broken is not None and pool is not broken:
+            broken.shutdown(wait=False)
+        return pool
+
+    def submit(self, name: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]:
+        """``fn(*args, **kwargs)`` on the pool for ``name``; a process pool's future is a ``LinkedFuture``.
+
+        Raises:
+            RuntimeError: ``shutdown`` was called.
+            WorkerCrashedError: a forced process pool is broken by a dead worker.
+        """
+        if name not in PROCESS_METHODS:
+            return self.get(name).submit(fn, *args, **kwargs)
+        pool = self.get(name)
         try:
-            return self.fn(*args)
-        except Exception as exc:
-            return exc
+            inner = pool.submit(fn, *args, **kwargs)
+        except BrokenProcessPool as exc:
+            if not self._replace_broken:
+                raise crash_error(exc, name, at_submit=True) from exc
+            # Nothing was queued: replace the broken pool (once, whichever thread sees it first).
+            inner = self.get(name, broken=pool).submit(fn, *args, **kwargs)
+        return LinkedFuture(inner, name, replace_broken=self._replace_broken)
 
-
-def _common_length(iterables: tuple[Iterable[Any], ...]) -> int | None:
-    if iterables and all(isinstance(it, Sized) for it in iterables):
-        return min(len(it) for it in iterables)  # type: ignore[arg-type]
-    return None
-
-
-class _Zip:
-    """``zip(*iterables)`` that keeps the length of sized iterables, so imap reports progress totals."""
-
-    def __init__(self, iterables: tuple[Iterable[Any], ...], length: int) -> None:
-        self._iterables = iterables
-        self._length = length
-
-    def __len__(self) -> int:
-        return self._length
-
-    def __iter__(self) -> Iterator[tuple[Any, ...]]:
-        return zip(*self._iterables, strict=False)
+    def shutdown(self, *, wait: bool, cancel_futures: bool) -> None:
+        """Shut down every pool started so far, with these arguments; later ``get`` calls raise."""
+        with self._lock:
+            self._shut_down = True
+            pools = list(self._pools.values())
+        for pool in pools:
+            pool.shutdown(wait=wait, cancel_futures=cancel_futures)
