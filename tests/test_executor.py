@@ -22,14 +22,14 @@ import attrs
 import pytest
 
 import autopar
-from autopar import _executor, _plan
+from autopar import _plan
 from autopar._executor._map import Star
 from autopar._model import PlatformFacts
 from autopar._submit_choice import _choose_for_submit, _identity
 from helpers import countdown, fail_on_3, pid_of, record_square, sleep_for, square
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
 STRATEGIES = ("serial", "threads", "fork", "forkserver", "spawn", "auto")
@@ -399,16 +399,24 @@ def test_identity_keys_by_code_without_keeping_instances() -> None:
     assert _identity(pow) == ("builtins", "pow")
 
 
-def test_submit_auto_times_first_calls_then_uses_the_choice(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _scripted(rule: Callable[..., str | None]) -> type[autopar.Executor]:
+    """An Executor whose submit asks ``rule`` instead of auto's own rule."""
+
+    class Scripted(autopar.Executor):
+        submit_rule = staticmethod(rule)
+
+    return Scripted
+
+
+def test_submit_auto_times_first_calls_then_uses_the_choice() -> None:
     """Under auto the first calls of a function run on threads; after 3 calls the chosen process pool runs the rest."""
     seen: list[tuple[Any, ...]] = []
 
     def choose(*args: Any) -> str:
         seen.append(args)
-        return "forkserver" if args[2] >= 3 else ""
+        return "forkserver"
 
-    monkeypatch.setattr(_executor, "_choose_for_submit", choose)
-    with autopar.Executor(workers=2) as executor:
+    with _scripted(choose)(workers=2) as executor:
         first = [executor.submit(pid_of, x).result(timeout=30) for x in range(3)]
         later = [f.result(timeout=30) for f in [executor.submit(pid_of, x) for x in range(4)]]
     assert set(first) == {os.getpid()}
@@ -419,11 +427,10 @@ def test_submit_auto_times_first_calls_then_uses_the_choice(monkeypatch: pytest.
 
 
 @pytest.mark.parametrize("choice", ["threads", "forkserver"])
-def test_submit_auto_never_runs_a_call_twice(choice: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_submit_auto_never_runs_a_call_twice(choice: str, tmp_path: Path) -> None:
     """A burst of submits under auto runs every call exactly once, across the switch from timing to the choice."""
-    monkeypatch.setattr(_executor, "_choose_for_submit", lambda *a: choice if a[2] >= 3 else "")
     log = tmp_path / "calls.log"
-    with autopar.Executor(workers=2) as executor:
+    with _scripted(lambda *_: choice)(workers=2) as executor:
         futures = [executor.submit(record_square, (str(log), x)) for x in range(40)]
         futures += [executor.submit(record_square, (str(log), x)) for x in range(40, 80)]
         results = [f.result(timeout=30) for f in futures]
@@ -441,10 +448,9 @@ def test_submit_auto_real_choice_runs_each_call_once(tmp_path: Path) -> None:
     assert sorted(int(line) for line in log.read_text().split()) == list(range(10))
 
 
-def test_submit_auto_replaces_a_broken_process_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_submit_auto_replaces_a_broken_process_pool() -> None:
     """Under auto a dead worker fails its own call only: the next call of the function gets a new process pool."""
-    monkeypatch.setattr(_executor, "_choose_for_submit", lambda *a: "forkserver" if a[2] >= 3 else "")
-    with autopar.Executor(workers=1) as executor:
+    with _scripted(lambda *_: "forkserver")(workers=1) as executor:
         assert [executor.submit(crash_on_3, x).result(timeout=30) for x in range(3)] == [0, 1, 2]
         error = executor.submit(crash_on_3, 3).exception(timeout=30)
         assert isinstance(error, autopar.WorkerCrashedError)

@@ -3,22 +3,20 @@
 Data flow::
 
     submit(fn, ...)   -> _identity(fn): the key, the function's code
-    first calls       -> run on the executor's threads, timed; summed into a _Probe per key,
-                         with _pickles(arguments and result) for whether they can ship
+    first calls       -> run on the executor's threads, timed; summed per key by the executor's
+                         SubmitRouter, with whether the function, arguments and results pickle
     _PROBE_CALLS done -> _choose_for_submit(cpu_s, wall_s, calls, facts, shippable):
                          "threads" or a process start method, for every later call
 
 The rule is a function of the measurements and ``PlatformFacts`` only; the
-executor keeps the probes and the choices, under its own lock.
+executor's router (``_executor/_router.py``) keeps the probes and the choices,
+under its own lock.
 """
 
 from __future__ import annotations
 
 import functools
-import pickle
 from typing import TYPE_CHECKING, Any
-
-import attrs
 
 from ._safety import auto_process_methods
 
@@ -71,21 +69,3 @@ def _identity(fn: Callable[..., Any]) -> Hashable:
         return code  # type: ignore[no-any-return]
     module = getattr(target, "__module__", None) or type(target).__module__
     return (module, getattr(target, "__qualname__", None) or type(target).__qualname__)
-
-
-def _pickles(obj: object) -> bool:
-    try:
-        pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception:
-        return False
-    return True
-
-
-@attrs.define
-class _Probe:
-    """What auto measured of one function's calls on threads."""
-
-    calls: int = 0
-    cpu_s: float = 0.0
-    wall_s: float = 0.0
-    shippable: bool = True

@@ -3,7 +3,7 @@
 A forced strategy delegates to the standard library, which already implements
 the documented semantics of ``submit``, ``map`` and ``shutdown``::
 
-    "serial"                        -> _SerialExecutor: each call runs at once, in the caller
+    "serial"                        -> SerialExecutor: each call runs at once, in the caller
     "threads"                       -> ThreadPoolExecutor (threads named autopar-executor_N)
     "fork", "forkserver", "spawn"   -> ProcessPoolExecutor(mp_context=get_context(method))
 
@@ -12,42 +12,39 @@ Under ``"auto"``::
     map(fn, *iterables)   -> autopar.imap: calibration, the cost model, autopar's shared pools
     submit(fn, ...)       -> per function, keyed by its code:
                                first calls   -> the executor's thread pool, timed (wall, thread CPU)
-                               _PROBE_CALLS done -> _choose_for_submit: threads or a process pool
+                               _PROBE_CALLS done -> the submit rule: threads or a process pool
                                later calls   -> the chosen pool; a call already submitted never moves
 
-The executor owns the pools it creates (they are not autopar's shared pools)
-and ``shutdown`` shuts every one of them down.  A future of a process pool
-reports a dead worker as ``WorkerCrashedError``, a subclass of the
-``BrokenProcessPool`` that ``ProcessPoolExecutor`` raises.  That future, the
-serial executor and ``map``'s adapters live in ``_pools``; auto's rule for
-``submit`` lives in ``_submit_choice``.
+This module checks the options and delegates: ``_pools`` holds the
+executor's own pools (``PoolSet``; not autopar's shared pools) and the future
+that reports a dead process worker as ``WorkerCrashedError``, a subclass of
+the ``BrokenProcessPool`` that ``ProcessPoolExecutor`` raises; ``_router``
+times and routes auto's submitted calls (``SubmitRouter``); ``_map`` runs
+``map`` both ways.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import sys
-import threading
 import time
-from typing import TYPE_CHECKING, Any
-
-import attrs
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .._config import resolve
-from .._plan import warn_unsafe as _warn_unsafe
+from .._plan import warn_unsafe
 from .._platform import probe_platform
 from .._safety import PROCESS_METHODS, require_available
-from .._serialize import ship_problem
-from .._submit_choice import _PROBE_CALLS, _choose_for_submit, _identity, _pickles, _Probe
 from ._map import map_auto, map_forced
 from ._pools import PoolSet
+from ._router import SubmitRouter, choose_for_submit
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Hashable, Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
     from concurrent.futures import Future
 
-    from .._model import Options
+    from .._model import Options, PlatformFacts
     from .._types import P, T
+    from ._router import SubmitRule
 
 __all__ = ["Executor"]
 
@@ -90,40 +87,31 @@ class Executor(concurrent.futures.Executor):
 
     Raises:
         TypeError: an option not listed above, or a value of the wrong type.
-        ValueError: a bad value, a strategy that is not built in, or a start
+        ValueError: a bad value, a strategy not listed above, or a start
             method this platform does not have.
+
+    Developer note:
+        ``submit_rule`` is the pure rule auto's ``submit`` asks once a
+        function's first calls are timed: ``(cpu_s, wall_s, calls, facts,
+        shippable) -> str | None`` (see ``_router.SubmitRule``).  Tests inject
+        their own by subclassing, ``class Scripted(Executor): submit_rule =
+        staticmethod(rule)``, rather than patching a module; it is not a
+        supported option.
     """
 
+    submit_rule: ClassVar[SubmitRule] = staticmethod(choose_for_submit)
+
     def __init__(self, strategy: str = "auto", workers: int | None = None, **options: Any) -> None:
-        unsupported = sorted(set(options) - _OPTIONS)
-        if unsupported:
-            msg = f"option(s) {', '.join(map(repr, unsupported))} not accepted by autopar.Executor; accepted: {', '.join(sorted(_OPTIONS))} (autopar.map and autopar.imap take every option)"
-            raise TypeError(msg)
-        given = {k: v for k, v in {"workers": workers, **options}.items() if v is not None}
-        if strategy != "auto":
-            given["strategy"] = strategy
-        self._opts: Options = resolve(given)
-        name = self._opts.strategy
-        if name not in _STRATEGIES:
-            msg = f"strategy={name!r} is not accepted by autopar.Executor; accepted: {', '.join(map(repr, _STRATEGIES))} (registered strategies run through autopar.map and autopar.imap)"
-            raise ValueError(msg)
+        self._opts = _resolved(strategy, workers, options)
         self._facts = probe_platform()
-        if name in PROCESS_METHODS:
-            verdict = require_available(name, self._facts)
-            if not verdict.safe:
-                _warn_unsafe(name, verdict.reason)
-        if (
-            self._opts.max_tasks_per_worker is not None
-            and sys.version_info < (3, 11)
-            and name not in ("serial", "threads")
-        ):
-            msg = "max_tasks_per_worker needs Python 3.11 or later for autopar.Executor (ProcessPoolExecutor's max_tasks_per_child); use autopar.map or autopar.imap instead"
-            raise ValueError(msg)
-        self._pools = PoolSet(self._opts, self._facts, replace_broken=name == "auto")
-        self._lock = threading.Lock()
-        self._probes: dict[Hashable, _Probe] = {}
-        self._choices: dict[Hashable, str] = {}
-        self._timing = 0  # calls being timed right now: how many share the GIL
+        _check_platform(self._opts, self._facts)
+        auto = self._opts.strategy == "auto"
+        self._pools = PoolSet(self._opts, self._facts, replace_broken=auto)
+        self._router = SubmitRouter(
+            type(self).submit_rule,
+            main_importable=self._facts.main_importable,
+            exclude_fork=self._opts.max_tasks_per_worker is not None,
+        )
 
     @property
     def strategy(self) -> str:
@@ -134,8 +122,6 @@ class Executor(concurrent.futures.Executor):
         state = "shut down" if self._pools.is_shut_down else "open"
         return f"<autopar.Executor strategy={self.strategy!r} workers={self._opts.workers} {state}>"
 
-    # -- submit ---------------------------------------------------------------
-
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         """Schedule ``fn(*args, **kwargs)``; return a ``concurrent.futures.Future`` for its result.
 
@@ -143,61 +129,10 @@ class Executor(concurrent.futures.Executor):
             RuntimeError: the executor was shut down.
             WorkerCrashedError: a forced process pool is broken by a dead worker.
         """
-        if self.strategy != "auto":
-            return self._pools.submit(self.strategy, fn, args, kwargs)
-        key = _identity(fn)
-        with self._lock:
-            choice = self._choices.get(key)
+        choice = self.strategy if self.strategy != "auto" else self._router.route(fn)
         if choice is None:
-            return self._pools.get("threads").submit(self._timed, key, fn, args, kwargs)
+            return self._pools.get("threads").submit(self._router.timed, fn, args, kwargs)
         return self._pools.submit(choice, fn, args, kwargs)
-
-    def _timed(self, key: Hashable, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """Run one call on a pool thread, timing it for auto's choice."""
-        with self._lock:
-            self._timing += 1
-            busy_start = self._timing
-        wall_0, cpu_0 = time.perf_counter(), time.thread_time()
-        try:
-            result = fn(*args, **kwargs)
-        finally:
-            wall_s, cpu_s = time.perf_counter() - wall_0, time.thread_time() - cpu_0
-            with self._lock:
-                busy = (busy_start + self._timing) / 2
-                self._timing -= 1
-        # k threads of GIL-bound work each get about 1/k of the wall clock: scale back to the
-        # CPU the call would have used alone, capped at its wall time.
-        self._record(key, fn, (args, kwargs, result), min(cpu_s * busy, wall_s), wall_s)
-        return result
-
-    def _record(self, key: Hashable, fn: Callable[..., Any], data: object, cpu_s: float, wall_s: float) -> None:
-        with self._lock:
-            if key in self._choices:
-                return
-            probe = self._probes.setdefault(key, _Probe())
-            if probe.calls >= _PROBE_CALLS:
-                return  # enough calls; another thread is choosing
-            probe.calls += 1
-            probe.cpu_s += cpu_s
-            probe.wall_s += wall_s
-            calls = probe.calls
-        shippable = _pickles(data)
-        if calls == _PROBE_CALLS:
-            shippable = shippable and ship_problem(fn, main_importable=self._facts.main_importable) is None
-        with self._lock:
-            probe.shippable = probe.shippable and shippable
-            if calls < _PROBE_CALLS:
-                return
-        facts = probe_platform()
-        if self._opts.max_tasks_per_worker is not None:
-            # ProcessPoolExecutor rejects max_tasks_per_child with fork.
-            facts = attrs.evolve(facts, start_methods=tuple(m for m in facts.start_methods if m != "fork"))
-        choice = _choose_for_submit(probe.cpu_s, probe.wall_s, probe.calls, facts, probe.shippable)
-        with self._lock:
-            self._choices[key] = choice
-            del self._probes[key]
-
-    # -- map ------------------------------------------------------------------
 
     def map(
         self,
@@ -234,13 +169,11 @@ class Executor(concurrent.futures.Executor):
         timeout = self._opts.timeout if timeout is None else timeout
         chunksize = chunksize or self._opts.chunksize
         if self.strategy == "auto":
-            self._pools.check_open()
             deadline = None if timeout is None else time.monotonic() + timeout
+            self._pools.check_open()
             return map_auto(fn, iterables, self._opts, deadline=deadline, chunksize=chunksize)
         pool = self._pools.get(self.strategy)
         return map_forced(pool, fn, iterables, self._opts, timeout=timeout, chunksize=chunksize)
-
-    # -- shutdown -------------------------------------------------------------
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Shut down every pool the executor started, with the same arguments.
@@ -250,3 +183,31 @@ class Executor(concurrent.futures.Executor):
             cancel_futures: cancel the calls that have not started.
         """
         self._pools.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
+def _resolved(strategy: str, workers: int | None, options: dict[str, Any]) -> Options:
+    """The executor's options: the arguments under ``AUTOPAR_*`` and ``config()``, checked."""
+    unsupported = sorted(set(options) - _OPTIONS)
+    if unsupported:
+        msg = f"option(s) {', '.join(map(repr, unsupported))} not accepted by autopar.Executor; accepted: {', '.join(sorted(_OPTIONS))} (autopar.map and autopar.imap take every option)"
+        raise TypeError(msg)
+    given = {k: v for k, v in {"workers": workers, **options}.items() if v is not None}
+    if strategy != "auto":
+        given["strategy"] = strategy
+    opts = resolve(given)
+    if opts.strategy not in _STRATEGIES:
+        msg = f"strategy={opts.strategy!r} is not accepted by autopar.Executor; accepted: {', '.join(map(repr, _STRATEGIES))} (registered strategies run through autopar.map and autopar.imap)"
+        raise ValueError(msg)
+    return opts
+
+
+def _check_platform(opts: Options, facts: PlatformFacts) -> None:
+    """Raise if the strategy cannot run here (warn once if it is unsafe); reject an option this Python lacks."""
+    name = opts.strategy
+    if name in PROCESS_METHODS:
+        verdict = require_available(name, facts)
+        if not verdict.safe:
+            warn_unsafe(name, verdict.reason)
+    if opts.max_tasks_per_worker is not None and sys.version_info < (3, 11) and name not in ("serial", "threads"):
+        msg = "max_tasks_per_worker needs Python 3.11 or later for autopar.Executor (ProcessPoolExecutor's max_tasks_per_child); use autopar.map or autopar.imap instead"
+        raise ValueError(msg)
