@@ -24,7 +24,7 @@ from .._run import _progress_callback, run_imap
 from ._pools import translated
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Generator
 
     from .._model import Options
     from .._types import T
@@ -86,7 +86,7 @@ def hand_over(
     translate: Callable[[Exception], BaseException] = _unchanged,
     on_result: Callable[[int], None] | None = None,
     deadline: float | None = None,
-) -> Iterator[T]:
+) -> Generator[T, None, None]:
     """Yield each of ``results``, keeping no reference to one once it is yielded; close ``results`` at the end.
 
     Args:
