@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import autopar
 
@@ -426,3 +427,24 @@ def raise_timeout_on_3_counting(arg: tuple[str, int]) -> int:
     if x == 3:
         raise TimeoutError("item 3: the server did not answer")
     return x * x
+
+
+#: What an initializer kept in this worker, by name (``remember`` writes it, ``recall`` and ``pass_gate`` read it).
+_initialized: dict[str, object] = {}
+
+
+def remember(name: str, value: object) -> None:
+    """Initializer: keep ``value`` under ``name`` in this worker."""
+    _initialized[name] = value
+
+
+def recall(name: str) -> object:
+    """What the initializer kept under ``name`` in this worker."""
+    return _initialized.get(name)
+
+
+def pass_gate(x: int) -> int:
+    """Wait until the gate the initializer kept is open (a deadlock guard of 30 s), then return x."""
+    gate: Any = _initialized["gate"]
+    assert gate.wait(30), "the gate never opened"
+    return x

@@ -20,7 +20,7 @@ PACKAGE_DIR = Path(autopar.__file__).resolve().parent
 
 #: Every module, in import order: a module imports only modules listed before it.
 #: Each tuple is a layer; inside a layer the order is the one-way rule too.
-#: A package's ``__init__`` is named by the package (``_core``).
+#: A package's ``__init__`` is named by the package (``_core``), and placed after the modules it imports.
 LAYERS: tuple[tuple[str, ...], ...] = (
     # 0: records and errors, standard library and attrs only.
     ("_version", "_errors", "_types", "_render", "_model"),
@@ -77,10 +77,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_run",
         "_decorator",
         "_asyncio",
-        "_executor",
         "_executor._pools",
         "_executor._router",
         "_executor._map",
+        "_executor",
     ),
     # 6: the public package.
     ("__init__",),

@@ -4,8 +4,7 @@ This module owns every OS call behind the facts the pure layers reason about: th
 count (affinity and cgroup v1/v2 quotas, both injectable for tests), thread counts, memory
 and the start methods of ``multiprocessing``; ``_main_module`` answers whether ``__main__``
 can be re-imported by spawn.  ``probe_platform()`` caches what cannot change during a run and
-re-reads the rest on every call; calls skip memory, which no rule reads.
-``platform_report()`` renders the rows of ``autopar info``.
+re-reads the rest on every call (calls skip memory, which no rule reads); ``platform_report()`` renders ``autopar info``.
 """
 
 from __future__ import annotations

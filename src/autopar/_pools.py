@@ -104,7 +104,7 @@ def shutdown_all() -> None:
     for pool in pools:
         pool.shutdown()
     # The clients the dask strategy opened from an address go too (looked up: never import distributed here).
-    dask = sys.modules.get("autopar._strategies._dask")
+    dask = sys.modules.get("autopar._strategies._dask_cluster")
     if dask is not None:
         dask.close_owned()
 

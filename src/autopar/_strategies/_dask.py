@@ -9,8 +9,7 @@ Data flow::
       cancel: client.cancel(futures): queued tasks are dropped; a running one ends on its worker, unheard
 
 Which cluster, the clients autopar opens to it and their closing, and the
-probe of what it costs live in ``_dask_cluster``; its public helpers are
-re-exported here, where ``_run`` and ``_pools`` look them up.
+probe of what it costs live in ``_dask_cluster``, which ``_gather`` asks.
 
 Tasks are never deduplicated (``pure=False``): two equal items are two calls.
 Dask pickles with cloudpickle, so lambdas and closures ship; the workers need
@@ -34,14 +33,11 @@ from .._errors import AutoparError, SerializationError, WorkerCrashedError
 from .._worker import ChunkFailed, ExceptionWithTraceback, capture, run_chunk
 from ._dask_cluster import (
     Cluster,
-    _hold,
-    _release,
-    _wait,
-    close_owned,
     cluster_threads,
-    find_cluster,
-    probe_cluster,
+    hold_owned,
+    release_owned,
     require_cluster,
+    wait_futures,
 )
 
 if TYPE_CHECKING:
@@ -55,11 +51,6 @@ __all__ = [
     "DaskPool",
     "DaskStrategy",
     "Items",
-    "close_owned",
-    "cluster_threads",
-    "find_cluster",
-    "probe_cluster",
-    "require_cluster",
     "run_chunk_remote",
 ]
 
@@ -139,7 +130,7 @@ class DaskPool:
         self._client = cluster.client
         self._owned_address = cluster.reference if cluster.owned else None
         if self._owned_address is not None:
-            _hold(self._owned_address)
+            hold_owned(self._owned_address)
         self._limit = max(_IN_FLIGHT_PER_THREAD * cluster_threads(self._client), 2)
         self._init = None if spec.initializer is None else (uuid.uuid4().hex, spec.initializer, spec.initargs)
         #: future -> (task id, input position of its first item, item count)
@@ -169,7 +160,7 @@ class DaskPool:
         if not self._futures:
             return []
         try:
-            _wait(self._client, list(self._futures), timeout, "FIRST_COMPLETED")
+            wait_futures(self._client, list(self._futures), timeout, "FIRST_COMPLETED")
         except TimeoutError:
             return []
         done = [f for f in self._futures if f.done()]
@@ -230,7 +221,7 @@ class DaskPool:
         self.cancel()
         self._closed = True
         if self._owned_address is not None:
-            _release(self._owned_address)
+            release_owned(self._owned_address)
 
 
 class DaskStrategy:

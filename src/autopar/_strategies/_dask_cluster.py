@@ -37,8 +37,11 @@ __all__ = [
     "cluster_threads",
     "find_cluster",
     "forget_unreachable",
+    "hold_owned",
     "probe_cluster",
+    "release_owned",
     "require_cluster",
+    "wait_futures",
 ]
 
 #: Seconds to wait for a scheduler to answer when autopar opens a client from an address.
@@ -173,12 +176,12 @@ def require_cluster(option: Any) -> Cluster:
     return cluster
 
 
-def _hold(address: str) -> None:
+def hold_owned(address: str) -> None:
     with _lock:
         _users[address] += 1
 
 
-def _release(address: str) -> None:
+def release_owned(address: str) -> None:
     """One pool less uses autopar's client of ``address``: close it when none does."""
     with _lock:
         _users[address] -= 1
@@ -217,7 +220,7 @@ def cluster_threads(client: Any) -> int:
     return sum(client.nthreads().values())
 
 
-def _wait(client: Any, futures: list[Any], timeout: float | None, return_when: str = "ALL_COMPLETED") -> None:
+def wait_futures(client: Any, futures: list[Any], timeout: float | None, return_when: str = "ALL_COMPLETED") -> None:
     """``distributed.wait`` on ``client``'s futures (it looks for the program's default client otherwise).
 
     Raises:
@@ -243,6 +246,16 @@ def _timed(call: Callable[[], Any]) -> float:
     return time.perf_counter() - started
 
 
+def _process_per_worker(client: Any) -> bool:
+    """Every worker is a process of its own, apart from the caller (whose GIL they would share)."""
+    try:
+        pids = client.run(os.getpid)
+    except Exception:  # a worker that cannot run it: assume a process per worker
+        return True
+    # A worker running in this very process (an in-process LocalCluster) shares the caller's GIL.
+    return not pids or (len(set(pids.values())) == len(pids) and os.getpid() not in pids.values())
+
+
 def probe_cluster(client: Any) -> ClusterFacts:
     """Measure what sending work to the cluster costs; cached per scheduler address for the process.
 
@@ -257,34 +270,20 @@ def probe_cluster(client: Any) -> ClusterFacts:
     nthreads = client.nthreads()
     total = sum(nthreads.values())
     if total < 1:  # no workers yet: nothing to measure, and not cached
-        return ClusterFacts(
-            address=address,
-            round_trip_s=0.0,
-            task_overhead_s=0.0,
-            total_threads=0,
-            workers=0,
-            threads_per_worker=0,
-            processes=False,
-            transfer_s_per_byte=0.0,
-        )
+        return ClusterFacts(address=address, round_trip_s=0.0, task_overhead_s=0.0, total_threads=0, workers=0, threads_per_worker=0, processes=False, transfer_s_per_byte=0.0)  # fmt: skip
 
     def trip(value: Any) -> None:
         future = client.submit(_noop, value, pure=False)
-        _wait(client, [future], _PROBE_TIMEOUT_S)
+        wait_futures(client, [future], _PROBE_TIMEOUT_S)
         future.result()
 
     round_trip = statistics.median(_timed(lambda: trip(None)) for _ in range(_PROBE_TRIPS))
     batch = _timed(
-        lambda: _wait(client, [client.submit(_noop, i, pure=False) for i in range(_PROBE_BATCH)], _PROBE_TIMEOUT_S)
+        lambda: wait_futures(client, [client.submit(_noop, i, pure=False) for i in range(_PROBE_BATCH)], _PROBE_TIMEOUT_S)
     )
     payload = os.urandom(_PROBE_BYTES)
     send = statistics.median(_timed(lambda: trip(payload)) for _ in range(_PROBE_TRIPS))
-    try:
-        pids = client.run(os.getpid)
-    except Exception:  # a worker that cannot run it: assume a process per worker
-        pids = {}
-    # A worker running in this very process (an in-process LocalCluster) shares the caller's GIL.
-    processes = not pids or (len(set(pids.values())) == len(pids) and os.getpid() not in pids.values())
+    processes = _process_per_worker(client)
     facts = ClusterFacts(
         address=address,
         round_trip_s=round_trip,
