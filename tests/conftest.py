@@ -11,7 +11,7 @@ import pytest
 
 import autopar
 from autopar import _cache, _pools
-from autopar._strategies import strategy_names
+from autopar._registry import strategy_names
 
 #: The built-in strategies every behaviour test runs under.
 BUILTIN_STRATEGIES = ("serial", "threads", "fork", "forkserver", "spawn")

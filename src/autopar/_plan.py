@@ -25,9 +25,9 @@ from ._errors import UnsafeStrategyWarning
 from ._main_module import called_without_main_guard
 from ._model import Decision, Measurements, Options, PlatformFacts, PoolSpec
 from ._platform import probe_platform
+from ._registry import get_strategy
 from ._safety import PROCESS_METHODS, auto_process_methods, require_available
 from ._serialize import has_cloudpickle, ship_problem, shipping_error
-from ._strategies import get_strategy
 from ._strategies._process import new_inherit_token
 
 if TYPE_CHECKING:

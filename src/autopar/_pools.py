@@ -21,7 +21,7 @@ import threading
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
-from ._strategies import get_strategy
+from ._registry import get_strategy
 
 if TYPE_CHECKING:
     from ._model import PlatformFacts, PoolSpec
