@@ -28,6 +28,7 @@ LAYERS: dict[str, int] = {
     "_serialize": 2,
     "_main_module": 2,
     "_worker": 2,
+    "_native": 2,
     "_cache": 2,
     "_shared": 2,
     "_progress": 2,

@@ -28,7 +28,7 @@ from ._platform import probe_platform
 from ._registry import get_strategy
 from ._safety import PROCESS_METHODS, auto_process_methods, require_available
 from ._serialize import has_cloudpickle, ship_problem, shipping_error
-from ._strategies._process import new_inherit_token
+from ._strategies._process._handle import new_inherit_token
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["get_strategy", "is_registered", "register_strategy", "strategy_names"]
 
-_PROCESS = "autopar._strategies._process"
+_PROCESS = "autopar._strategies._process._pool"
 #: name -> a factory, or (module, class name, constructor arguments) imported on first use.
 _registry: dict[str, Callable[[], Strategy] | tuple[str, str, tuple[Any, ...]]] = {
     "serial": ("autopar._strategies._serial", "SerialStrategy", ()),

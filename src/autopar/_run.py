@@ -26,8 +26,8 @@ from ._dispatch import ChunkSizer, Dispatch, unwrap
 from ._errors import SerializationError, WorkerCrashedError
 from ._plan import call_facts, forced_plan, item_timeout_plan, pool_spec, refresh, serial_plan, with_cluster
 from ._progress import make_progress
-from ._shared import SharedHandle
-from ._worker import CallWithShared, ChunkFailed, run_chunk
+from ._shared import CallWithShared, SharedHandle
+from ._worker import ChunkFailed, run_chunk
 
 if TYPE_CHECKING:
     from ._model import Decision, Options

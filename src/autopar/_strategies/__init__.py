@@ -1,4 +1,4 @@
 """The built-in strategies (serial, threads, process pools, Dask), each imported on first use by ``_registry``.
 
-Imports nothing, so importing one strategy module costs only that module.
+Empty on purpose: process workers import their loop from a subpackage, which runs this file first.
 """
