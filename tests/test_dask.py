@@ -24,7 +24,7 @@ import helpers
 from autopar import _pools
 from autopar._errors import RemoteTraceback
 from autopar._model import PoolSpec
-from autopar._worker import NATIVE_THREAD_VARS
+from autopar._native import NATIVE_THREAD_VARS
 from conftest import wait_until
 
 

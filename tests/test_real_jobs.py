@@ -29,7 +29,7 @@ import autopar
 import helpers
 from autopar import _pools
 from autopar._model import PoolSpec
-from autopar._strategies._process import ProcessPool
+from autopar._strategies._process._pool import ProcessPool
 from conftest import BUILTIN_STRATEGIES, wait_until
 
 TESTS = os.path.dirname(os.path.abspath(__file__))

@@ -19,7 +19,7 @@ import autopar
 import helpers
 from autopar import _pools
 from autopar._model import PoolSpec
-from autopar._strategies._process import ProcessPool
+from autopar._strategies._process._pool import ProcessPool
 from conftest import wait_until
 
 if TYPE_CHECKING:

@@ -34,9 +34,9 @@ from ._pool_spec import is_single_use, pool_spec
 from ._progress import make_progress
 from ._registry import get_strategy
 from ._serialize import shipping
-from ._shared import SharedHandle
+from ._shared import CallWithShared, SharedHandle
 from ._warn import warn_unsafe
-from ._worker import CallWithShared, ChunkFailed, run_chunk
+from ._worker import ChunkFailed, run_chunk
 
 if TYPE_CHECKING:
     from collections.abc import Callable

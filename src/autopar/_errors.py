@@ -11,22 +11,29 @@ Hierarchy::
           +-- UnsafeStrategyWarning
 
 Timeouts raise the builtin ``TimeoutError``; bad arguments raise ``TypeError``
-or ``ValueError``.  This module imports the standard library only, so every
-other module (the worker included) can import it without cycles.
+or ``ValueError``.  A worker's exception travels back to the caller inside an
+``ExceptionWithTraceback`` (built by ``capture``), which unpickles as the
+exception itself with a ``RemoteTraceback`` as its ``__cause__``.  This module
+imports the standard library only, so every other module (the worker included)
+can import it without cycles.
 """
 
 from __future__ import annotations
 
 import pickle
+import traceback
 from concurrent.futures.process import BrokenProcessPool
+from typing import Any
 
 __all__ = [
     "AutoparError",
+    "ExceptionWithTraceback",
     "RemoteError",
     "RemoteTraceback",
     "SerializationError",
     "UnsafeStrategyWarning",
     "WorkerCrashedError",
+    "capture",
 ]
 
 
@@ -82,6 +89,43 @@ class RemoteTraceback(Exception):
 
     def __str__(self) -> str:
         return self.tb
+
+
+def _rebuild_exc(exc: BaseException, tb: str) -> BaseException:
+    exc.__cause__ = RemoteTraceback(tb)
+    return exc
+
+
+class ExceptionWithTraceback:
+    """A picklable pair of an exception and its traceback text, rebuilt as ``exc`` with ``__cause__``.
+
+    An exception that does not survive a pickle round trip (its class cannot be
+    rebuilt from its arguments) is replaced by ``RemoteError`` naming the type.
+    """
+
+    def __init__(self, exc: BaseException, tb: str, *, check_pickle: bool) -> None:
+        if check_pickle:
+            try:
+                pickle.loads(pickle.dumps(exc))
+            except Exception as why:
+                name = f"{type(exc).__module__}.{type(exc).__qualname__}"
+                msg = f"{name}: {exc} (the exception could not be sent back: {why!r})"
+                exc = RemoteError(msg, name)
+        self.exc = exc
+        self.tb = tb
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild_exc, (self.exc, self.tb)
+
+    def rebuild(self) -> BaseException:
+        """The exception with its traceback text attached, as the caller sees it."""
+        return _rebuild_exc(self.exc, self.tb)
+
+
+def capture(exc: BaseException, *, check_pickle: bool) -> ExceptionWithTraceback:
+    """Wrap ``exc`` with its formatted traceback for the trip back to the caller."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return ExceptionWithTraceback(exc, "\n" + text, check_pickle=check_pickle)
 
 
 class UnsafeStrategyWarning(UserWarning):

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
 __all__ = ["is_single_use", "pool_spec"]
 
-#: Names a function that fork workers inherit (process-wide unique, never reused).
+#: Names a function that fork workers inherit: pools built around different functions stay apart
+#: (``PoolSpec.inherit`` does not compare), and a token is never reused in a process.
 _inherit_tokens = itertools.count(1)
 
 

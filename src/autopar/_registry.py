@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["get_strategy", "is_registered", "register_strategy", "strategy_names", "unregister_strategy"]
 
-_PROCESS = "autopar._strategies._process"
+_PROCESS = "autopar._strategies._process._pool"
 #: The built-in strategies: name -> (module, class name, constructor arguments), imported on first use.
 _BUILT_IN: dict[str, Callable[[], Strategy] | tuple[str, str, tuple[Any, ...]]] = {
     "serial": ("autopar._strategies._serial", "SerialStrategy", ()),

@@ -3,8 +3,8 @@
 spawn and forkserver start fresh interpreters, so the function must pickle by
 reference (a module-level function of an importable module) or by value with
 cloudpickle.  Lambdas, closures, nested functions and functions typed into an
-interactive ``__main__`` cannot pickle by reference.  ``dumps_function``
-builds the message that carries a function to process workers.
+interactive ``__main__`` cannot pickle by reference.  ``pickle_function``
+pickles a function for process workers: by reference, else by value.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ._model import Shipping
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["PickleCost", "dumps_function", "has_cloudpickle", "measure_pickling", "ship_problem", "shipping"]
+__all__ = ["PickleCost", "has_cloudpickle", "measure_pickling", "pickle_function", "ship_problem", "shipping"]
 
 
 def has_cloudpickle() -> bool:
@@ -149,26 +149,23 @@ def _dumps_by_reference(func: Callable[..., Any], *, main_importable: bool) -> b
     return buffer.getvalue()
 
 
-def dumps_function(func: Callable[..., Any], *, main_importable: bool = True) -> bytes:
-    """The message carrying ``func`` to a worker: pickled by reference, else by value with cloudpickle.
+def pickle_function(func: Callable[..., Any], *, main_importable: bool = True) -> bytes:
+    """``func`` pickled for a worker process: by reference, else by value with cloudpickle.
 
     With ``main_importable`` False (spawn or forkserver workers of a ``__main__``
     that is no file on disk, such as ``python -`` or ``python -c``), a function
     that refers to ``__main__`` goes by value: the workers could not find it by
-    reference.  The function is pickled on its own inside the message, so a
-    worker that cannot unpickle it can still read the message and report the
-    failure.
+    reference.
 
     Raises:
         SerializationError: neither pickle nor cloudpickle can pickle it.
     """
     try:
-        inner = _dumps_by_reference(func, main_importable=main_importable)
+        return _dumps_by_reference(func, main_importable=main_importable)
     except Exception as exc:
         try:
             import cloudpickle
         except ImportError:
             msg = f"cannot pickle the function {func!r} to send it to a worker process: {exc!r}"
             raise SerializationError(msg) from exc
-        inner = bytes(cloudpickle.dumps(func, protocol=pickle.HIGHEST_PROTOCOL))
-    return pickle.dumps(("func", inner), protocol=pickle.HIGHEST_PROTOCOL)
+        return bytes(cloudpickle.dumps(func, protocol=pickle.HIGHEST_PROTOCOL))

@@ -5,18 +5,28 @@ inherit it).  spawn and forkserver workers receive it once, with their
 start-up; ``bytes`` and NumPy arrays go through ``multiprocessing.shared_memory``
 instead, so workers map one copy rather than each unpickling their own.  The
 segment is unlinked when the call ends, whatever way it ends.
+
+Both halves live here: the caller's ``SharedHandle``, and the worker's
+``install_shared``, ``SharedMemoryRef`` and ``CallWithShared``, which find the
+object by key in ``shared_objects``.  Process workers import this module, so it
+imports the standard library only at module level (shared memory and NumPy
+inside the functions that need them).
 """
 
 from __future__ import annotations
 
 import itertools
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._worker import SharedMemoryRef, shared_objects
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
-__all__ = ["SharedHandle"]
+__all__ = ["CallWithShared", "SharedHandle", "SharedMemoryRef", "install_shared", "shared_objects"]
 
+#: Objects passed to every call with ``shared=``, by key: set in the caller (threads, serial,
+#: and fork workers that inherit it) or installed by a spawned worker at start-up.
+shared_objects: dict[int, Any] = {}
 _keys = itertools.count(1)
 #: Objects smaller than this are pickled to each worker rather than placed in shared memory.
 _SHM_MIN_BYTES = 64 * 1024
@@ -81,3 +91,63 @@ class SharedHandle:
         if segment is not None:
             segment.close()
             segment.unlink()
+
+
+# -- the worker half ------------------------------------------------------------
+
+
+class SharedMemoryRef:
+    """Names a ``multiprocessing.shared_memory`` segment holding bytes or a NumPy array."""
+
+    def __init__(self, name: str, size: int, kind: str, dtype: str = "", shape: tuple[int, ...] = ()) -> None:
+        self.name = name
+        self.size = size
+        self.kind = kind
+        self.dtype = dtype
+        self.shape = shape
+
+    def attach(self) -> Any:
+        """Map the segment and return a read-only view: a memoryview for bytes, an ndarray for NumPy."""
+        from multiprocessing import shared_memory
+
+        # Workers report to the caller's resource tracker, which already tracks the segment;
+        # the caller unlinks it when the call ends.
+        if sys.version_info >= (3, 13):
+            segment = shared_memory.SharedMemory(name=self.name, track=False)
+        else:
+            segment = shared_memory.SharedMemory(name=self.name)
+        _segments.append(segment)  # keep the mapping alive as long as the worker
+        buf = segment.buf
+        assert buf is not None
+        view = buf[: self.size]
+        if self.kind == "numpy":
+            import numpy
+
+            array = numpy.ndarray(self.shape, dtype=numpy.dtype(self.dtype), buffer=view)
+            array.flags.writeable = False
+            return array
+        return view.toreadonly()
+
+
+_segments: list[Any] = []
+
+
+def install_shared(key: int, payload: Any) -> None:
+    """Make ``payload`` (or the segment it names) the shared object for ``key`` in this worker."""
+    shared_objects[key] = payload.attach() if isinstance(payload, SharedMemoryRef) else payload
+
+
+class CallWithShared:
+    """``func(item, shared)``: a picklable callable that finds the shared object in the worker by key."""
+
+    def __init__(self, func: Callable[[Any, Any], Any], key: int) -> None:
+        self.func = func
+        self.key = key
+        self.__qualname__ = getattr(func, "__qualname__", "CallWithShared")
+        self.__module__ = getattr(func, "__module__", __name__)
+
+    def __call__(self, item: Any) -> Any:
+        return self.func(item, shared_objects[self.key])
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return CallWithShared, (self.func, self.key)

@@ -1,7 +1,4 @@
-"""The built-in strategies (serial, threads, process pools); the registry itself lives in ``_registry``."""
+"""The built-in strategies (serial, threads, process pools, Dask), each imported on first use by ``_registry``.
 
-from __future__ import annotations
-
-from .._registry import get_strategy, is_registered, register_strategy, strategy_names
-
-__all__ = ["get_strategy", "is_registered", "register_strategy", "strategy_names"]
+Empty on purpose: process workers import their loop from a subpackage, which runs this file first.
+"""

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import distributed
 
-from .._errors import AutoparError, SerializationError, WorkerCrashedError
-from .._worker import ChunkFailed, ExceptionWithTraceback, capture, run_chunk
+from .._errors import AutoparError, ExceptionWithTraceback, SerializationError, WorkerCrashedError, capture
+from .._worker import ChunkFailed, run_chunk
 from ._dask_cluster import (
     Cluster,
     cluster_threads,

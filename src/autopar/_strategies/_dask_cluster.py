@@ -3,13 +3,11 @@
 The cluster is, in order: the ``dask`` option (a ``distributed.Client`` or a
 scheduler address), ``AUTOPAR_DASK_SCHEDULER`` (resolved into the option by
 ``_config``), or the program's default client.  A client autopar opens from an
-address is autopar's: it is closed when the last pool using it shuts down, and
-at exit; a client of the program is never closed here.  An address that does
-not answer is not tried again for ``_RETRY_AFTER_S``.
-
-``probe_cluster`` measures the ``ClusterFacts`` the cost model uses (round
-trip, task overhead, transfer speed, threads and processes), once per
-scheduler address for the process.
+address is closed when the last pool using it shuts down, and at exit; a client
+of the program never is.  An address that does not answer is not tried again for
+``_RETRY_AFTER_S``.  ``probe_cluster`` measures the ``ClusterFacts`` the cost
+model uses (round trip, task overhead, transfer speed, threads and processes),
+once per scheduler address.
 """
 
 from __future__ import annotations
@@ -270,7 +268,8 @@ def probe_cluster(client: Any) -> ClusterFacts:
     nthreads = client.nthreads()
     total = sum(nthreads.values())
     if total < 1:  # no workers yet: nothing to measure, and not cached
-        return ClusterFacts(address=address, round_trip_s=0.0, task_overhead_s=0.0, total_threads=0, workers=0, threads_per_worker=0, processes=False, transfer_s_per_byte=0.0)  # fmt: skip
+        zero = {"round_trip_s": 0.0, "task_overhead_s": 0.0, "transfer_s_per_byte": 0.0}
+        return ClusterFacts(address=address, total_threads=0, workers=0, threads_per_worker=0, processes=False, **zero)
 
     def trip(value: Any) -> None:
         future = client.submit(_noop, value, pure=False)
@@ -279,7 +278,9 @@ def probe_cluster(client: Any) -> ClusterFacts:
 
     round_trip = statistics.median(_timed(lambda: trip(None)) for _ in range(_PROBE_TRIPS))
     batch = _timed(
-        lambda: wait_futures(client, [client.submit(_noop, i, pure=False) for i in range(_PROBE_BATCH)], _PROBE_TIMEOUT_S)
+        lambda: wait_futures(
+            client, [client.submit(_noop, i, pure=False) for i in range(_PROBE_BATCH)], _PROBE_TIMEOUT_S
+        )
     )
     payload = os.urandom(_PROBE_BYTES)
     send = statistics.median(_timed(lambda: trip(payload)) for _ in range(_PROBE_TRIPS))

@@ -1,0 +1,143 @@
+"""The messages between a process pool and its workers, one module imported by both ends.
+
+Each message is one pickle per ``send_bytes`` on the worker's duplex pipe, and a
+worker holds one task at a time::
+
+    caller (ProcessPool)                                 worker (process_main)
+      |                                                    |  runs the initializer
+      | <-- Init(error) ---------------------------------- |  once; error None when it succeeded
+      | --- Func(blob) ----------------------------------> |  when the function changes
+      | --- Task(task_id, items, start, mode) -----------> |  slot.value = position of the running item
+      |                                                    |
+      |       mode "raise" or "capture" (batch):           |
+      | <-- Ok(task_id, results) ------------------------- |  "capture": failed items hold a Failure
+      | <-- Err(task_id, error, position, results) ------- |  "raise": the first failure, results before it
+      |                                                    |
+      |       mode "stream":                               |
+      | <-- ItemDone(task_id, result) -------------------- |  at once, per item (a Failure if it raised)
+      | <-- TaskDone(task_id) ---------------------------- |
+      |                                                    |
+      | <-- Err(task_id, error, None, []) ---------------- |  any mode: no usable function, or a task the
+      |                                                    |  worker could not unpickle (task_id None)
+      | --- Stop() --------------------------------------> |  exit; a closed pipe does the same
+
+The worker sends errors as ``ExceptionWithTraceback``; they unpickle in the
+caller as the exception itself, with the worker's traceback as ``__cause__``.
+Standard library and ``autopar._errors`` only: every spawn and forkserver
+worker imports this module.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any, Literal, NamedTuple
+
+from ..._errors import ExceptionWithTraceback
+
+__all__ = [
+    "Err",
+    "Func",
+    "Init",
+    "ItemDone",
+    "Message",
+    "Mode",
+    "Ok",
+    "Stop",
+    "Task",
+    "TaskDone",
+    "decode",
+    "encode",
+    "raised",
+]
+
+#: How a worker runs a task: stop at the first failure, keep failures in the results, or send each item.
+Mode = Literal["raise", "capture", "stream"]
+
+#: An error as sent (the wrapper, in the worker) or as received (the rebuilt exception, in the caller).
+SentError = ExceptionWithTraceback | BaseException
+
+
+class Init(NamedTuple):
+    """Worker to caller, once after start-up: the initializer's exception, or None."""
+
+    error: SentError | None
+
+
+class Func(NamedTuple):
+    """Caller to worker: the function for the next tasks, pickled on its own.
+
+    A worker that cannot unpickle ``blob`` can still read the message, and
+    reports the failure on its next task.
+    """
+
+    blob: bytes
+
+
+class Task(NamedTuple):
+    """Caller to worker: run the function over ``items``, whose first input position is ``start``."""
+
+    task_id: int
+    items: list[Any]
+    start: int
+    mode: Mode
+
+
+class Stop(NamedTuple):
+    """Caller to worker: exit after the current task."""
+
+
+class ItemDone(NamedTuple):
+    """Worker to caller, stream mode: one item's result (a ``Failure`` if it raised)."""
+
+    task_id: int
+    result: Any
+
+
+class TaskDone(NamedTuple):
+    """Worker to caller, stream mode: every item of the task was sent."""
+
+    task_id: int
+
+
+class Ok(NamedTuple):
+    """Worker to caller, batch modes: the results of the whole task."""
+
+    task_id: int
+    results: list[Any]
+
+
+class Err(NamedTuple):
+    """Worker to caller: the task failed at input ``position`` (None: before any item ran), after ``results``."""
+
+    task_id: int | None
+    error: SentError
+    position: int | None
+    results: list[Any]
+
+
+#: Every message, either way.
+Message = Init | Func | Task | Stop | ItemDone | TaskDone | Ok | Err
+
+
+def encode(message: Message) -> bytes:
+    """``message`` as bytes for ``send_bytes``.
+
+    Raises:
+        Exception: whatever pickle raises for the payload.
+    """
+    return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def decode(data: bytes) -> Message:
+    """The message in ``data``, as ``encode`` made it.
+
+    Raises:
+        Exception: whatever unpickling the payload raises.
+    """
+    message: Message = pickle.loads(data)
+    return message
+
+
+def raised(error: SentError) -> BaseException:
+    """The exception to raise in the caller (a bare wrapper is rebuilt here)."""
+    return error.rebuild() if isinstance(error, ExceptionWithTraceback) else error
