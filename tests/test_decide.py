@@ -176,10 +176,22 @@ def test_io_threads_exceed_cpu_count_up_to_cap(cpu_count: int) -> None:
     assert "waits more than it computes (CPU 2% of wall)" in reasons(decision)
 
 
-def test_io_threads_scale_with_cpu_share_when_moderate() -> None:
-    """Work waiting 75% of the time gets about cpu_count / cpu_share threads."""
+def test_mixed_work_gets_more_workers_than_cpus() -> None:
+    """Work waiting 75% of the time is priced at cpu_count / cpu_share processes and up to MAX_THREADS threads.
+
+    Its computing part holds the GIL, so threads cannot beat 4x; processes overlap one
+    item's waits with others' computing on every core.
+    """
     decision = decide(measure(1000, 0.01, cpu_share=0.25), attrs.evolve(LINUX, cpu_count=4), AUTO)
-    assert candidate(decision, "threads").workers == 16
+    assert (decision.strategy, decision.workers) == ("fork", 16)
+    assert candidate(decision, "threads").workers == MAX_THREADS
+
+
+def test_work_that_clearly_waits_gets_no_extra_processes() -> None:
+    """Below a tenth of CPU per item, extra process workers are not priced: threads overlap nearly everything."""
+    decision = decide(measure(1000, 0.01, cpu_share=0.05), attrs.evolve(LINUX, cpu_count=4), AUTO)
+    assert decision.strategy == "threads"
+    assert candidate(decision, "fork").workers == 4
 
 
 def test_io_threads_never_fewer_than_cpus_on_big_machine() -> None:
@@ -770,3 +782,12 @@ def test_forced_decision_property(n_items: int | None, workers: int | None, cpus
         assert decision.chunksize * decision.workers * CHUNKS_PER_WORKER >= n_items
     if strategy == "serial":
         assert decision.workers == 1
+
+
+def test_items_half_waiting_half_computing_run_on_more_processes_than_cpus() -> None:
+    """40 items that sleep 25 ms, then compute 25 ms, on 2 CPUs: 4 processes overlap the waits on both cores."""
+    decision = decide(measure(40, 0.05, cpu_share=0.5, item_waits=1.0), LINUX, AUTO)
+    assert (decision.strategy, decision.workers) == ("fork", 4)
+    assert "waits part of each item (CPU 50% of wall)" in reasons(decision)
+    threads = candidate(decision, "threads")
+    assert threads.workers > LINUX.cpu_count

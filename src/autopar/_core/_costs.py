@@ -100,7 +100,7 @@ def thread_speedup(wl: Workload, workers: int) -> float:
         return 1.0
     if wl.native:
         return 1 / (1 + _OVERSUBSCRIBE_PENALTY)
-    w_eff = workers if wl.waiting else min(workers, wl.cpu_count)
+    w_eff = workers if wl.blocks else min(workers, wl.cpu_count)
     amdahl = 1 / ((1 - wl.thread_p) + wl.thread_p / w_eff)
     return min(amdahl, wl.cpu_count / max(wl.cpu_share, MIN_CPU_SHARE))
 

@@ -30,7 +30,7 @@ from ._costs import (
     estimate,
 )
 from ._safety import PROCESS_METHODS, usable_process_methods
-from ._sizing import ceil_div, chunksize_for, default_workers, forced_chunksize, workers_for
+from ._sizing import ceil_div, chunksize_for, default_workers, forced_chunksize, worker_options, workers_for
 from ._workload import Workload, clean, workload
 
 if TYPE_CHECKING:
@@ -67,11 +67,16 @@ def _dask_candidate(wl: Workload, m: Measurements, c: ClusterFacts, options: Opt
     return Candidate(strategy=DASK, workers=workers, chunksize=chunksize, predicted_s=est.total_s, note=note), est
 
 
-def candidate(strategy: str, wl: Workload, m: Measurements, options: Options) -> tuple[Candidate, Estimate | None]:
-    """The candidate's workers, chunk size and prediction (None, and a NaN, for a plugin strategy)."""
+def candidate(
+    strategy: str, wl: Workload, m: Measurements, options: Options, workers: int | None = None
+) -> tuple[Candidate, Estimate | None]:
+    """The candidate's workers, chunk size and prediction (None, and a NaN, for a plugin strategy).
+
+    ``workers`` prices another worker count than the default one (``worker_options`` lists them).
+    """
     if strategy == DASK and m.cluster is not None:
         return _dask_candidate(wl, m, m.cluster, options)
-    workers = workers_for(strategy, wl, options)
+    workers = workers_for(strategy, wl, options) if workers is None else workers
     if options.chunksize is not None:
         chunksize = max(options.chunksize, 1)
     elif strategy == "serial":
@@ -216,7 +221,16 @@ def _score(
     names = ("serial", "threads", *usable)
     if with_cluster:
         names += (DASK,)  # last: the cluster never wins a tie against the machine at hand
-    return [(c, e) for c, e in (candidate(n, wl, m, options) for n in names) if e is not None]
+    scored = [_best_count(n, wl, m, options) for n in names]
+    return [(c, e) for c, e in scored if e is not None]
+
+
+def _best_count(strategy: str, wl: Workload, m: Measurements, options: Options) -> tuple[Candidate, Estimate | None]:
+    """The strategy's candidate at the worker count, of those ``worker_options`` lists, predicted fastest."""
+    if strategy == DASK:
+        return candidate(strategy, wl, m, options)
+    priced = [candidate(strategy, wl, m, options, count) for count in worker_options(strategy, wl, options)]
+    return min(priced, key=lambda ce: ce[0].predicted_s)
 
 
 def _forced_candidate(wl: Workload, m: Measurements, options: Options, candidates: list[Candidate]) -> Candidate:

@@ -123,12 +123,16 @@ def thread_reasons(wl: Workload, m: Measurements, platform: PlatformFacts, threa
             reasons.append(f"threads do not help: {k} threads ran {s:.2f}x as fast as one")
     elif not platform.gil_enabled:
         reasons.append("free-threaded interpreter: threads run in parallel")
-    elif not wl.waiting:
+    elif not wl.blocks:
         reasons.append(
             f"computes under the GIL (CPU {wl.cpu_share:.0%} of wall, threads not probed): threads cannot run it in parallel"
         )
     if wl.waiting:
         reasons.append(f"waits more than it computes (CPU {wl.cpu_share:.0%} of wall): threads, up to {threads}")
+    elif wl.blocks:
+        reasons.append(
+            f"waits part of each item (CPU {wl.cpu_share:.0%} of wall): more workers than CPUs overlap the waits"
+        )
     return reasons
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from ._workload import MIN_CPU_SHARE
+from ._workload import CLEARLY_WAITING_CPU_SHARE, MIN_CPU_SHARE
 
 if TYPE_CHECKING:
     from .._model import Options, PlatformFacts
@@ -29,12 +29,16 @@ __all__ = [
     "default_workers",
     "forced_chunksize",
     "guided_size",
+    "worker_options",
     "workers_for",
 ]
 
 #: Most threads for waiting work, and for a forced thread pool by default:
 #: as ``concurrent.futures.ThreadPoolExecutor`` (``min(32, cpu_count + 4)``).
 MAX_THREADS = 32
+#: Most process workers per CPU for waiting work: each one overlaps its waits with the others'
+#: computing, but every one is a whole interpreter in memory.
+MAX_PROCESSES_PER_CPU = 4
 #: Chunks per worker when items are even: enough to balance the last round, few enough to
 #: keep dispatch cheap.  A forced strategy with a known input length uses the same count.
 CHUNKS_PER_WORKER = 4
@@ -85,6 +89,30 @@ def workers_for(strategy: str, wl: Workload, options: Options) -> int:
     else:
         wanted = wl.cpu_count
     return min(wanted, max(wl.remaining, 1))
+
+
+def worker_options(strategy: str, wl: Workload, options: Options) -> tuple[int, ...]:
+    """The worker counts the cost model prices for a strategy: the caller's count, else a few candidates.
+
+    Computing work needs one worker per CPU.  Work that waits overlaps its waits
+    with other items' computing: threads up to about ``cpu_count / cpu_share``
+    and up to ``MAX_THREADS`` (the waits overlap, the computing under the GIL
+    does not).  Work that mixes waiting and computing also gets process workers
+    above the CPU count, up to ``MAX_PROCESSES_PER_CPU`` per CPU, so the waits
+    of some overlap the computing of others on every core; work that clearly
+    waits stays on threads, whose near-total overlap needs no more processes.
+    """
+    base = workers_for(strategy, wl, options)
+    if options.workers is not None or not wl.blocks or strategy == "serial":
+        return (base,)
+    if strategy == "threads":
+        extra = MAX_THREADS
+    elif wl.cpu_share > CLEARLY_WAITING_CPU_SHARE:
+        by_share = int(wl.cpu_count / max(wl.cpu_share, MIN_CPU_SHARE))
+        extra = min(by_share, MAX_PROCESSES_PER_CPU * wl.cpu_count)
+    else:
+        return (base,)
+    return tuple(sorted({base, min(max(extra, base), max(wl.remaining, 1))}))
 
 
 def chunksize_for(wl: Workload, workers: int, item_s: float, overhead_s: float) -> int:

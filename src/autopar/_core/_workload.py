@@ -71,6 +71,9 @@ class Workload:
     cores_used: float
     thread_p: float
     cpu_count: int
+    #: Each item blocks part of its time (it waits more than it computes, or it waits measurably
+    #: while computing less than ``COMPUTING_CPU_SHARE``): workers beyond the CPUs overlap the waits.
+    blocks: bool = False
 
     @property
     def native(self) -> bool:
@@ -111,6 +114,7 @@ def probe_reading(m: Measurements) -> tuple[int, float] | None:
 
 def _thread_fraction(m: Measurements, platform: PlatformFacts, share: float, waiting: bool) -> float:
     # Waiting releases the GIL; the computing part still holds it (unless the build has no GIL).
+    # ``waiting``: the item blocks part of its time (``Workload.blocks``).
     floor = 1.0 if not platform.gil_enabled else (1.0 - share if waiting else 0.0)
     probe = probe_reading(m)
     if probe is not None:
@@ -134,15 +138,17 @@ def workload(m: Measurements, platform: PlatformFacts) -> Workload:
     ratio = clean(m.item_process_cpu_s) / wall if wall else 0.0
     cores = ratio if ratio > NATIVE_CORES_RATIO else 1.0
     remaining = ASSUMED_ITEMS_UNKNOWN if m.n_items is None else max(m.n_items - max(m.sampled, 0), 0)
-    waiting = ratio <= NATIVE_CORES_RATIO and share < WAITING_CPU_SHARE
+    waited = m.item_waits is not None and m.item_waits >= MIN_WAITS_PER_ITEM
+    blocks = ratio <= NATIVE_CORES_RATIO and (share < WAITING_CPU_SHARE or (waited and share < COMPUTING_CPU_SHARE))
     return Workload(
         remaining=remaining,
         item_s=wall,
         item_max_s=max(clean(m.item_wall_max_s), wall),
         cpu_share=share,
         cores_used=cores,
-        thread_p=_thread_fraction(m, platform, share, waiting),
+        thread_p=_thread_fraction(m, platform, share, blocks),
         cpu_count=max(platform.cpu_count, 1),
+        blocks=blocks,
     )
 
 
