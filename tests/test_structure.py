@@ -43,6 +43,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_worker",
         "_shared",
         "_serialize",
+        "_transfer",
         "_main_module",
         "_platform",
         "_registry",

@@ -25,8 +25,9 @@ from ._core._plans import probe_plan
 from ._core._workload import probe_speedup
 from ._model import Measurements
 from ._sample import sample_serially
-from ._serialize import PickleCost, measure_pickling, shipping
+from ._serialize import shipping
 from ._thread_probe import probe_threads
+from ._transfer import PickleCost, measure_pickling
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

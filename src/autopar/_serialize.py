@@ -16,15 +16,13 @@ import sys
 import types
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from ._errors import SerializationError
 from ._model import Shipping
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["PickleCost", "has_cloudpickle", "measure_pickling", "pickle_function", "ship_problem", "shipping"]
+__all__ = ["has_cloudpickle", "pickle_function", "ship_problem", "shipping"]
 
 
 def has_cloudpickle() -> bool:
@@ -70,51 +68,6 @@ def shipping(func: Callable[..., Any], *, main_importable: bool) -> Shipping:
         problem=problem,
         fork_problem=None if problem == _INTERACTIVE_MAIN else problem,
         by_value=problem is not None and has_cloudpickle(),
-    )
-
-
-@attrs.frozen
-class PickleCost:
-    """What pickling a few items and results cost, per item."""
-
-    func_bytes: int = 0
-    item_bytes: float = 0.0
-    result_bytes: float = 0.0
-    #: Seconds per item to pickle and unpickle the item and its result.
-    seconds: float = 0.0
-    #: Items and results pickle at all.
-    picklable: bool = True
-
-
-def measure_pickling(
-    func: Callable[..., Any], items: list[Any], outputs: list[Any], clock: Callable[[], float]
-) -> PickleCost:
-    """Pickle ``func`` and each (item, result) pair once, both ways; time it with ``clock``."""
-    try:
-        func_bytes = len(pickle.dumps(func))
-    except Exception:
-        func_bytes = 0  # shipping() records why: the function goes by value or is inherited by fork workers
-    item_bytes = result_bytes = 0
-    seconds = 0.0
-    pairs = list(zip(items, outputs, strict=False))
-    for item, out in pairs:
-        t0 = clock()
-        try:
-            a = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
-            b = pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)
-            pickle.loads(a)
-            pickle.loads(b)
-        except Exception:
-            return PickleCost(func_bytes=func_bytes, picklable=False)
-        seconds += clock() - t0
-        item_bytes += len(a)
-        result_bytes += len(b)
-    n = max(len(pairs), 1)
-    return PickleCost(
-        func_bytes=func_bytes,
-        item_bytes=item_bytes / n,
-        result_bytes=result_bytes / n,
-        seconds=seconds / n,
     )
 
 

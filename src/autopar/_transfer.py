@@ -1,0 +1,148 @@
+"""What sending items and results to a process worker costs, priced without copying big objects.
+
+Calibration pickles a few items and results both ways and times it.  Objects
+that say how big they are (``bytes``, ``bytearray``, ``memoryview``, NumPy
+arrays of plain data, and short tuples, lists and dicts of them) are not
+pickled: their size is read, and the time is priced at ``PICKLE_S_PER_BYTE``.
+Any other object is pickled into a writer that stops at ``_MAX_PICKLED_BYTES``,
+so calibration never copies more than a few megabytes, however big the items.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from ._core._costs import PICKLE_S_PER_BYTE
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["PickleCost", "measure_pickling", "stated_size"]
+
+#: Objects at least this big are priced from their stated size instead of being pickled.
+_LARGE_BYTES = 64 * 1024
+#: Most bytes calibration pickles of one object; a bigger one is priced from the bytes written so far.
+_MAX_PICKLED_BYTES = 1024 * 1024
+#: Most elements of a container whose size is added up from its elements.
+_MAX_ELEMENTS = 64
+#: Bytes of framing per object in a pickle, roughly.
+_OVERHEAD_BYTES = 16
+
+
+@attrs.frozen
+class PickleCost:
+    """What pickling a few items and results cost, per item."""
+
+    func_bytes: int = 0
+    item_bytes: float = 0.0
+    result_bytes: float = 0.0
+    #: Seconds per item to pickle and unpickle the item and its result.
+    seconds: float = 0.0
+    #: Items and results pickle at all.
+    picklable: bool = True
+
+
+def stated_size(obj: Any, depth: int = 2) -> int | None:
+    """The pickled size ``obj`` states without being copied, or None when it does not say.
+
+    Bytes-like objects and NumPy arrays of plain data state theirs; tuples, lists and
+    dicts of at most ``_MAX_ELEMENTS`` such objects (two levels deep) add theirs up.
+    """
+    if isinstance(obj, (bytes, bytearray)):
+        return len(obj) + _OVERHEAD_BYTES
+    if isinstance(obj, memoryview):
+        return obj.nbytes + _OVERHEAD_BYTES
+    dtype = getattr(obj, "dtype", None)
+    nbytes = getattr(obj, "nbytes", None)
+    if isinstance(nbytes, int) and dtype is not None and not getattr(dtype, "hasobject", True):
+        return nbytes + 8 * _OVERHEAD_BYTES  # the array's header: dtype, shape, order
+    if depth > 0 and isinstance(obj, (tuple, list, dict)) and len(obj) <= _MAX_ELEMENTS:
+        parts = [*obj.keys(), *obj.values()] if isinstance(obj, dict) else list(obj)
+        sizes = [_small_or_stated(part, depth - 1) for part in parts]
+        if None not in sizes:
+            return sum(s for s in sizes if s is not None) + _OVERHEAD_BYTES
+    return None
+
+
+def _small_or_stated(obj: Any, depth: int) -> int | None:
+    """A scalar's few bytes, or what ``stated_size`` says."""
+    if obj is None or isinstance(obj, (bool, int, float)):
+        return _OVERHEAD_BYTES
+    if isinstance(obj, str) and len(obj) <= _LARGE_BYTES:
+        return len(obj) + _OVERHEAD_BYTES
+    return stated_size(obj, depth)
+
+
+class _Full(Exception):
+    """The bounded writer is full: the object is at least that big."""
+
+
+class _BoundedWriter(io.RawIOBase):
+    """A sink that counts bytes and stops the pickler once ``_MAX_PICKLED_BYTES`` were written."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        size = memoryview(data).nbytes
+        self.count += size
+        if self.count > _MAX_PICKLED_BYTES:
+            raise _Full
+        return size
+
+
+def _priced(obj: Any, clock: Callable[[], float]) -> tuple[int, float]:
+    """(pickled bytes, seconds both ways) of ``obj``: stated when big, else pickled and unpickled once.
+
+    Raises:
+        Exception: whatever pickling raises for an object that does not pickle.
+    """
+    stated = stated_size(obj)
+    if stated is not None and stated >= _LARGE_BYTES:
+        return stated, stated * PICKLE_S_PER_BYTE
+    writer = _BoundedWriter()
+    t0 = clock()
+    try:
+        pickle.Pickler(writer, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    except _Full:
+        # Big and silent about its size: at least this big; priced at the bytes written so far.
+        return writer.count, writer.count * PICKLE_S_PER_BYTE
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    pickle.loads(data)
+    return len(data), clock() - t0
+
+
+def measure_pickling(
+    func: Callable[..., Any], items: list[Any], outputs: list[Any], clock: Callable[[], float]
+) -> PickleCost:
+    """Price sending each (item, result) pair both ways, copying at most a few MB; time it with ``clock``."""
+    try:
+        func_bytes = len(pickle.dumps(func))
+    except Exception:
+        func_bytes = 0  # shipping() records why: the function goes by value or is inherited by fork workers
+    item_bytes = result_bytes = 0
+    seconds = 0.0
+    pairs = list(zip(items, outputs, strict=False))
+    for item, out in pairs:
+        try:
+            a, a_s = _priced(item, clock)
+            b, b_s = _priced(out, clock)
+        except Exception:
+            return PickleCost(func_bytes=func_bytes, picklable=False)
+        item_bytes += a
+        result_bytes += b
+        seconds += a_s + b_s
+    n = max(len(pairs), 1)
+    return PickleCost(
+        func_bytes=func_bytes,
+        item_bytes=item_bytes / n,
+        result_bytes=result_bytes / n,
+        seconds=seconds / n,
+    )

@@ -1,0 +1,92 @@
+"""Pricing what items and results cost to send to a process worker, without copying big ones."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+import pytest
+
+from autopar._core._costs import PICKLE_S_PER_BYTE
+from autopar._transfer import measure_pickling, stated_size
+
+MB = 1024 * 1024
+
+
+class CountingBytes(bytes):
+    """Bytes that count how often they are pickled."""
+
+    reduced = 0
+
+    def __reduce__(self) -> Any:
+        type(self).reduced += 1
+        return bytes, (bytes(self),)
+
+
+class Opaque:
+    """An object that does not state its size but pickles to ``size`` bytes."""
+
+    def __init__(self, size: int) -> None:
+        self.payload = bytes(size)
+
+
+def _clock() -> Any:
+    ticks = itertools.count()
+    return lambda: next(ticks) * 1e-3
+
+
+@pytest.mark.parametrize(
+    ("obj", "low", "high"),
+    [
+        (bytes(10 * MB), 10 * MB, 10 * MB + 64),
+        (bytearray(3 * MB), 3 * MB, 3 * MB + 64),
+        (memoryview(bytes(2 * MB)), 2 * MB, 2 * MB + 64),
+        (np.zeros((1000, 1000)), 8_000_000, 8_000_000 + 256),
+        ((bytes(MB), 3, "label"), MB, MB + 128),
+        ({"a": np.ones(1000, dtype=np.int32), "b": 1.5}, 4000, 4200),
+    ],
+)
+def test_stated_size_reads_the_size_without_pickling(obj: Any, low: int, high: int) -> None:
+    """Bytes-like objects, plain arrays and small containers of them state their pickled size."""
+    size = stated_size(obj)
+    assert size is not None
+    assert low <= size <= high
+
+
+@pytest.mark.parametrize("obj", [Opaque(10), np.array([object()]), [object()], list(range(1000)), "x" * (MB)])
+def test_stated_size_is_none_for_objects_that_do_not_say(obj: Any) -> None:
+    """Arbitrary objects, object arrays, long containers and huge strings do not state a size."""
+    assert stated_size(obj) is None
+
+
+def test_big_arguments_are_priced_without_a_copy() -> None:
+    """20 MB arguments are priced from their size at PICKLE_S_PER_BYTE: none of them is pickled."""
+    CountingBytes.reduced = 0
+    items = [CountingBytes(bytes(20 * MB)) for _ in range(3)]
+    cost = measure_pickling(len, items, [bytes(MB)] * 3, _clock())
+    assert CountingBytes.reduced == 0
+    assert 20 * MB <= cost.item_bytes <= 20 * MB + 64
+    assert cost.seconds == pytest.approx((cost.item_bytes + cost.result_bytes) * PICKLE_S_PER_BYTE, rel=0.01)
+    assert cost.picklable
+
+
+def test_an_opaque_big_object_is_not_round_tripped() -> None:
+    """An object that hides its size is priced from what the pickler wrote, with no unpickling and no clock."""
+    cost = measure_pickling(len, [Opaque(50 * MB)], [bytes(MB)], _clock())
+    assert cost.item_bytes >= 50 * MB
+    assert cost.seconds == pytest.approx((cost.item_bytes + cost.result_bytes) * PICKLE_S_PER_BYTE, rel=0.01)
+    assert cost.picklable
+
+
+def test_small_items_are_pickled_both_ways_and_timed_with_the_clock() -> None:
+    """Small items are really pickled and unpickled, timed by the injected clock."""
+    cost = measure_pickling(len, [(1, 2), (3, 4)], [2, 2], _clock())
+    assert 0 < cost.item_bytes < 100
+    assert cost.seconds == pytest.approx(2e-3)  # two reads of the clock per object, 1 ms apart
+
+
+def test_unpicklable_data_is_reported() -> None:
+    """An item that cannot be pickled marks the data as unpicklable."""
+    cost = measure_pickling(len, [lambda: 1], [1], _clock())
+    assert not cost.picklable
