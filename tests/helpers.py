@@ -448,3 +448,16 @@ def pass_gate(x: int) -> int:
     gate: Any = _initialized["gate"]
     assert gate.wait(30), "the gate never opened"
     return x
+
+
+def pid_and_square(x: int) -> tuple[int, int]:
+    """(this process's pid, x squared), after a little computing, so the first items take a few ms."""
+    countdown(20_000)
+    return os.getpid(), x * x
+
+
+def fail_on_0(x: int) -> int:
+    """Raise ValueError for item 0, the item a first call hands to a worker."""
+    if x == 0:
+        raise ValueError("item 0 failed")
+    return x

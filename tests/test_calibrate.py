@@ -12,7 +12,7 @@ import pytest
 import autopar
 import helpers
 from autopar._calibrate import Clocks, calibrate
-from autopar._core import _plans
+from autopar._core import _sampling
 from autopar._core._decide import decide
 from autopar._model import Options
 from autopar._platform import probe_platform
@@ -225,4 +225,4 @@ def test_second_call_skips_calibration(caplog: pytest.LogCaptureFixture) -> None
 
 def test_sample_target_is_a_module_constant() -> None:
     """The sample target is small: calibration stays a few percent of a one-second run."""
-    assert _plans.SERIAL_SAMPLE_S <= 0.05
+    assert _sampling.SERIAL_SAMPLE_S <= 0.05

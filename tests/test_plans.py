@@ -10,19 +10,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from autopar._core._identity import function_identity, unwrap_function
-from autopar._core._plans import (
+from autopar._core._plans import Calibrate, Reuse, Run, Speculate, plan_call, speculation_plan
+from autopar._core._safety import usable_process_methods
+from autopar._core._sampling import (
     MAX_SAMPLE_ITEMS,
     SERIAL_SAMPLE_S,
-    Calibrate,
     ProbePlan,
-    Reuse,
-    Run,
     next_batch_size,
-    plan_call,
     probe_plan,
     sample_done,
 )
-from autopar._core._safety import usable_process_methods
 from autopar._core._sizing import guided_size
 from autopar._core._workload import is_clearly_waiting, is_computing, probe_speedup
 from autopar._errors import SerializationError
@@ -81,7 +78,7 @@ def test_nested_calls_and_a_reimported_main_run_serially(facts: PlatformFacts, w
 
 def test_auto_calibrates_then_reuses_cached_measurements() -> None:
     """A first auto call calibrates (with a thread probe unless an initializer is set); a cached one reuses."""
-    assert _plan() == Calibrate(thread_probe=True, remember=True)
+    assert _plan() == Calibrate(thread_probe=True, remember=True, speculate=Speculate("fork", 2, 1))
     assert _plan(opts=Options(initializer=print)) == Calibrate(thread_probe=False, remember=True)
     cached = Measurements(n_items=100, item_wall_s=0.01)
     assert _plan(cached=cached) == Reuse(cached)
@@ -146,6 +143,33 @@ def test_item_timeout_with_nothing_that_can_stop_an_item_is_a_value_error() -> N
         _plan(opts=Options(strategy="threads", item_timeout=1.0), uses_processes=False)
     with pytest.raises(ValueError, match="none can run this function here"):
         _plan(LINUX_314, Options(item_timeout=1.0), shipping=LAMBDA)
+
+
+@pytest.mark.parametrize(
+    ("facts", "opts", "n_items", "shipping", "expected"),
+    [
+        (LINUX, AUTO, 100, SHIPS, Speculate("fork", 2, 1)),
+        (LINUX, AUTO, None, SHIPS, Speculate("fork", 2, 1)),
+        (attrs.evolve(LINUX, cpu_count=8), AUTO, 100, SHIPS, Speculate("fork", 8, 7)),
+        (attrs.evolve(LINUX, cpu_count=8), AUTO, 3, SHIPS, Speculate("fork", 8, 2)),
+        (attrs.evolve(LINUX, cpu_count=8), Options(workers=3), 100, SHIPS, Speculate("fork", 3, 2)),
+        (LINUX, AUTO, 100, LAMBDA, Speculate("fork", 2, 1)),
+        (LINUX, AUTO, 1, SHIPS, None),
+        (LINUX, Options(workers=1), 100, SHIPS, None),
+        (attrs.evolve(LINUX, cpu_count=1), AUTO, 100, SHIPS, None),
+        (LINUX, Options(initializer=print), 100, SHIPS, None),
+        (LINUX, Options(shared=b"x", has_shared=True), 100, SHIPS, None),
+        (LINUX, Options(max_tasks_per_worker=5), 100, SHIPS, None),
+        (LINUX_THREADS, AUTO, 100, SHIPS, None),
+        (LINUX_314, AUTO, 100, SHIPS, None),
+        (WINDOWS, AUTO, 100, SHIPS, None),
+    ],
+)
+def test_speculation_only_where_a_fork_pool_is_cheap_and_safe(
+    facts: PlatformFacts, opts: Options, n_items: int | None, shipping: Shipping, expected: Speculate | None
+) -> None:
+    """A first call hands its first items to fork workers, one per CPU but the caller's; nowhere else."""
+    assert speculation_plan(facts, opts, n_items, shipping) == expected
 
 
 # -- shared rules ---------------------------------------------------------------------

@@ -33,6 +33,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_core._costs",
         "_core._reasons",
         "_core._decide",
+        "_core._sampling",
         "_core._plans",
         "_core._submit",
         "_core._identity",
@@ -71,7 +72,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_dispatch",
     ),
     # 4: measuring a call and gathering its facts.
-    ("_sample", "_thread_probe", "_calibrate", "_gather", "_pool_spec"),
+    ("_sample", "_thread_probe", "_calibrate", "_gather", "_pool_spec", "_speculation"),
     # 5: calls and the front ends over them.
     (
         "_call",

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._core._plans import probe_plan
+from ._core._sampling import probe_plan
 from ._core._workload import probe_speedup
 from ._model import Measurements
 from ._sample import sample_serially

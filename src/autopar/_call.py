@@ -26,22 +26,25 @@ from ._calibrate import calibrate
 from ._core._decide import decide
 from ._core._plans import Calibrate, Reuse, Run, plan_call, serial_decision
 from ._core._reasons import EXHAUSTED
-from ._core._sizing import SERIAL_BATCH_S, WINDOW_PER_WORKER
+from ._core._sizing import WINDOW_PER_WORKER
 from ._deadline import Deadline
-from ._dispatch import ChunkSizer, Dispatch, unwrap
+from ._dispatch import Dispatch, serial_batches, unwrap
 from ._gather import call_facts, cluster_facts, cluster_threads, find_cluster, refresh
+from ._model import Decision
 from ._pool_spec import is_single_use, pool_spec
 from ._progress import make_progress
 from ._registry import get_strategy
 from ._serialize import shipping
 from ._shared import CallWithShared, SharedHandle
+from ._speculation import Speculation
 from ._warn import warn_unsafe
-from ._worker import ChunkFailed, run_chunk
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ._model import Decision, Measurements, Options, Shipping
+    from ._core._plans import Speculate
+    from ._model import Measurements, Options, PoolSpec, Shipping
+    from ._types import Pool
 
 __all__ = ["Call"]
 
@@ -68,6 +71,7 @@ class Call:
         if self.progress is not None:
             self.progress(0, self.n_items)
         self.caller_initialized = False
+        self.speculation: Speculation | None = None
         self.shared: SharedHandle | None = None
         self.call_func = func
         if opts.has_shared:
@@ -133,32 +137,52 @@ class Call:
         """Calibrate on the first items (kept as this call's first results), then decide."""
         # Calibration runs items in the caller, so the caller is set up like a worker first.
         initializer_s = self._initialize_caller()
-        cal = calibrate(
-            self.call_func,
-            self.source,
-            n_items=self.n_items,
-            facts=self.facts,
-            capture_errors=self.capture_errors,
-            worker_startup_s=_pools.measured_startup_s(),
-            warm_pools=_pools.warm_pools(),
-            initializer_s=initializer_s,
-            shared_bytes=self.shared.size_bytes() if self.shared is not None else 0,
-            check_deadline=self.deadline.check,
-            thread_probe=plan.thread_probe,
-            ship=self.ship,
-        )
-        self.prefix = cal.results
+        source, n_items, warm = self.source, self.n_items, _pools.warm_pools()
+        if plan.speculate is not None and remember:
+            self.speculation = self._speculate(plan.speculate)
+            source = self.speculation.start(self.call_func, source, self.capture_errors)
+            n_items = None if n_items is None else n_items - self.speculation.sent
+            warm = warm | {(plan.speculate.method, plan.speculate.workers)}
+        try:
+            cal = calibrate(
+                self.call_func,
+                source,
+                n_items=n_items,
+                facts=self.facts,
+                capture_errors=self.capture_errors,
+                worker_startup_s=_pools.measured_startup_s(),
+                warm_pools=warm,
+                initializer_s=initializer_s,
+                shared_bytes=self.shared.size_bytes() if self.shared is not None else 0,
+                check_deadline=self.deadline.check,
+                thread_probe=plan.thread_probe,
+                ship=self.ship,
+            )
+            early = [] if self.speculation is None else self.speculation.collect(self.deadline.check)
+        except BaseException:
+            if self.speculation is not None:
+                self.speculation.abandon()
+            raise
+        self.source = source
+        self.prefix = early + cal.results
         self.exhausted = cal.exhausted
         self.deadline.check()
-        self._advance(len(cal.results))
-        logger.debug("autopar calibration: %s", cal.measurements)
+        self._advance(len(self.prefix))
+        measured = attrs.evolve(cal.measurements, speculative_items=len(early))
+        logger.debug("autopar calibration: %s", measured)
         if self.exhausted:
             return serial_decision(EXHAUSTED)
-        decision = decide(self._with_cluster(cal.measurements), self.facts, self.opts)
+        decision = decide(self._with_cluster(measured), self.facts, self.opts)
         if remember and plan.remember:
             _cache.put(self.key, cal.measurements)
         logger.info("%s", decision)
         return decision
+
+    def _speculate(self, plan: Speculate) -> Speculation:
+        """Start the pool the plan names, built as that decision's pool would be."""
+        planned = Decision(strategy=plan.method, workers=plan.workers, chunksize=1)
+        spec = self._spec(planned, uses_processes=True)
+        return Speculation(plan, spec, self.facts)
 
     def _initialize_caller(self) -> float:
         """Run the initializer in the calling thread once; return the seconds it took."""
@@ -195,27 +219,12 @@ class Call:
     def _serial(self) -> Iterator[list[Any]]:
         """Run the rest in the caller, in batches of about 10 ms so the deadline is checked often."""
         self._initialize_caller()
-        sizer = ChunkSizer(0, target_s=SERIAL_BATCH_S)
-        while True:
-            self.deadline.check()
-            batch = list(itertools.islice(self.source, sizer.size))
-            if not batch:
-                return
-            started = time.perf_counter()
-            try:
-                results = run_chunk(
-                    self.call_func, batch, self.done, capture_errors=self.capture_errors, in_process=False
-                )
-            except ChunkFailed as failed:
-                yield unwrap(failed.results, self.capture_errors)
-                raise failed.wrapped.rebuild()  # noqa: B904 - its __cause__ is the traceback text
-            sizer.observe(len(batch), time.perf_counter() - started)
-            self._advance(len(batch))
-            yield unwrap(results, self.capture_errors)
+        yield from serial_batches(
+            self.call_func, self.source, self.done, self.capture_errors, self.deadline.check, self._advance
+        )
 
-    def _pooled(self, decision: Decision, ordered: bool) -> Iterator[list[Any]]:
-        uses_processes = get_strategy(decision.strategy).uses_processes
-        spec = pool_spec(
+    def _spec(self, decision: Decision, *, uses_processes: bool) -> PoolSpec:
+        return pool_spec(
             decision,
             self.opts,
             self.facts,
@@ -225,7 +234,17 @@ class Call:
             shared=self.shared,
             cluster=self.cluster if decision.strategy == "dask" else None,
         )
-        pool = _pools.acquire(decision.strategy, decision.workers, spec, self.facts)
+
+    def _pool_for(self, decision: Decision) -> tuple[Pool, PoolSpec]:
+        """The speculation's pool when the decision is that pool, else one from the pool registry."""
+        held = None if self.speculation is None else self.speculation.take(decision.strategy, decision.workers)
+        if held is not None:
+            return held
+        spec = self._spec(decision, uses_processes=get_strategy(decision.strategy).uses_processes)
+        return _pools.acquire(decision.strategy, decision.workers, spec, self.facts), spec
+
+    def _pooled(self, decision: Decision, ordered: bool) -> Iterator[list[Any]]:
+        pool, spec = self._pool_for(decision)
         healthy = False
         try:
             dispatch = Dispatch(
@@ -265,7 +284,9 @@ class Call:
             logger.info("autopar: per-item time drifted; the next call recalibrates")
 
     def close(self) -> None:
-        """Release the shared object of the call (and its shared-memory segment); close the progress bar."""
+        """Release a pool the call did not use, the shared object (and its segment); close the progress bar."""
+        if self.speculation is not None:
+            self.speculation.release()
         if self.progress is not None:
             self.progress.close()
         if self.shared is not None:

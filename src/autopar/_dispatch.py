@@ -20,16 +20,16 @@ import time
 from collections import Counter, deque
 from typing import TYPE_CHECKING, Any
 
-from ._core._sizing import TARGET_CHUNK_S, WINDOW_PER_WORKER, adapted_chunksize, guided_size
+from ._core._sizing import SERIAL_BATCH_S, TARGET_CHUNK_S, WINDOW_PER_WORKER, adapted_chunksize, guided_size
 from ._errors import WorkerCrashedError
-from ._worker import Failure
+from ._worker import ChunkFailed, Failure, run_chunk
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from ._types import Pool
 
-__all__ = ["ChunkSizer", "Dispatch", "unwrap"]
+__all__ = ["ChunkSizer", "Dispatch", "serial_batches", "unwrap"]
 
 _EMPTY = object()
 
@@ -61,6 +61,38 @@ def unwrap(results: list[Any], capture_errors: bool) -> list[Any]:
             value = value.exception()
         out.append(value)
     return out
+
+
+def serial_batches(
+    func: Callable[[Any], Any],
+    source: Iterator[Any],
+    start: int,
+    capture_errors: bool,
+    check_deadline: Callable[[], object],
+    advance: Callable[[int], None],
+) -> Iterator[list[Any]]:
+    """Run ``source`` in the caller, in batches of about ``SERIAL_BATCH_S``; yield each batch's results.
+
+    Items before a failure are yielded first; then the function's exception is raised, with the
+    traceback as ``__cause__``.
+    """
+    sizer = ChunkSizer(0, target_s=SERIAL_BATCH_S)
+    done = start
+    while True:
+        check_deadline()
+        batch = list(itertools.islice(source, sizer.size))
+        if not batch:
+            return
+        started = time.perf_counter()
+        try:
+            results = run_chunk(func, batch, done, capture_errors=capture_errors, in_process=False)
+        except ChunkFailed as failed:
+            yield unwrap(failed.results, capture_errors)
+            raise failed.wrapped.rebuild()  # noqa: B904 - its __cause__ is the traceback text
+        sizer.observe(len(batch), time.perf_counter() - started)
+        done += len(batch)
+        advance(len(batch))
+        yield unwrap(results, capture_errors)
 
 
 class _Chunk:

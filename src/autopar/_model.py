@@ -192,6 +192,8 @@ class Measurements:
     #: (strategy, workers) pairs whose pools are already running.
     warm_pools: frozenset[tuple[str, int]] = frozenset()
     calibration_s: float = 0.0
+    #: Items that ran in process workers started at once, while the caller measured (not counted in ``sampled``).
+    speculative_items: int = 0
     #: The Dask cluster auto-selection may send work to (None: no cluster configured).
     cluster: ClusterFacts | None = None
 

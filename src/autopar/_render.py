@@ -41,6 +41,9 @@ def render_decision(decision: Decision) -> str:
             f"  measured on {m.sampled} item(s): {format_seconds(m.item_wall_s)} wall, "
             f"{format_seconds(m.item_cpu_s)} thread CPU, {format_seconds(m.item_process_cpu_s)} process CPU per item"
         )
+        probe = f", {m.thread_probe_workers} threads probed" if m.thread_probe_workers else ""
+        early = f", {m.speculative_items} item(s) in process workers meanwhile" if m.speculative_items else ""
+        lines.append(f"  calibration took {format_seconds(m.calibration_s)}{probe}{early}")
     lines.extend(f"  - {r}" for r in decision.reasons)
     return "\n".join(lines)
 

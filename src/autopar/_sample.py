@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING, Any
 
-from ._core._plans import next_batch_size, sample_done
+from ._core._sampling import next_batch_size, sample_done
 from ._model import SerialSample
 from ._worker import ChunkFailed, run_chunk
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from ._calibrate import Clocks
-    from ._core._plans import ProbePlan
+    from ._core._sampling import ProbePlan
 
 __all__ = ["ProbeReading", "await_threads_gone", "os_threads", "probe_threads"]
 

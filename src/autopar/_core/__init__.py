@@ -14,7 +14,8 @@ In dependency order:
 * ``_costs``: the predicted wall time of each strategy.
 * ``_reasons``: the texts that explain a choice.
 * ``_decide``: candidates, ``decide`` and ``forced_decision``.
-* ``_plans``: what a call does first (``plan_call``), what calibration runs (``probe_plan``).
+* ``_sampling``: how long calibration's serial sample runs, and whether a thread probe runs.
+* ``_plans``: what a call does first (``plan_call``), and whether process workers start at once.
 * ``_submit``: where ``Executor.submit`` sends a function's later calls.
 * ``_identity``: what identifies a function across calls.
 """

@@ -1,4 +1,4 @@
-"""What a call does first, and what calibration runs: the call plan and the probe plan.
+"""What a call does first: the call plan, and whether its first items run in workers while it measures.
 
 ``plan_call`` turns the facts gathered for one call (platform, options, input
 length, cached measurements, shippability, the Dask cluster's size) into one of
@@ -9,14 +9,12 @@ three plans, which ``_run`` obeys:
 * ``Reuse``: decide on cached measurements of the same function;
 * ``Calibrate``: run the first items in the caller to measure them, then decide.
 
-Calibration asks ``sample_done`` when its serial sample is long enough and
-``probe_plan`` whether a thread probe would change the decision.  Both are
-pure: calibration only measures.
+``speculation_plan`` says whether a first call starts process workers before
+it measures.  Calibration's own rules live in ``_sampling``.
 """
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 import attrs
@@ -24,44 +22,25 @@ import attrs
 from .._errors import SerializationError
 from .._model import Decision
 from . import _reasons
-from ._costs import DEFAULT_WORKER_STARTUP_S
 from ._decide import forced_decision, serial_exit
 from ._safety import PROCESS_METHODS, require_available, usable_process_methods
-from ._workload import ASSUMED_ITEMS_UNKNOWN, is_clearly_waiting, is_computing
 
 if TYPE_CHECKING:
-    from .._model import Measurements, Options, PlatformFacts, SerialSample, Shipping
+    from .._model import Measurements, Options, PlatformFacts, Shipping
 
 __all__ = [
-    "MAX_SAMPLE_ITEMS",
     "Calibrate",
     "CallPlan",
-    "ProbePlan",
     "Reuse",
     "Run",
+    "Speculate",
     "plan_call",
-    "probe_plan",
-    "sample_done",
     "serial_decision",
+    "speculation_plan",
 ]
 
-#: Seconds of serial work to sample before deciding (less when the whole run is small).
-SERIAL_SAMPLE_S = 0.015
-#: Share of the estimated whole run the serial sample may take.
-SERIAL_SAMPLE_SHARE = 0.02
-#: At most this many items in the serial sample (tiny items are timed in batches).
-MAX_SAMPLE_ITEMS = 50_000
-#: Seconds each probe thread should work for: longer on bigger runs, where a steadier reading pays.
-PROBE_MIN_S = 0.015
-PROBE_MAX_S = 0.04
-#: Share of the estimated remaining serial work the probe may use.
-PROBE_SHARE = 0.01
-#: Skip the thread probe when the remaining work is estimated below this many seconds.
-PROBE_MIN_WORK_S = 0.08
-#: The rest of the run must be at least this many times the probe's own work.
-PROBE_WORK_FACTOR = 10
-#: Most threads the probe runs (more adds noise, not information, on a few cores).
-PROBE_MAX_THREADS = 4
+#: Start methods cheap enough to start before a call knows whether it needs processes.
+SPECULATIVE_METHODS = ("fork",)
 
 
 @attrs.frozen
@@ -83,6 +62,19 @@ class Reuse:
 
 
 @attrs.frozen
+class Speculate:
+    """Start a ``method`` pool of ``workers`` before measuring, and hand ``items`` first items to it.
+
+    The caller measures the items after them meanwhile, so no core idles during
+    calibration; the pool serves the call if the decision is that pool.
+    """
+
+    method: str
+    workers: int
+    items: int
+
+
+@attrs.frozen
 class Calibrate:
     """Run the first items in the caller to measure them, then decide."""
 
@@ -90,17 +82,11 @@ class Calibrate:
     thread_probe: bool
     #: Remember the measurements for the function's later calls.
     remember: bool
+    #: Run the first items in process workers while the caller measures (None: the caller alone).
+    speculate: Speculate | None = None
 
 
 CallPlan = Run | Reuse | Calibrate
-
-
-@attrs.frozen
-class ProbePlan:
-    """Run ``threads`` batches of ``per_thread`` items at once to read how threads scale."""
-
-    threads: int
-    per_thread: int
 
 
 def serial_decision(reason: str) -> Decision:
@@ -146,7 +132,31 @@ def plan_call(
         return _forced_plan(facts, opts, n_items, shipping, cluster_threads)
     if cached is not None:
         return Reuse(cached)
-    return Calibrate(thread_probe=opts.initializer is None, remember=True)
+    speculate = speculation_plan(facts, opts, n_items, shipping)
+    return Calibrate(thread_probe=opts.initializer is None, remember=True, speculate=speculate)
+
+
+def speculation_plan(facts: PlatformFacts, opts: Options, n_items: int | None, shipping: Shipping) -> Speculate | None:
+    """Whether a first call starts process workers before it measures, and how many items they get.
+
+    Only where the cheapest usable start method is ``fork`` (``start()`` costs the
+    caller about 2 ms per worker, and the children boot in a few ms): a pool of
+    one worker per CPU, with every CPU but the caller's given one first item.
+    A call with an initializer or a shared object, or of fewer than two items,
+    measures in the caller alone.
+    """
+    if facts.cpu_count < 2 or opts.initializer is not None or opts.has_shared or opts.max_tasks_per_worker:
+        return None
+    if n_items is not None and n_items < 2:
+        return None
+    usable = usable_process_methods(facts, shippable=shipping.shippable, picklable=True)
+    if usable[:1] != SPECULATIVE_METHODS:
+        return None
+    workers = facts.cpu_count if opts.workers is None else opts.workers
+    items = min(workers, facts.cpu_count) - 1
+    if n_items is not None:
+        items = min(items, n_items - 1)
+    return Speculate(method=usable[0], workers=workers, items=items) if items > 0 else None
 
 
 def _forced_plan(
@@ -184,66 +194,3 @@ def _item_timeout_plan(
         raise ValueError(_reasons.item_timeout_none_message(opts.item_timeout))
     plan = forced_decision(facts, attrs.evolve(opts, strategy=methods[0]), n_items)
     return Run(attrs.evolve(plan, forced=False, reasons=(_reasons.item_timeout_reason(methods[0]),)))
-
-
-def sample_done(sample: SerialSample, n_items: int | None) -> bool:
-    """The serial sample is long enough: about ``SERIAL_SAMPLE_S`` of work, or 2% of a small run."""
-    if sample.count >= MAX_SAMPLE_ITEMS:
-        return True
-    target = SERIAL_SAMPLE_S
-    if n_items is not None:
-        # Sample at most ~2% of the estimated whole (but always one item).
-        target = min(target, SERIAL_SAMPLE_SHARE * sample.per_item_s * n_items)
-    return sample.count > 0 and sample.wall_s >= target
-
-
-def next_batch_size(sample: SerialSample, last: int) -> int:
-    """Items in the next serial batch: doubling, so tiny items are timed in batches."""
-    if sample.count == 0:
-        return 1
-    return min(last * 2, max(1, MAX_SAMPLE_ITEMS - sample.count))
-
-
-def probe_plan(sample: SerialSample, m: Measurements, facts: PlatformFacts, *, allowed: bool) -> ProbePlan | None:
-    """Whether to run a thread probe after the serial sample, and how big; None to skip it.
-
-    Probe only when the rest of the work dwarfs the probe, which may run at
-    serial speed, and when its answer matters: computing work that a cheap
-    process pool runs at full speed goes there whether or not threads would
-    scale, and work that clearly waits goes to threads whatever the probe reads.
-
-    Args:
-        sample: The serial sample.
-        m: What calibration measured so far (pickling, shippability, start-up costs, warm pools).
-        facts: The machine.
-        allowed: A probe may run at all (no initializer; input left).
-    """
-    per_item = sample.per_item_s
-    if not allowed or facts.cpu_count <= 1 or per_item <= 0:
-        return None
-    threads = min(max(facts.cpu_count, 2), PROBE_MAX_THREADS)
-    remaining = None if m.n_items is None else m.n_items - sample.count
-    estimate_s = (ASSUMED_ITEMS_UNKNOWN if remaining is None else remaining) * per_item
-    probe_s = min(max(PROBE_SHARE * estimate_s, PROBE_MIN_S), PROBE_MAX_S)
-    per_thread = max(1, math.ceil(probe_s / per_item))
-    probe_work_s = threads * per_thread * per_item
-    worth_it = remaining is None or remaining * per_item >= max(PROBE_MIN_WORK_S, PROBE_WORK_FACTOR * probe_work_s)
-    if not worth_it or is_clearly_waiting(sample):
-        return None
-    if (
-        is_computing(sample)
-        and _cheapest_process_s(m, facts, estimate_s / per_item) <= probe_work_s * (threads - 1) / threads
-    ):
-        return None
-    return ProbePlan(threads=threads, per_thread=per_thread)
-
-
-def _cheapest_process_s(m: Measurements, facts: PlatformFacts, items: float) -> float:
-    """Start-up plus pickling of the cheapest process pool auto may use here (infinite if none)."""
-    methods = usable_process_methods(facts, shippable=m.shippable, picklable=m.data_picklable)
-    if not methods:
-        return math.inf
-    method = methods[0]
-    warm = any(name == method for name, _ in m.warm_pools)
-    start = 0.0 if warm else m.worker_startup_s.get(method, DEFAULT_WORKER_STARTUP_S[method])
-    return start + items * m.pickle_s

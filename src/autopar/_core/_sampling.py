@@ -1,0 +1,117 @@
+"""Calibration's rules: how long the serial sample runs, and whether a thread probe can change the choice.
+
+Calibration asks ``sample_done`` after each batch of its serial sample and
+``probe_plan`` once the sample is in; it only measures.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import attrs
+
+from ._costs import DEFAULT_WORKER_STARTUP_S
+from ._safety import usable_process_methods
+from ._workload import ASSUMED_ITEMS_UNKNOWN, is_clearly_waiting, is_computing
+
+if TYPE_CHECKING:
+    from .._model import Measurements, PlatformFacts, SerialSample
+
+__all__ = [
+    "MAX_SAMPLE_ITEMS",
+    "SERIAL_SAMPLE_S",
+    "ProbePlan",
+    "next_batch_size",
+    "probe_plan",
+    "sample_done",
+]
+
+#: Seconds of serial work to sample before deciding (less when the whole run is small).
+SERIAL_SAMPLE_S = 0.015
+#: Share of the estimated whole run the serial sample may take.
+SERIAL_SAMPLE_SHARE = 0.02
+#: At most this many items in the serial sample (tiny items are timed in batches).
+MAX_SAMPLE_ITEMS = 50_000
+#: Seconds each probe thread should work for: longer on bigger runs, where a steadier reading pays.
+PROBE_MIN_S = 0.015
+PROBE_MAX_S = 0.04
+#: Share of the estimated remaining serial work the probe may use.
+PROBE_SHARE = 0.01
+#: Skip the thread probe when the remaining work is estimated below this many seconds.
+PROBE_MIN_WORK_S = 0.08
+#: The rest of the run must be at least this many times the probe's own work.
+PROBE_WORK_FACTOR = 10
+#: Most threads the probe runs (more adds noise, not information, on a few cores).
+PROBE_MAX_THREADS = 4
+
+
+@attrs.frozen
+class ProbePlan:
+    """Run ``threads`` batches of ``per_thread`` items at once to read how threads scale."""
+
+    threads: int
+    per_thread: int
+
+
+def sample_done(sample: SerialSample, n_items: int | None) -> bool:
+    """The serial sample is long enough: about ``SERIAL_SAMPLE_S`` of work, or 2% of a small run."""
+    if sample.count >= MAX_SAMPLE_ITEMS:
+        return True
+    target = SERIAL_SAMPLE_S
+    if n_items is not None:
+        # Sample at most ~2% of the estimated whole (but always one item).
+        target = min(target, SERIAL_SAMPLE_SHARE * sample.per_item_s * n_items)
+    return sample.count > 0 and sample.wall_s >= target
+
+
+def next_batch_size(sample: SerialSample, last: int) -> int:
+    """Items in the next serial batch: doubling, so tiny items are timed in batches."""
+    if sample.count == 0:
+        return 1
+    return min(last * 2, max(1, MAX_SAMPLE_ITEMS - sample.count))
+
+
+def probe_plan(sample: SerialSample, m: Measurements, facts: PlatformFacts, *, allowed: bool) -> ProbePlan | None:
+    """Whether to run a thread probe after the serial sample, and how big; None to skip it.
+
+    Probe only when the rest of the work dwarfs the probe, which may run at
+    serial speed, and when its answer matters: computing work that a cheap
+    process pool runs at full speed goes there whether or not threads would
+    scale, and work that clearly waits goes to threads whatever the probe reads.
+
+    Args:
+        sample: The serial sample.
+        m: What calibration measured so far (pickling, shippability, start-up costs, warm pools).
+        facts: The machine.
+        allowed: A probe may run at all (no initializer; input left).
+    """
+    per_item = sample.per_item_s
+    if not allowed or facts.cpu_count <= 1 or per_item <= 0:
+        return None
+    threads = min(max(facts.cpu_count, 2), PROBE_MAX_THREADS)
+    remaining = None if m.n_items is None else m.n_items - sample.count
+    estimate_s = (ASSUMED_ITEMS_UNKNOWN if remaining is None else remaining) * per_item
+    probe_s = min(max(PROBE_SHARE * estimate_s, PROBE_MIN_S), PROBE_MAX_S)
+    per_thread = max(1, math.ceil(probe_s / per_item))
+    probe_work_s = threads * per_thread * per_item
+    worth_it = remaining is None or remaining * per_item >= max(PROBE_MIN_WORK_S, PROBE_WORK_FACTOR * probe_work_s)
+    if not worth_it or is_clearly_waiting(sample):
+        return None
+    if (
+        is_computing(sample)
+        and _cheapest_process_s(m, facts, estimate_s / per_item) <= probe_work_s * (threads - 1) / threads
+    ):
+        return None
+    return ProbePlan(threads=threads, per_thread=per_thread)
+
+
+def _cheapest_process_s(m: Measurements, facts: PlatformFacts, items: float) -> float:
+    """Start-up plus pickling of the cheapest process pool auto may use here (infinite if none)."""
+    methods = usable_process_methods(facts, shippable=m.shippable, picklable=m.data_picklable)
+    if not methods:
+        return math.inf
+    method = methods[0]
+    warm = any(name == method for name, _ in m.warm_pools)
+    start = 0.0 if warm else m.worker_startup_s.get(method, DEFAULT_WORKER_STARTUP_S[method])
+    return start + items * m.pickle_s

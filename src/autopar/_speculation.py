@@ -1,0 +1,96 @@
+"""First items that run in process workers while the caller measures the next ones.
+
+When the core's ``speculation_plan`` says so, a first call starts its pool
+before measuring and hands one first item to each worker but one; the caller's
+serial sample starts after them.  Each item still runs exactly once: an item
+that cannot be pickled is not sent and runs in the caller with the sample.
+After calibration the call collects the workers' results (in input order,
+ahead of the sample's), and keeps the pool if the decision is that pool::
+
+    source --first k items--> pool.submit, one task each (positions 0..k-1)
+           --the rest-------> calibrate in the caller (positions k..)
+    collect(): pool.poll until every task is back -> results, or Failure in its slot
+    held pool --> the call's dispatch if the decision is (method, workers); else released
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING, Any
+
+from . import _pools
+from ._errors import SerializationError, WorkerCrashedError
+from ._pool_spec import is_single_use
+from ._worker import Failure
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from ._core._plans import Speculate
+    from ._model import PlatformFacts, PoolSpec
+    from ._types import Pool
+
+__all__ = ["Speculation"]
+
+
+class Speculation:
+    """A pool started before measuring, and the first items it runs."""
+
+    def __init__(self, plan: Speculate, spec: PoolSpec, facts: PlatformFacts) -> None:
+        self.plan = plan
+        self.spec = spec
+        self.pool: Pool | None = _pools.acquire(plan.method, plan.workers, spec, facts)
+        self.sent = 0
+        # A pool built around this call's lambda or closure serves this call only.
+        self._healthy = True
+        self._reusable = not is_single_use(spec)
+
+    def start(self, func: Callable[[Any], Any], source: Iterator[Any], capture_errors: bool) -> Iterator[Any]:
+        """Send the first items, one task each; return the rest of ``source``, unsent items first."""
+        assert self.pool is not None
+        head = list(itertools.islice(source, self.plan.items))
+        for position, item in enumerate(head):
+            try:
+                self.pool.submit(position, func, [item], position, capture_errors)
+            except SerializationError:
+                return itertools.chain(head[position:], source)  # it runs in the caller, with the sample
+            self.sent += 1
+        return source
+
+    def collect(self, check_deadline: Callable[[], float | None]) -> list[Any]:
+        """The results of the items sent, in input order; a failed item holds a ``Failure`` in its slot."""
+        assert self.pool is not None
+        slots: list[Any] = [None] * self.sent
+        missing = set(range(self.sent))
+        while missing:
+            for task_id, results, error in self.pool.poll(check_deadline()):
+                missing.discard(task_id)
+                if results:
+                    slots[task_id] = results[0]
+                else:
+                    slots[task_id] = Failure(error)
+                    self._healthy = self._healthy and not isinstance(error, WorkerCrashedError)
+        return slots
+
+    def take(self, method: str, workers: int) -> tuple[Pool, PoolSpec] | None:
+        """The pool and its spec for a decision of ``method`` with ``workers``; else release it, and None."""
+        pool, self.pool = self.pool, None
+        if pool is None:
+            return None
+        if (method, workers) == (self.plan.method, self.plan.workers) and self._healthy:
+            return pool, self.spec
+        _pools.release(pool, healthy=self._healthy and self._reusable)
+        return None
+
+    def abandon(self) -> None:
+        """Stop what the workers run and shut the pool down (a timeout, Ctrl-C, an error in the caller)."""
+        pool, self.pool = self.pool, None
+        if pool is not None:
+            pool.cancel()
+            _pools.release(pool, healthy=False)
+
+    def release(self) -> None:
+        """Give the pool back for later calls, if the call did not use it."""
+        pool, self.pool = self.pool, None
+        if pool is not None:
+            _pools.release(pool, healthy=self._healthy and self._reusable)

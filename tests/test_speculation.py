@@ -1,0 +1,83 @@
+"""A first call hands its first items to fork workers while the caller measures the next ones.
+
+These run only where the core's ``speculation_plan`` speculates: Linux, fork
+safe (one thread), fork the interpreter's default, two CPUs or more.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+import pytest
+
+import autopar
+import helpers
+from autopar._core._plans import speculation_plan
+from autopar._errors import RemoteTraceback
+from autopar._gather import call_facts
+from autopar._model import Options, Shipping
+
+
+def _speculates() -> bool:
+    return speculation_plan(call_facts(), Options(), 100, Shipping(name="f")) is not None
+
+
+pytestmark = [
+    pytest.mark.timeout(60),
+    pytest.mark.skipif(not _speculates(), reason="a first call speculates only where fork is safe and the default"),
+]
+
+
+def test_first_item_runs_in_a_worker_and_every_item_once_in_order(caplog: pytest.LogCaptureFixture) -> None:
+    """Item 0 runs in a fork worker while the caller measures the next ones; results stay in input order."""
+    with caplog.at_level(logging.INFO, logger="autopar"):
+        out = autopar.map(helpers.pid_and_square, range(40))
+    assert [square for _, square in out] == [x * x for x in range(40)]
+    assert out[0][0] != os.getpid()
+    assert out[1][0] == os.getpid()  # the caller's serial sample starts right after the workers' items
+    assert any("in process workers meanwhile" in r.getMessage() for r in caplog.records)
+
+
+def test_every_item_runs_exactly_once_with_a_speculative_worker(tmp_path) -> None:
+    """Items handed to workers before measuring run once, like every other item."""
+    items = list(range(60))
+    out = autopar.map(helpers.record_item, [(str(tmp_path), x) for x in items])
+    assert out == [x * x for x in items]
+    lines = [line for path in tmp_path.iterdir() for line in path.read_text().split("\n") if line]
+    assert sorted(int(line.split()[1]) for line in lines) == items
+
+
+def test_an_exception_in_a_speculative_item_is_raised_with_its_type() -> None:
+    """Item 0 raising in a worker fails the call with ValueError and the worker's traceback."""
+    with pytest.raises(ValueError, match="item 0 failed") as info:
+        autopar.map(helpers.fail_on_0, range(20))
+    assert isinstance(info.value.__cause__, RemoteTraceback)
+    assert "fail_on_0" in str(info.value.__cause__)
+
+
+def test_errors_return_keeps_the_speculative_items_exception_in_its_slot() -> None:
+    """With errors="return", item 0's exception is its result and every other result is kept."""
+    out = autopar.map(helpers.fail_on_0, range(20), errors="return")
+    assert isinstance(out[0], ValueError)
+    assert out[1:] == list(range(1, 20))
+
+
+def test_an_unpicklable_first_item_runs_in_the_caller() -> None:
+    """A first item that cannot be pickled is not sent to a worker: it runs with the caller's sample."""
+    lock = threading.Lock()
+    out = autopar.map(helpers.identity, [lock, 1, 2, 3])
+    assert out == [lock, 1, 2, 3]
+
+
+def test_a_timeout_during_calibration_stops_the_speculative_worker() -> None:
+    """The call's timeout also covers the worker's first item: TimeoutError well before it would end.
+
+    The autouse fixture then finds no worker process left.
+    """
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        autopar.map(helpers.sleep_for, [20.0, 0.3, 0.3], timeout=0.6)
+    assert time.monotonic() - started < 10  # a deadlock guard: the item alone would take 20 s
