@@ -34,6 +34,7 @@ from ._model import Decision
 from ._pool_spec import is_single_use, pool_spec
 from ._progress import make_progress
 from ._registry import get_strategy
+from ._render import render_outcome
 from ._serialize import shipping
 from ._shared import CallWithShared, SharedHandle
 from ._speculation import Speculation
@@ -276,7 +277,10 @@ class Call:
             _pools.release(pool, healthy=healthy and not is_single_use(spec))
 
     def observe(self, decision: Decision, elapsed_s: float, items: int) -> None:
-        """Tell the cache how long items really took, so a drifted entry is recalibrated."""
+        """Log the call's wall time against the prediction; tell the cache, so a drifted entry is recalibrated."""
+        line = render_outcome(decision, elapsed_s, items)
+        if line is not None:
+            logger.info("%s", line)
         if self.key is None or items <= 0 or decision.strategy == "serial":
             return
         per_item = elapsed_s * decision.workers / items

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._model import Decision
 
-__all__ = ["format_seconds", "jsonable", "render_decision"]
+__all__ = ["format_seconds", "jsonable", "render_decision", "render_outcome"]
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -46,6 +46,17 @@ def render_decision(decision: Decision) -> str:
         lines.append(f"  calibration took {format_seconds(m.calibration_s)}{probe}{early}")
     lines.extend(f"  - {r}" for r in decision.reasons)
     return "\n".join(lines)
+
+
+def render_outcome(decision: Decision, elapsed_s: float, items: int) -> str | None:
+    """A call's wall time against the prediction, for the log (None for a decision with no prediction)."""
+    m = decision.measurements
+    if decision.predicted_s is None or m is None:
+        return None
+    return (
+        f"autopar: {decision.strategy} took {format_seconds(elapsed_s)} for {items} item(s), calibration "
+        f"{format_seconds(m.calibration_s)} included; predicted {format_seconds(decision.predicted_s)} for the rest"
+    )
 
 
 def jsonable(_inst: Any, _field: Any, value: Any) -> Any:
