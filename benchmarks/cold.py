@@ -1,0 +1,206 @@
+"""First calls, cold: autopar against every fixed strategy and joblib, a fresh interpreter per measurement.
+
+Usage::
+
+    python benchmarks/cold.py [--repeats N] [--only coarse,mixed] [--scale S]
+
+Each measurement is a new interpreter that imports what it needs, builds the
+items, then times one call (pool start-up included, shutdown not), so every
+``auto`` time includes calibration and the first pool start, as a script run
+once pays them.  The contenders are the fixed strategies a user could pick in
+hindsight, at several worker counts: serial, ``ThreadPoolExecutor`` with 2, 8
+and 32 threads, ``multiprocessing.Pool`` (fork) with 2, 4 and 8 processes and
+with forkserver, ``ProcessPoolExecutor`` and joblib (loky), against
+``autopar.map``.  Contenders run interleaved within each repeat, in an order
+rotated at each repeat.  Times are medians; each row gives autopar over the
+best fixed strategy, and the last line the geometric mean of those ratios.
+Results go to ``benchmarks/results/cold.md`` (and ``partial.md`` for ``--only``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+#: Deadlock guard for one child interpreter, not a measurement.
+CHILD_TIMEOUT_S = 300
+TARGET_OVER_BEST = 1.10
+TARGET_SMALL_S = 0.1
+TARGET_SMALL_EXTRA_S = 0.010
+
+#: name -> (untimed set-up, the timed statement that computes ``out`` from ``func`` and ``items``).
+#: Pools are closed after the timed part, so worker processes never hold the child's output open.
+CONTENDERS: dict[str, tuple[str, str]] = {
+    "serial": ("", "out = [func(x) for x in items]"),
+    "threads-2": ("from concurrent.futures import ThreadPoolExecutor as E", "out = list(E(2).map(func, items))"),
+    "threads-8": ("from concurrent.futures import ThreadPoolExecutor as E", "out = list(E(8).map(func, items))"),
+    "threads-32": ("from concurrent.futures import ThreadPoolExecutor as E", "out = list(E(32).map(func, items))"),
+    "fork-2": ("import multiprocessing as mp", "pool = mp.get_context('fork').Pool(2); out = pool.map(func, items); CLOSE = pool.terminate"),
+    "fork-4": ("import multiprocessing as mp", "pool = mp.get_context('fork').Pool(4); out = pool.map(func, items); CLOSE = pool.terminate"),
+    "fork-8": ("import multiprocessing as mp", "pool = mp.get_context('fork').Pool(8); out = pool.map(func, items); CLOSE = pool.terminate"),
+    "forkserver-2": (
+        "import multiprocessing as mp",
+        "pool = mp.get_context('forkserver').Pool(2); out = pool.map(func, items); CLOSE = pool.terminate",
+    ),
+    "ppe-2": ("from concurrent.futures import ProcessPoolExecutor as E", "ex = E(2); out = list(ex.map(func, items)); CLOSE = ex.shutdown"),
+    "joblib": (
+        "from joblib import Parallel, delayed; from joblib.externals.loky import get_reusable_executor",
+        "out = Parallel(n_jobs=2)(delayed(func)(x) for x in items); CLOSE = lambda: get_reusable_executor().shutdown()",
+    ),
+    # Imports are paid before timing by every contender; autopar loads its modules on first use, so
+    # they are named here (the strategies' modules are otherwise imported inside the first call).
+    "auto": (
+        "import autopar, autopar._run, autopar._strategies._process._pool, autopar._strategies._threads",
+        "out = autopar.map(func, items); CLOSE = autopar.shutdown",
+    ),
+}
+FIXED = tuple(name for name in CONTENDERS if name != "auto")
+
+_CHILD = """
+import hashlib, logging, sys, time
+sys.path.insert(0, {here!r})
+import cold_shapes
+{prepare}
+shape = cold_shapes.by_name({shape!r})
+func, items = shape.func, shape.build({scale!r})
+records = []
+class Keep(logging.Handler):
+    def emit(self, record):
+        records.append(record)
+logging.getLogger("autopar").addHandler(Keep())
+logging.getLogger("autopar").setLevel(logging.DEBUG)
+started = time.perf_counter()
+{statement}
+elapsed = time.perf_counter() - started
+calibration = [r.args[0].calibration_s for r in records if r.msg.startswith("autopar calibration:")]
+decision = [r.getMessage().splitlines()[0] for r in records if r.getMessage().startswith("autopar decision")]
+print(repr((elapsed, hashlib.sha1(repr(out).encode()).hexdigest(), calibration[:1], decision[:1])), flush=True)
+globals().get("CLOSE", lambda: None)()
+"""
+
+
+def _child(shape: str, contender: str, scale: float) -> tuple[float, str, list[float], list[str]]:
+    prepare, statement = CONTENDERS[contender]
+    code = _CHILD.format(here=str(HERE), prepare=prepare, shape=shape, scale=scale, statement=statement)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, check=False
+    )
+    if done.returncode != 0 or not done.stdout.strip():
+        msg = f"{shape}/{contender} failed: {done.stderr.strip()[-400:]}"
+        raise RuntimeError(msg)
+    elapsed, digest, calibration, decision = eval(done.stdout.strip().splitlines()[-1])  # our own repr
+    return elapsed, digest, calibration, decision
+
+
+def measure(shape: str, repeats: int, scale: float, names: list[str]) -> dict[str, object]:
+    """Median time per contender, autopar's calibration time and decision, and whether every result agreed."""
+    times: dict[str, list[float]] = {name: [] for name in names}
+    digests: set[str] = set()
+    calibrations: list[float] = []
+    decisions: list[str] = []
+    for repeat in range(repeats):
+        order = names[repeat % len(names) :] + names[: repeat % len(names)]
+        for name in order:
+            elapsed, digest, calibration, decision = _child(shape, name, scale)
+            times[name].append(elapsed)
+            digests.add(digest)
+            calibrations.extend(calibration)
+            decisions.extend(decision)
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    best = min((name for name in FIXED if name in medians), key=lambda name: medians[name])
+    return {
+        "shape": shape,
+        "medians": medians,
+        "best": best,
+        "ratio": medians["auto"] / medians[best],
+        "serial_speedup": medians["serial"] / medians["auto"],
+        "calibration_s": statistics.median(calibrations) if calibrations else None,
+        "decision": decisions[-1] if decisions else "",
+        "agree": len(digests) == 1,
+    }
+
+
+def meets(row: dict[str, object]) -> bool:
+    """Within 1.10x of the best fixed strategy, or within +10 ms where that strategy takes under 0.1 s."""
+    medians = row["medians"]
+    assert isinstance(medians, dict)
+    best_s, auto_s = medians[row["best"]], medians["auto"]
+    if best_s < TARGET_SMALL_S:
+        return bool(auto_s <= best_s + TARGET_SMALL_EXTRA_S)
+    return bool(auto_s <= best_s * TARGET_OVER_BEST)
+
+
+def table(rows: list[dict[str, object]], repeats: int, scale: float, names: list[str]) -> str:
+    head = ["shape", *names, "best fixed", "auto / best", "auto speed-up", "calibration", "met"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        medians = row["medians"]
+        assert isinstance(medians, dict)
+        cal = row["calibration_s"]
+        cells = [
+            str(row["shape"]),
+            *(f"{medians[name]:.3f}" for name in names),
+            str(row["best"]),
+            f"{row['ratio']:.2f}x",
+            f"{row['serial_speedup']:.2f}x",
+            "-" if cal is None else f"{float(cal) * 1e3:.1f} ms",  # type: ignore[arg-type]
+            ("yes" if meets(row) else "no") + ("" if row["agree"] else " (results differ!)"),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    ratios = [float(row["ratio"]) for row in rows]  # type: ignore[arg-type]
+    geomean = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+    machine = f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs, {platform.system()}"
+    out = [
+        f"# First calls, cold ({dt.date.today().isoformat()})",
+        "",
+        f"{machine}; medians of {repeats} fresh interpreters per cell, seconds; scale {scale}.",
+        "auto / best: autopar over the best fixed strategy of the row; auto speed-up: serial over autopar.",
+        "",
+        *lines,
+        "",
+        f"Geometric mean of auto / best: {geomean:.2f}x.",
+        "",
+        "autopar's decisions:",
+        "",
+        *(f"- {row['shape']}: {row['decision']}" for row in rows),
+    ]
+    return "\n".join(out) + "\n"
+
+
+def main() -> None:
+    import cold_shapes
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", default="")
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--contenders", default="", help="a comma-separated subset (auto is always run)")
+    args = parser.parse_args()
+    shapes = [s.name for s in cold_shapes.SHAPES] if not args.only else args.only.split(",")
+    names = list(CONTENDERS) if not args.contenders else [*args.contenders.split(","), "auto"]
+    rows = []
+    for name in shapes:
+        rows.append(measure(name, args.repeats, args.scale, names))
+        print(f"{name}: auto {rows[-1]['ratio']:.2f}x the best ({rows[-1]['best']})", flush=True)
+    text = table(rows, args.repeats, args.scale, names)
+    print(text)
+    partial = args.only or args.scale != 1.0 or args.contenders
+    stem = "partial_cold" if partial else "cold"
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{stem}.md").write_text(text)
+    (RESULTS / f"{stem}.json").write_text(json.dumps(rows, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(HERE))
+    main()

@@ -1,0 +1,136 @@
+"""Workload shapes for the cold-call benchmark: module-level functions, so every start method ships them by reference.
+
+Each shape is sized for about 0.5 to 2 s of serial work on a 2-core machine
+(``tiny`` and ``big_args`` are small on purpose).  ``scale`` shrinks the work
+per item for a quick run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["SHAPES", "Shape", "by_name"]
+
+#: Countdown steps per second of pure Python, roughly, on the reference machine.
+_STEPS_PER_S = 20_000_000
+
+
+def countdown(n: int) -> int:
+    """Pure-Python loop: holds the GIL all the time."""
+    k = n
+    while k:
+        k -= 1
+    return n
+
+
+def spectral_norm(n: int) -> float:
+    """The pyperformance spectral-norm kernel on an ``n`` x ``n`` matrix, pure Python."""
+
+    def a(i: int, j: int) -> float:
+        return 1.0 / ((i + j) * (i + j + 1) // 2 + i + 1)
+
+    u = [1.0] * n
+    v = [0.0] * n
+    for _ in range(3):
+        v = [sum(a(i, j) * u[j] for j in range(n)) for i in range(n)]
+        u = [sum(a(j, i) * v[j] for j in range(n)) for i in range(n)]
+    return sum(u) / n
+
+
+_DOC = json.dumps({"items": [{"id": i, "name": f"item {i}", "tags": ["a", "b", "c"], "score": i / 7} for i in range(200)]})
+
+
+def json_loads(rounds: int) -> int:
+    """The pyperformance json_loads kernel: parse a 20 KB document ``rounds`` times."""
+    total = 0
+    for _ in range(rounds):
+        total += len(json.loads(_DOC)["items"])
+    return total
+
+
+def wait_then_compute(spec: tuple[float, int]) -> int:
+    """Sleep ``spec[0]`` seconds, then count down ``spec[1]`` steps: half waiting, half computing."""
+    time.sleep(spec[0])
+    return countdown(spec[1])
+
+
+def sleep_for(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def length(data: bytes) -> int:
+    """Trivial work on a big argument: what matters is what sending it costs."""
+    return len(data)
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def matmul(seed: int) -> float:
+    """A NumPy matrix product that uses every core through a multithreaded BLAS."""
+    import numpy
+
+    rng = numpy.random.default_rng(seed)
+    m = rng.standard_normal((700, 700))
+    return float((m @ m).trace())
+
+
+def _steps(seconds: float, scale: float) -> int:
+    return max(1000, int(_STEPS_PER_S * seconds * scale))
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A named function with the builder of its items."""
+
+    name: str
+    func: Callable[[Any], Any]
+    build: Callable[[float], list[Any]]
+    description: str
+
+
+_BIG = 20 * 1024 * 1024
+
+SHAPES: tuple[Shape, ...] = (
+    Shape("coarse", countdown, lambda s: [_steps(0.2, s)] * 8, "8 items of ~0.2 s pure-Python countdown"),
+    Shape("spectral_norm", spectral_norm, lambda s: [max(20, int(130 * s**0.5))] * 6, "6 items of the spectral-norm kernel"),
+    Shape("json_loads", json_loads, lambda s: [max(10, int(400 * s))] * 8, "8 items of the json_loads kernel"),
+    Shape("fine", countdown, lambda s: [700] * max(1000, int(40_000 * s)), "40,000 items of ~35 us pure Python"),
+    Shape(
+        "mixed",
+        wait_then_compute,
+        lambda s: [(0.025 * s, _steps(0.025, s))] * 40,
+        "40 items: sleep 25 ms, then compute ~25 ms",
+    ),
+    Shape("io_wait", sleep_for, lambda s: [0.02 * s] * 200, "200 items that sleep 20 ms"),
+    Shape("big_args", length, lambda s: [bytes(int(_BIG * s))] * 16, "16 arguments of 20 MB bytes, trivial work"),
+    Shape(
+        "ascending",
+        countdown,
+        lambda s: [_steps(0.002, s) * (1 + 49 * i // 31) for i in range(32)],
+        "32 items whose cost grows 1x to 50x",
+    ),
+    Shape("tiny", square, lambda s: list(range(max(2000, int(200_000 * s)))), "200,000 items of x * x"),
+    Shape("matmul", matmul, lambda s: list(range(max(2, int(12 * s)))), "NumPy 700x700 matmul, multithreaded BLAS"),
+)
+
+
+def by_name(name: str) -> Shape:
+    """The shape called ``name``.
+
+    Raises:
+        KeyError: no shape has that name.
+    """
+    for shape in SHAPES:
+        if shape.name == name:
+            return shape
+    msg = f"no shape named {name!r}; known: {', '.join(s.name for s in SHAPES)}"
+    raise KeyError(msg)
