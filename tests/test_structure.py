@@ -63,6 +63,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_strategies._process._lifeline",
         "_strategies._process._child",
         "_strategies._process._failures",
+        "_strategies._process._popen",
         "_strategies._process._handle",
         "_strategies._process._receive",
         "_strategies._process._pool",

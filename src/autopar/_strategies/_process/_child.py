@@ -125,16 +125,16 @@ def process_main(
     init: Callable[..., Any] | None,
     initargs: tuple[Any, ...],
     shared: tuple[int, Any] | None = None,
-    kernel_may_watch: bool = False,
+    lifeline: str = "ppid",
 ) -> None:
     """The loop of a process worker: run tasks from ``conn`` until told to stop or the pipe closes.
 
     ``inherit`` is the function of a fork worker that inherits it (never pickled);
     other workers receive theirs in a ``Func`` message.  The worker ends with its
-    parent (``hold_lifeline``), and quietly when the pipe to the caller breaks:
-    nobody is left to read a result or a traceback.
+    caller, watched as ``lifeline`` says (``hold_lifeline``), and quietly when the
+    pipe to the caller breaks: nobody is left to read a result or a traceback.
     """
-    hold_lifeline(kernel_may_watch=kernel_may_watch)
+    hold_lifeline(lifeline)
     mark_process_worker()
     # The caller owns Ctrl-C: it terminates workers itself, so a worker never dies mid-result.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -31,6 +31,7 @@ from ..._forksafe import at_fork_in_child, forget_process
 from ..._native import native_thread_env
 from ._child import process_main
 from ._failures import describe_exit, start_error
+from ._popen import ClosingForkProcess
 from ._protocol import Init, Stop, decode, encode, raised
 
 if TYPE_CHECKING:
@@ -58,7 +59,8 @@ class WorkerProcess:
         self.conn, child_conn = ctx.Pipe(duplex=True)
         try:
             self.slot = ctx.Value("q", -1, lock=False)
-            self.process = ctx.Process(target=process_main, args=_child_args(ctx, spec, child_conn, self.slot))
+            process_class = ClosingForkProcess if ctx.get_start_method() == "fork" else ctx.Process
+            self.process = process_class(target=process_main, args=_child_args(ctx, spec, child_conn, self.slot))
             self.process.daemon = True
             self.process.name = "autopar-worker"
             _live.add(self)  # before the fork: a fork child closes this end of the pipe at once
@@ -122,7 +124,9 @@ def _child_args(ctx: Any, spec: PoolSpec, child_conn: Any, slot: Any) -> tuple[A
     if spec.shared_key is not None and method != "fork":
         shared = (spec.shared_key, spec.shared_payload)
     # Linux's parent-death signal follows the thread that forks: only one that lives as long as its process.
-    kernel_may_watch = method == "forkserver" or threading.current_thread() is threading.main_thread()
+    lifeline = "kernel" if threading.current_thread() is threading.main_thread() else "ppid"
+    if method == "forkserver":
+        lifeline = "sentinel"  # the parent is the forkserver, which outlives the caller while workers live
     return (
         child_conn,
         slot,
@@ -131,7 +135,7 @@ def _child_args(ctx: Any, spec: PoolSpec, child_conn: Any, slot: Any) -> tuple[A
         spec.initializer,
         spec.initargs,
         shared,
-        kernel_may_watch,
+        lifeline,
     )
 
 

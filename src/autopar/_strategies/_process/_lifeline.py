@@ -1,15 +1,22 @@
-"""A worker's lifeline to its parent: when the parent is gone, the worker ends at once and quietly.
+"""A worker's lifeline to its caller: when the caller is gone, the worker ends at once and quietly.
 
-Runs in the child, first thing.  A worker whose parent died (SIGKILL, SIGTERM,
+Runs in the child, first thing.  A worker whose caller died (SIGKILL, SIGTERM,
 the out-of-memory killer) has nobody to send results to, so it stops its
-running item rather than finish it and fail writing the result:
+running item rather than finish it and fail writing the result.  How it
+watches depends on who its parent is (``LIFELINES``):
 
-* on Linux, ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` makes the kernel kill the
-  worker when its parent ends.  The kernel means the *thread* that created the
-  worker, so this is only asked for when that thread lives as long as the
-  process (the parent's main thread, or the forkserver's);
-* otherwise a daemon thread compares ``os.getppid()`` with the parent every
-  ``WATCH_INTERVAL_S`` and ends the process when the worker was re-parented.
+* ``"kernel"``: fork and spawn workers started by a thread that lives as long
+  as its process (the main thread).  Linux's ``prctl(PR_SET_PDEATHSIG,
+  SIGKILL)`` has the kernel kill the worker when its parent ends.  The kernel
+  means the *thread* that created the worker, hence the condition; elsewhere
+  than on Linux this falls back to ``"ppid"``.
+* ``"ppid"``: fork and spawn workers started by another thread.  A daemon
+  thread compares ``os.getppid()`` with the parent every ``WATCH_INTERVAL_S``
+  and ends the process once the worker was re-parented.
+* ``"sentinel"``: forkserver workers, whose parent is the forkserver, which
+  itself lives as long as any worker holds its "alive" pipe.  A daemon thread
+  waits on ``multiprocessing.parent_process().sentinel``, which the caller
+  alone holds open.
 
 An idle worker also ends on end-of-file on its task pipe, and ``_child`` leaves
 without a traceback when the pipe breaks under a running item.
@@ -17,14 +24,18 @@ without a traceback when the pipe breaks under a running item.
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import sys
 import threading
 
-__all__ = ["WATCH_INTERVAL_S", "hold_lifeline"]
+__all__ = ["LIFELINES", "WATCH_INTERVAL_S", "hold_lifeline"]
 
-#: Seconds between two looks at the parent's pid, where the kernel cannot watch it.
+#: How a worker notices its caller's death, by who its parent is (see the module docstring).
+LIFELINES = ("kernel", "ppid", "sentinel")
+#: Seconds between two looks at the parent's pid, where nothing else can watch it.
 WATCH_INTERVAL_S = 0.5
 _PR_SET_PDEATHSIG = 1
 
@@ -46,21 +57,30 @@ def _kill_with_parent(parent: int) -> bool:
     return True
 
 
-def _watch(parent: int) -> None:
+def _watch_pid(parent: int) -> None:
     event = threading.Event()
     while not event.wait(WATCH_INTERVAL_S):
         if os.getppid() != parent:
             os._exit(0)  # nobody is left to read a result: stop the running item, print nothing
 
 
-def hold_lifeline(*, kernel_may_watch: bool) -> None:
-    """End this worker when its parent ends.
+def _watch_sentinel(sentinel: int) -> None:
+    multiprocessing.connection.wait([sentinel])
+    os._exit(0)
 
-    Args:
-        kernel_may_watch: the thread that started this worker lives as long as
-            its process, so Linux's parent-death signal is safe to use.
-    """
+
+def _daemon(target: object, arg: int) -> None:
+    threading.Thread(target=target, args=(arg,), name="autopar-lifeline", daemon=True).start()  # type: ignore[arg-type]
+
+
+def hold_lifeline(lifeline: str) -> None:
+    """End this worker when its caller ends, watched as ``lifeline`` (one of ``LIFELINES``) says."""
+    if lifeline == "sentinel":
+        sentinel = getattr(multiprocessing.parent_process(), "sentinel", None)
+        if isinstance(sentinel, int):
+            _daemon(_watch_sentinel, sentinel)
+            return
     parent = os.getppid()
-    if kernel_may_watch and _kill_with_parent(parent):
+    if lifeline == "kernel" and _kill_with_parent(parent):
         return
-    threading.Thread(target=_watch, args=(parent,), name="autopar-lifeline", daemon=True).start()
+    _daemon(_watch_pid, parent)
