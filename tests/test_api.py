@@ -44,6 +44,7 @@ def test_public_errors_and_warning_are_exported() -> None:
 
 # -- exceptions survive pickling ------------------------------------------------------
 
+
 def _start_error() -> _errors.WorkerStartError:
     error = _errors.WorkerStartError("fork workers could not start: too many open files (RLIMIT_NOFILE is 16, ...)")
     error.reason = "too many open files (RLIMIT_NOFILE is 16, ...)"
