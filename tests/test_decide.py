@@ -770,3 +770,22 @@ def test_forced_decision_property(n_items: int | None, workers: int | None, cpus
         assert decision.chunksize * decision.workers * CHUNKS_PER_WORKER >= n_items
     if strategy == "serial":
         assert decision.workers == 1
+
+
+def test_daemonic_process_decides_among_serial_and_threads_and_says_why() -> None:
+    """A daemonic process may not start processes: no process candidate, and the reasons say so."""
+    decision = decide(GIL_1S, attrs.evolve(LINUX, daemon=True), AUTO)
+    assert strategies(decision) <= {"serial", "threads"}
+    assert "daemonic" in reasons(decision)
+
+
+def test_failed_start_method_gives_way_to_the_next_candidate() -> None:
+    """After fork failed to start its workers, the same measurements choose another method and say why."""
+    before = decide(GIL_1S, LINUX, AUTO)
+    assert before.strategy == "fork"
+    facts = attrs.evolve(LINUX, start_failures=(("fork", "too many open files"),))
+    after = decide(GIL_1S, facts, AUTO)
+    assert "fork" not in strategies(after)
+    assert f"fork workers could not start, so {after.strategy} runs instead: too many open files" in reasons(after)
+    every = attrs.evolve(facts, start_failures=tuple((m, "no processes") for m in ALL_POSIX))
+    assert decide(GIL_1S, every, AUTO).strategy in {"serial", "threads"}

@@ -10,10 +10,12 @@ import pytest
 from autopar._core._safety import (
     PROCESS_METHODS,
     auto_process_methods,
+    cannot_start,
     method_verdict,
     method_verdicts,
     require_available,
 )
+from autopar._errors import WorkerStartError
 from autopar._model import MethodVerdict, PlatformFacts
 
 ALL_POSIX = ("fork", "spawn", "forkserver")
@@ -204,3 +206,43 @@ def test_start_method_rules_ignore_unrelated_facts(changes: dict[str, Any]) -> N
         changed = attrs.evolve(facts, **changes)
         assert method_verdicts(changed) == method_verdicts(facts)
         assert auto_process_methods(changed) == auto_process_methods(facts)
+
+
+# -- processes that cannot start here (issue 19) ------------------------------------------
+
+DAEMON = attrs.evolve(LINUX, daemon=True)
+
+
+@pytest.mark.parametrize("facts", [DAEMON, attrs.evolve(LINUX_314, daemon=True), attrs.evolve(MACOS, daemon=True)])
+def test_daemonic_process_has_no_process_method(facts: PlatformFacts) -> None:
+    """In a daemonic process every existing start method is unavailable, for that reason, and auto uses none."""
+    for verdict in method_verdicts(facts):
+        if verdict.method in facts.start_methods:
+            assert not verdict.available
+            assert "daemonic" in verdict.reason
+    assert auto_process_methods(facts) == ()
+
+
+@pytest.mark.parametrize("method", ALL_POSIX)
+def test_require_available_in_daemonic_process_raises_worker_start_error(method: str) -> None:
+    """A forced start method in a daemonic process fails with WorkerStartError naming the cause and the way out."""
+    with pytest.raises(WorkerStartError, match=r"daemonic.*strategy='threads'"):
+        require_available(method, DAEMON)
+
+
+def test_require_available_still_raises_value_error_for_a_missing_method_in_a_daemon() -> None:
+    """A method that does not exist at all is a bad argument, daemonic process or not."""
+    with pytest.raises(ValueError, match="does not exist on windows"):
+        require_available("fork", attrs.evolve(WINDOWS, daemon=True))
+
+
+def test_failed_start_rules_out_that_method_only() -> None:
+    """A method whose workers failed to start is unavailable with the reason; the others stay as they were."""
+    facts = attrs.evolve(LINUX, start_failures=(("fork", "RLIMIT_NPROC is 3"),))
+    verdict = method_verdict("fork", facts)
+    assert (verdict.available, verdict.safe) == (False, False)
+    assert "could not start: RLIMIT_NPROC is 3" in verdict.reason
+    assert auto_process_methods(facts) == ("forkserver", "spawn")
+    assert cannot_start("spawn", facts) is None
+    with pytest.raises(WorkerStartError, match="RLIMIT_NPROC is 3"):
+        require_available("fork", facts)

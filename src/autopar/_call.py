@@ -7,7 +7,7 @@
                    Calibrate          -> calibrate (measures; results kept) -> decide (pure)
       -> batches(): calibration results first, then the rest serially in the caller
                     or through a pool (``_dispatch``); a failure releases the pool
-                    as ``pool_stays_healthy`` says.
+                    as ``pool_stays_healthy`` says; a pool that cannot start gives way (auto).
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ from ._core._decide import decide
 from ._core._plans import Calibrate, Reuse, Run, plan_call, serial_decision
 from ._core._reasons import EXHAUSTED
 from ._core._sizing import SERIAL_BATCH_S, WINDOW_PER_WORKER
-from ._deadline import Deadline
+from ._deadline import Deadline, starting_within
 from ._dispatch import ChunkSizer, Dispatch, unwrap
+from ._errors import WorkerStartError
 from ._gather import call_facts, cluster_facts, cluster_threads, find_cluster, refresh
 from ._pool_spec import is_single_use, pool_spec
 from ._progress import make_progress
@@ -41,7 +42,8 @@ from ._worker import ChunkFailed, run_chunk
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ._model import Decision, Measurements, Options, Shipping
+    from ._model import Decision, Measurements, Options, PoolSpec, Shipping
+    from ._types import Pool
 
 __all__ = ["Call"]
 
@@ -214,18 +216,11 @@ class Call:
             yield unwrap(results, self.capture_errors)
 
     def _pooled(self, decision: Decision, ordered: bool) -> Iterator[list[Any]]:
-        uses_processes = get_strategy(decision.strategy).uses_processes
-        spec = pool_spec(
-            decision,
-            self.opts,
-            self.facts,
-            uses_processes=uses_processes,
-            ship=self.ship,
-            call_func=self.call_func,
-            shared=self.shared,
-            cluster=self.cluster if decision.strategy == "dask" else None,
-        )
-        pool = _pools.acquire(decision.strategy, decision.workers, spec, self.facts)
+        started = self._start_pool(decision)
+        if started is None:
+            yield from self._serial()
+            return
+        decision, spec, pool = started
         healthy = False
         try:
             dispatch = Dispatch(
@@ -255,6 +250,38 @@ class Call:
             raise
         finally:
             _pools.release(pool, healthy=healthy and not is_single_use(spec))
+
+    def _start_pool(self, decision: Decision) -> tuple[Decision, PoolSpec, Pool] | None:
+        """The pool (started within the deadline); under auto one that cannot start gives way (None: serial)."""
+        while True:
+            spec = pool_spec(
+                decision,
+                self.opts,
+                self.facts,
+                uses_processes=get_strategy(decision.strategy).uses_processes,
+                ship=self.ship,
+                call_func=self.call_func,
+                shared=self.shared,
+                cluster=self.cluster if decision.strategy == "dask" else None,
+            )
+            try:
+                with starting_within(self.deadline):
+                    return decision, spec, _pools.acquire(decision.strategy, decision.workers, spec, self.facts)
+            except WorkerStartError as exc:
+                if decision.forced:
+                    raise
+                decision = self._decide_without(decision, exc)
+            if decision.strategy == "serial":
+                return None
+
+    def _decide_without(self, failed: Decision, exc: WorkerStartError) -> Decision:
+        """Decide again without the start method that failed (re-plan an item_timeout call, which has no measurements)."""
+        failures = (*self.facts.start_failures, (failed.strategy, exc.reason or str(exc)))
+        self.facts = attrs.evolve(self.facts, start_failures=failures)
+        m = failed.measurements
+        decision = self.decide(remember=False) if m is None else decide(m, self.facts, self.opts)
+        logger.warning("autopar: %s; running %s instead", exc, decision.strategy)
+        return decision
 
     def observe(self, decision: Decision, elapsed_s: float, items: int) -> None:
         """Tell the cache how long items really took, so a drifted entry is recalibrated."""

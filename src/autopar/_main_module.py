@@ -20,9 +20,10 @@ import multiprocessing.context
 import multiprocessing.process
 import os
 import sys
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from ._forksafe import fork_safe_lock
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -41,7 +42,7 @@ def main_importable() -> bool:
 
 
 #: Guards the hiding of ``__main__.__file__`` across threads: the first start hides it, the last restores it.
-_hide_lock = threading.Lock()
+_hide_lock = fork_safe_lock()
 _hide_depth = 0
 _hidden_file: tuple[Any, Any] | None = None
 

@@ -60,6 +60,10 @@ class PlatformFacts:
     #: guard, which spawn and forkserver children would run again.
     main_unguarded: bool = False
     cloudpickle_available: bool = False
+    #: This process is daemonic (a ``multiprocessing`` worker, ``Process(daemon=True)``): it may not have children.
+    daemon: bool = False
+    #: Start methods whose workers could not start during this call (a limit), each with the reason.
+    start_failures: tuple[tuple[str, str], ...] = ()
 
 
 @attrs.frozen(kw_only=True)

@@ -30,7 +30,7 @@ from ..._errors import SerializationError
 from ..._main_module import main_importable, process_context
 from ..._serialize import pickle_function
 from ._failures import timeout_outcome
-from ._handle import WorkerProcess, await_ready
+from ._handle import WorkerProcess, await_ready, start_workers, stop_all
 from ._protocol import Func, Task, encode
 from ._receive import BatchReceiver, StreamReceiver
 
@@ -62,10 +62,12 @@ class ProcessPool:
         self._workers: list[WorkerProcess] = []
         started = time.perf_counter()
         try:
-            self._workers = [WorkerProcess(self._ctx, spec) for _ in range(workers)]
-            self._await_ready(self._workers)
+            self._await_ready(start_workers(self._ctx, spec, workers, self._workers))
         except BaseException:
-            self.shutdown()
+            # A failed start, a timeout or Ctrl-C: no worker it started may outlive it.
+            self._broken = RuntimeError("pool failed to start")
+            stop_all(self._workers)
+            self._workers = []
             raise
         self.startup_s = time.perf_counter() - started
 
@@ -77,18 +79,21 @@ class ProcessPool:
             raise error
 
     def _replace_dead(self) -> None:
-        fresh: list[WorkerProcess] = []
-        for i, worker in enumerate(self._workers):
-            if worker.stopped or not worker.process.is_alive():
-                if worker.task is not None:
-                    # It died holding a task: keep what it sent before dying, and report the
-                    # crash at the next poll, never drop it.
-                    self._done.append(self._drain_dead(worker))
-                worker.stop(kill=True)
-                self._workers[i] = WorkerProcess(self._ctx, self._spec)
-                fresh.append(self._workers[i])
-        if fresh:
-            self._await_ready(fresh)
+        dead = [w for w in self._workers if w.stopped or not w.process.is_alive()]
+        if not dead:
+            return
+        for worker in dead:
+            if worker.task is not None:
+                # It died holding a task: keep what it sent before dying, and report the
+                # crash at the next poll, never drop it.
+                self._done.append(self._drain_dead(worker))
+            worker.stop(kill=True)
+            self._workers.remove(worker)
+        try:
+            self._await_ready(start_workers(self._ctx, self._spec, len(dead), self._workers))
+        except BaseException:
+            self._broken = self._broken or RuntimeError("workers failed to start")
+            raise
 
     # -- the Pool protocol ----------------------------------------------------
 
