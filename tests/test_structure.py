@@ -39,6 +39,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ),
     # 2: what runs in a worker, and lookups of the machine, the options and the caches.
     (
+        "_pickling",
         "_native",
         "_worker",
         "_shared",
