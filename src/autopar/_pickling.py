@@ -16,9 +16,11 @@ is imported on the first pickle that needs it.
 from __future__ import annotations
 
 import pickle
+import sys
+import types
 from typing import Any
 
-__all__ = ["MAIN_MARKER", "by_value", "dumps", "for_workers"]
+__all__ = ["MAIN_MARKER", "by_value", "dumps", "for_workers", "share_main_globals"]
 
 #: A reference to the main module in a pickle (opcodes GLOBAL and STACK_GLOBAL both spell the module name).
 MAIN_MARKER = b"__main__"
@@ -79,3 +81,36 @@ def for_workers(func: Any) -> Any:
     except Exception:
         return _ByValue(func)
     return _ByValue(func) if MAIN_MARKER in data else func
+
+
+#: In a worker: the one namespace that functions of the caller's ``__main__`` received by value share,
+#: as they share the main module's in the caller (cloudpickle gives each pickle its own).
+_main_namespace: dict[str, Any] = {"__name__": "__main__"}
+
+
+def _rehome(func: types.FunctionType) -> types.FunctionType:
+    moved = types.FunctionType(func.__code__, _main_namespace, func.__name__, func.__defaults__, func.__closure__)
+    moved.__kwdefaults__ = func.__kwdefaults__
+    moved.__dict__.update(func.__dict__)
+    moved.__qualname__ = func.__qualname__
+    moved.__module__ = func.__module__
+    return moved
+
+
+def share_main_globals(func: Any) -> Any:
+    """``func`` over the worker's one ``__main__`` namespace, when it came by value from the caller's ``__main__``.
+
+    So an initializer that sets a global of the main module and the function
+    that reads it see the same global in a worker, as they do in the caller.
+    Other callables are returned unchanged.
+    """
+    if not isinstance(func, types.FunctionType) or func.__globals__.get("__name__") != "__main__":
+        return func
+    old = func.__globals__
+    if old is _main_namespace or old is vars(sys.modules["__main__"]):
+        return func
+    for name, value in old.items():
+        if name not in _main_namespace:
+            same_home = isinstance(value, types.FunctionType) and value.__globals__ is old
+            _main_namespace[name] = _rehome(value) if same_home else value
+    return _rehome(func)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..._errors import WorkerCrashedError
 from ..._native import native_thread_env
+from ..._pickling import for_workers
 from ._child import process_main
 from ._failures import describe_exit
 from ._protocol import Init, Stop, decode, encode, raised
@@ -32,6 +33,12 @@ _START_TIMEOUT_S = 60.0
 TERMINATE_GRACE_S = 1.0
 
 
+def _initializer(spec: PoolSpec, ctx: Any) -> Any:
+    """The initializer as the child receives it: by value when it names ``__main__`` (fork: as it is)."""
+    init = spec.initializer
+    return init if init is None or ctx.get_start_method() == "fork" else for_workers(init)
+
+
 class WorkerProcess:
     """One worker process, its pipe, its running-item slot and the task it holds."""
 
@@ -44,7 +51,15 @@ class WorkerProcess:
             shared = (spec.shared_key, spec.shared_payload)
         self.process = ctx.Process(
             target=process_main,
-            args=(child_conn, self.slot, spec.native_threads, spec.inherit, spec.initializer, spec.initargs, shared),
+            args=(
+                child_conn,
+                self.slot,
+                spec.native_threads,
+                spec.inherit,
+                _initializer(spec, ctx),
+                spec.initargs,
+                shared,
+            ),
             daemon=True,
             name="autopar-worker",
         )
