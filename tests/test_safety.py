@@ -14,6 +14,7 @@ from autopar._core._safety import (
     method_verdict,
     method_verdicts,
     require_available,
+    usable_process_methods,
 )
 from autopar._errors import WorkerStartError
 from autopar._model import MethodVerdict, PlatformFacts
@@ -246,3 +247,39 @@ def test_failed_start_rules_out_that_method_only() -> None:
     assert cannot_start("spawn", facts) is None
     with pytest.raises(WorkerStartError, match="RLIMIT_NPROC is 3"):
         require_available("fork", facts)
+
+
+INTERACTIVE = [
+    ("linux-3.13", attrs.evolve(LINUX, python_version=(3, 13))),
+    ("linux-3.14", LINUX_314),
+    ("macos", MACOS),
+    ("windows", WINDOWS),
+]
+
+
+@pytest.mark.parametrize(("name", "facts"), INTERACTIVE, ids=[n for n, _ in INTERACTIVE])
+def test_fresh_interpreters_are_safe_without_an_importable_main(name: str, facts: PlatformFacts) -> None:
+    """spawn and forkserver workers never import ``__main__``: python -c, a REPL or a notebook changes no verdict."""
+    interactive = attrs.evolve(facts, main_importable=False)
+    assert method_verdicts(interactive) == method_verdicts(facts)
+    for method in ("forkserver", "spawn"):
+        if method in facts.start_methods:
+            assert method_verdict(method, interactive).safe, name
+
+
+@pytest.mark.parametrize(("name", "facts"), INTERACTIVE, ids=[n for n, _ in INTERACTIVE])
+def test_function_sent_by_value_may_use_every_auto_method(name: str, facts: PlatformFacts) -> None:
+    """A lambda, a closure or a function of ``__main__`` that cloudpickle sends is as usable as a module function."""
+    interactive = attrs.evolve(facts, main_importable=False)
+    assert usable_process_methods(interactive, shippable=True, picklable=True) == auto_process_methods(facts)
+
+
+@pytest.mark.parametrize(
+    ("name", "facts", "expected"),
+    [("linux-3.13", LINUX, ("fork",)), ("linux-3.14", LINUX_314, ()), ("macos", MACOS, ()), ("windows", WINDOWS, ())],
+)
+def test_function_not_even_sendable_by_value_leaves_only_fork(
+    name: str, facts: PlatformFacts, expected: tuple[str, ...]
+) -> None:
+    """A function holding a lock reaches only fork workers, which inherit it, and only where auto may fork."""
+    assert usable_process_methods(facts, shippable=False, picklable=True) == expected

@@ -40,6 +40,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # 2: what runs in a worker, and lookups of the machine, the options and the caches.
     (
         "_forksafe",
+        "_pickling",
         "_native",
         "_worker",
         "_shared",

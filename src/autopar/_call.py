@@ -79,7 +79,7 @@ class Call:
     @cached_property
     def ship(self) -> Shipping:
         """Whether process workers can receive the function (worked out once)."""
-        return shipping(self.func, main_importable=self.facts.main_importable)
+        return shipping(self.func)
 
     @cached_property
     def cluster(self) -> Any:

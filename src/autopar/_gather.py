@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from . import _pools
-from ._main_module import called_without_main_guard
 from ._platform import probe_platform
 
 if TYPE_CHECKING:
@@ -26,16 +25,14 @@ logger = logging.getLogger("autopar")
 
 
 def call_facts() -> PlatformFacts:
-    """Platform facts for this call: the call site's main guard, not counting autopar's idle threads."""
+    """Platform facts for this call, not counting autopar's idle threads."""
     facts = probe_platform(memory=False)
     own = _pools.idle_threads()
-    unguarded = called_without_main_guard()
-    if own or unguarded:
+    if own:
         facts = attrs.evolve(
             facts,
             python_threads=max(facts.python_threads - own, 1),
             native_threads=max(facts.native_threads - own, 1),
-            main_unguarded=unguarded,
         )
     return facts
 

@@ -73,7 +73,7 @@ def item_timeout_forced_message(item_timeout: float | None, strategy: str) -> st
 def item_timeout_none_message(item_timeout: float | None) -> str:
     return (
         f"item_timeout={item_timeout!r} needs a process strategy, and none can run this function here; "
-        "move the function to module level or install cloudpickle"
+        "pass the lock, socket or open file the function holds as an item, or create it in the worker"
     )
 
 
@@ -81,8 +81,8 @@ def shipping_message(name: str, problem: str, strategy: str) -> str:
     """The message of the ``SerializationError`` for a forced strategy that cannot send the function."""
     return (
         f"strategy {strategy!r} cannot send the function {name!r} to its worker processes: {problem}. "
-        "Fix: move the function to module level in an importable module, "
-        "or install cloudpickle (pip install 'autopar[cloudpickle]') to ship it by value, "
+        "Fix: create that object inside the function (or in an initializer) instead of capturing it, "
+        "move the function to module level in an importable module, "
         "or use strategy='auto', 'fork' (where safe) or 'threads'."
     )
 

@@ -69,7 +69,12 @@ def _fork_verdict(facts: PlatformFacts) -> MethodVerdict:
 
 
 def method_verdict(method: str, facts: PlatformFacts) -> MethodVerdict:
-    """Whether ``method`` exists on this platform and is safe to use now, with the reason."""
+    """Whether ``method`` exists on this platform and is safe to use now, with the reason.
+
+    autopar's spawn and forkserver workers never import the caller's main
+    module, so a script without ``if __name__ == "__main__":``, ``python -c``,
+    a REPL or a notebook makes neither unsafe.
+    """
     blocked = cannot_start(method, facts) if method in facts.start_methods else None
     if blocked is not None:
         return MethodVerdict(method=method, available=False, safe=False, reason=blocked)
@@ -78,16 +83,6 @@ def method_verdict(method: str, facts: PlatformFacts) -> MethodVerdict:
     if method not in facts.start_methods:
         return MethodVerdict(
             method=method, available=False, safe=False, reason=f"{method} does not exist on {facts.system}"
-        )
-    if facts.main_unguarded:
-        return MethodVerdict(
-            method=method,
-            available=True,
-            safe=False,
-            reason=(
-                'the script calls autopar at module level without `if __name__ == "__main__":`, '
-                f"so every {method} worker would run that code again when it imports the main module"
-            ),
         )
     if method == "forkserver":
         return MethodVerdict(
@@ -122,8 +117,9 @@ def usable_process_methods(facts: PlatformFacts, *, shippable: bool, picklable: 
     """The start methods auto may use for one function and its data, most preferred first.
 
     Items and results that cannot be pickled rule out every process; a function
-    that cannot be sent (by reference, or by value with cloudpickle) leaves only
-    fork, whose workers inherit it.
+    that cannot be sent by reference or by value (it holds a lock or a socket)
+    leaves only fork, whose workers inherit it.  A function of ``__main__``, a
+    lambda or a closure that cloudpickle can send is ``shippable``.
     """
     if not picklable:
         return ()

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..._errors import ExceptionWithTraceback, SerializationError, capture
 from ..._native import limit_native_threads
+from ..._pickling import share_main_globals
 from ..._shared import install_shared
 from ..._worker import ChunkFailed, Failure, mark_process_worker, run_chunk
 from ._lifeline import hold_lifeline
@@ -50,7 +51,7 @@ def _initialize(conn: Any, init: Callable[..., Any] | None, initargs: tuple[Any,
     error = None
     if init is not None:
         try:
-            init(*initargs)
+            share_main_globals(init)(*initargs)
         except Exception as exc:
             error = capture(exc, check_pickle=True)
     conn.send_bytes(encode(Init(error)))
@@ -86,7 +87,7 @@ def _run_task(conn: Any, func: Callable[[Any], Any], task: Task, slot: Any) -> N
 def _load_function(message: Func) -> tuple[Callable[[Any], Any] | None, ExceptionWithTraceback | None]:
     """The function in ``message``, or why it could not be unpickled."""
     try:
-        return pickle.loads(message.blob), None
+        return share_main_globals(pickle.loads(message.blob)), None
     except Exception as exc:
         return None, _error(f"the worker could not unpickle the function: {exc!r}")
 

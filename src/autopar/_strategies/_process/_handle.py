@@ -29,6 +29,7 @@ from ..._deadline import start_time_left
 from ..._errors import WorkerCrashedError
 from ..._forksafe import at_fork_in_child, forget_process
 from ..._native import native_thread_env
+from ..._pickling import for_workers
 from ._child import process_main
 from ._failures import describe_exit, start_error
 from ._popen import ClosingForkProcess
@@ -43,6 +44,12 @@ __all__ = ["TERMINATE_GRACE_S", "WorkerProcess", "await_ready", "start_workers",
 _START_TIMEOUT_S = 60.0
 #: Seconds a terminated worker gets before SIGKILL.
 TERMINATE_GRACE_S = 1.0
+
+
+def _initializer(spec: PoolSpec, ctx: Any) -> Any:
+    """The initializer as the child receives it: by value when it names ``__main__`` (fork: as it is)."""
+    init = spec.initializer
+    return init if init is None or ctx.get_start_method() == "fork" else for_workers(init)
 
 
 class WorkerProcess:
@@ -132,7 +139,7 @@ def _child_args(ctx: Any, spec: PoolSpec, child_conn: Any, slot: Any) -> tuple[A
         slot,
         spec.native_threads,
         spec.inherit,
-        spec.initializer,
+        _initializer(spec, ctx),
         spec.initargs,
         shared,
         lifeline,

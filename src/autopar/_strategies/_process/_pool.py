@@ -27,7 +27,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..._errors import SerializationError
-from ..._main_module import main_importable, process_context
+from ..._main_module import process_context
 from ..._serialize import pickle_function
 from ._failures import timeout_outcome
 from ._handle import WorkerProcess, await_ready, start_workers, stop_all
@@ -52,7 +52,7 @@ class ProcessPool:
         if spec.inherit is not None and method != "fork":
             msg = f"only fork workers can inherit a function, not {method} workers"
             raise ValueError(msg)
-        # spawn and forkserver children must not try to re-run a main file that is not on disk.
+        # spawn and forkserver children never run the caller's ``__main__``.
         self._ctx = process_context(method)
         self._spec = spec
         self._receiver = StreamReceiver(method) if spec.stream else BatchReceiver(method)
@@ -107,9 +107,10 @@ class ProcessPool:
         if self._spec.inherit is not None and func is self._spec.inherit:
             return ("inherit", self._spec.inherit_token), None
         if self._func_blob is None or self._func_blob[0] is not func:
-            # Fork workers inherit ``__main__``; spawn and forkserver workers have it only from a file.
-            importable = self.method == "fork" or main_importable()
-            self._func_blob = (func, encode(Func(pickle_function(func, main_importable=importable))))
+            # Pickled once per pool and sent once per worker (``func_key``), not once per task.  Fork
+            # workers inherit ``__main__``; spawn and forkserver workers never import it.
+            blob = pickle_function(func, inherited_main=self.method == "fork")
+            self._func_blob = (func, encode(Func(blob)))
         return func, self._func_blob[1]
 
     def submit(
