@@ -21,6 +21,7 @@ import threading
 
 import autopar
 
+
 class PerWorker(threading.local):
     """Per-thread state that arrives empty in each worker process."""
 
