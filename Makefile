@@ -1,10 +1,12 @@
 # Every target installs what it needs into .venv; nothing else is needed but python3 and make.
+# test-3.14 and test-3.15 take those interpreters from Debian unstable: scripts/debian-pythons.sh
+# builds (once) a chroot outside the checkout with them and their venvs; it needs root on a Debian host.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 
-.PHONY: demo test lint typecheck pytest bench nox clean
+.PHONY: demo test lint typecheck pytest bench nox clean test-3.14 test-3.15 test-all
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +44,15 @@ bench: $(VENV)/.installed-bench
 
 nox: $(VENV)/.installed-test
 	$(BIN)/nox
+
+# Extra pytest arguments for the chroot runs, e.g. make test-3.15 PYTEST_ARGS="-k executor".
+PYTEST_ARGS ?=
+
+test-3.14 test-3.15: test-%:
+	scripts/debian-pythons.sh test $* $(PYTEST_ARGS)
+
+# CPython 3.10 to 3.13 through nox, then 3.14 and 3.15 in the chroot.
+test-all: nox test-3.14 test-3.15
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .nox

@@ -45,14 +45,26 @@ CONTENDERS: dict[str, tuple[str, str]] = {
     "threads-2": ("from concurrent.futures import ThreadPoolExecutor as E", "out = list(E(2).map(func, items))"),
     "threads-8": ("from concurrent.futures import ThreadPoolExecutor as E", "out = list(E(8).map(func, items))"),
     "threads-32": ("from concurrent.futures import ThreadPoolExecutor as E", "out = list(E(32).map(func, items))"),
-    "fork-2": ("import multiprocessing as mp", "pool = mp.get_context('fork').Pool(2); out = pool.map(func, items); CLOSE = pool.terminate"),
-    "fork-4": ("import multiprocessing as mp", "pool = mp.get_context('fork').Pool(4); out = pool.map(func, items); CLOSE = pool.terminate"),
-    "fork-8": ("import multiprocessing as mp", "pool = mp.get_context('fork').Pool(8); out = pool.map(func, items); CLOSE = pool.terminate"),
+    "fork-2": (
+        "import multiprocessing as mp",
+        "pool = mp.get_context('fork').Pool(2); out = pool.map(func, items); CLOSE = pool.terminate",
+    ),
+    "fork-4": (
+        "import multiprocessing as mp",
+        "pool = mp.get_context('fork').Pool(4); out = pool.map(func, items); CLOSE = pool.terminate",
+    ),
+    "fork-8": (
+        "import multiprocessing as mp",
+        "pool = mp.get_context('fork').Pool(8); out = pool.map(func, items); CLOSE = pool.terminate",
+    ),
     "forkserver-2": (
         "import multiprocessing as mp",
         "pool = mp.get_context('forkserver').Pool(2); out = pool.map(func, items); CLOSE = pool.terminate",
     ),
-    "ppe-2": ("from concurrent.futures import ProcessPoolExecutor as E", "ex = E(2); out = list(ex.map(func, items)); CLOSE = ex.shutdown"),
+    "ppe-2": (
+        "from concurrent.futures import ProcessPoolExecutor as E",
+        "ex = E(2); out = list(ex.map(func, items)); CLOSE = ex.shutdown",
+    ),
     "joblib": (
         "from joblib import Parallel, delayed; from joblib.externals.loky import get_reusable_executor",
         "out = Parallel(n_jobs=2)(delayed(func)(x) for x in items); CLOSE = lambda: get_reusable_executor().shutdown()",
@@ -159,7 +171,9 @@ def table(rows: list[dict[str, object]], repeats: int, scale: float, names: list
         lines.append("| " + " | ".join(cells) + " |")
     ratios = [float(row["ratio"]) for row in rows]  # type: ignore[arg-type]
     geomean = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
-    machine = f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs, {platform.system()}"
+    machine = (
+        f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs, {platform.system()}"
+    )
     out = [
         f"# First calls, cold ({dt.date.today().isoformat()})",
         "",

@@ -43,7 +43,9 @@ def spectral_norm(n: int) -> float:
     return sum(u) / n
 
 
-_DOC = json.dumps({"items": [{"id": i, "name": f"item {i}", "tags": ["a", "b", "c"], "score": i / 7} for i in range(200)]})
+_DOC = json.dumps(
+    {"items": [{"id": i, "name": f"item {i}", "tags": ["a", "b", "c"], "score": i / 7} for i in range(200)]}
+)
 
 
 def json_loads(rounds: int) -> int:
@@ -101,7 +103,12 @@ _BIG = 20 * 1024 * 1024
 
 SHAPES: tuple[Shape, ...] = (
     Shape("coarse", countdown, lambda s: [_steps(0.2, s)] * 8, "8 items of ~0.2 s pure-Python countdown"),
-    Shape("spectral_norm", spectral_norm, lambda s: [max(20, int(130 * s**0.5))] * 6, "6 items of the spectral-norm kernel"),
+    Shape(
+        "spectral_norm",
+        spectral_norm,
+        lambda s: [max(20, int(130 * s**0.5))] * 6,
+        "6 items of the spectral-norm kernel",
+    ),
     Shape("json_loads", json_loads, lambda s: [max(10, int(400 * s))] * 8, "8 items of the json_loads kernel"),
     Shape("fine", countdown, lambda s: [700] * max(1000, int(40_000 * s)), "40,000 items of ~35 us pure Python"),
     Shape(

@@ -43,10 +43,10 @@ from pathlib import Path
 from typing import Any
 
 import distributed
+from autopar._costs import predict
 from workloads import countdown, sleep_for
 
 import autopar
-from autopar._costs import predict
 from autopar._model import ClusterFacts, Measurements, Options
 from autopar._strategies._dask import probe_cluster
 

@@ -5,6 +5,10 @@ Opening a connection per item would cost more than the query.
 before its first item; the connection is kept in a ``threading.local``, because a
 ``sqlite3`` connection belongs to the thread that opened it: with threads each thread
 opens its own, and in a process worker (or the calling thread) there is one.
+
+Process workers receive this script's functions by value, with the globals they use
+(they never import the script).  A ``threading.local`` cannot be pickled, so the one
+here says how it crosses: as a fresh, empty one in each worker process.
 Run ``python examples/connection_per_worker.py``.
 """
 
@@ -17,8 +21,16 @@ import threading
 
 import autopar
 
+
+class PerWorker(threading.local):
+    """Per-thread state that arrives empty in each worker process."""
+
+    def __reduce__(self) -> tuple[type[PerWorker], tuple[()]]:
+        return PerWorker, ()
+
+
 #: This worker's connection, opened by ``connect``.
-_local = threading.local()
+_local = PerWorker()
 
 
 def create_database(path: str) -> None:

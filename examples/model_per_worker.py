@@ -30,17 +30,18 @@ LEXICON = (
 
 #: The model of this worker process, set by ``load_model``.
 _MODEL: tuple[dict[str, int], re.Pattern[str]] | None = None
-#: Processes that loaded the model (each process counts its own).
-_LOADS = 0
+#: Loads of the model per process id (a worker receiving this module's functions by value starts
+#: from the caller's copy of this dict, so each process counts under its own id).
+_LOADS: dict[int, int] = {}
 
 
 def load_model(weights: tuple[tuple[str, int], ...]) -> None:
     """The initializer: build the model once and keep it in this worker's module global."""
-    global _MODEL, _LOADS
+    global _MODEL
     lexicon = dict(weights)
     pattern = re.compile(r"\b(" + "|".join(map(re.escape, sorted(lexicon))) + r")\b", re.IGNORECASE)
     _MODEL = (lexicon, pattern)
-    _LOADS += 1
+    _LOADS[os.getpid()] = _LOADS.get(os.getpid(), 0) + 1
 
 
 def score(review: str) -> tuple[int, int, int]:
@@ -50,7 +51,7 @@ def score(review: str) -> tuple[int, int, int]:
         raise RuntimeError(msg)
     lexicon, pattern = _MODEL
     total = sum(lexicon[word.lower()] for word in pattern.findall(review))
-    return total, os.getpid(), _LOADS
+    return total, os.getpid(), _LOADS.get(os.getpid(), 0)
 
 
 def reviews() -> list[str]:

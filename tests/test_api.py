@@ -30,12 +30,26 @@ def test_public_classes_report_the_public_module() -> None:
 
 def test_public_errors_and_warning_are_exported() -> None:
     """The errors and the warning of ``autopar._errors`` are importable from ``autopar``."""
-    for name in ("AutoparError", "WorkerCrashedError", "SerializationError", "RemoteError", "UnsafeStrategyWarning"):
+    for name in (
+        "AutoparError",
+        "WorkerCrashedError",
+        "WorkerStartError",
+        "SerializationError",
+        "RemoteError",
+        "UnsafeStrategyWarning",
+    ):
         assert name in autopar.__all__
         assert getattr(autopar, name) is getattr(_errors, name)
 
 
 # -- exceptions survive pickling ------------------------------------------------------
+
+
+def _start_error() -> _errors.WorkerStartError:
+    error = _errors.WorkerStartError("fork workers could not start: too many open files (RLIMIT_NOFILE is 16, ...)")
+    error.reason = "too many open files (RLIMIT_NOFILE is 16, ...)"
+    return error
+
 
 #: One instance of every exception class of ``autopar._errors``, with its attributes.
 ERROR_SAMPLES: dict[type[BaseException], tuple[BaseException, dict[str, object]]] = {
@@ -45,6 +59,7 @@ ERROR_SAMPLES: dict[type[BaseException], tuple[BaseException, dict[str, object]]
         {"index": 3, "exitcode": -11},
     ),
     _errors.SerializationError: (_errors.SerializationError("cannot pickle the function 'f'"), {}),
+    _errors.WorkerStartError: (_start_error(), {"reason": "too many open files (RLIMIT_NOFILE is 16, ...)"}),
     _errors.RemoteError: (_errors.RemoteError("mod.Odd: it broke", "mod.Odd"), {"type_name": "mod.Odd"}),
     _errors.RemoteTraceback: (_errors.RemoteTraceback("\nTraceback (most recent call last): ..."), {}),
     _errors.UnsafeStrategyWarning: (_errors.UnsafeStrategyWarning("strategy 'fork' is unsafe here"), {}),
@@ -82,6 +97,9 @@ def test_worker_crashed_error_keeps_its_standard_library_bases_after_pickling() 
     serialization: autopar.SerializationError = pickle.loads(pickle.dumps(autopar.SerializationError("no")))
     assert isinstance(serialization, pickle.PicklingError)
     assert isinstance(serialization, autopar.AutoparError)
+    start: autopar.WorkerStartError = pickle.loads(pickle.dumps(autopar.WorkerStartError("no")))
+    assert isinstance(start, OSError)
+    assert isinstance(start, autopar.AutoparError)
 
 
 def test_worker_crashed_error_defaults_survive_pickling() -> None:

@@ -106,7 +106,6 @@ def test_thread_probe_skipped_when_a_cheap_process_pool_settles_it() -> None:
         default_start_method="fork",
         python_threads=1,
         native_threads=1,
-        main_unguarded=False,
     )
     cal = calibrate(work, iter(range(2000)), n_items=2000, facts=facts, clocks=clock.clocks())
     assert cal.measurements.thread_probe_workers == 0

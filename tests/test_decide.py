@@ -791,3 +791,48 @@ def test_items_half_waiting_half_computing_run_on_more_processes_than_cpus() -> 
     assert "waits part of each item (CPU 50% of wall)" in reasons(decision)
     threads = candidate(decision, "threads")
     assert threads.workers > LINUX.cpu_count
+
+
+def test_daemonic_process_decides_among_serial_and_threads_and_says_why() -> None:
+    """A daemonic process may not start processes: no process candidate, and the reasons say so."""
+    decision = decide(GIL_1S, attrs.evolve(LINUX, daemon=True), AUTO)
+    assert strategies(decision) <= {"serial", "threads"}
+    assert "daemonic" in reasons(decision)
+
+
+def test_failed_start_method_gives_way_to_the_next_candidate() -> None:
+    """After fork failed to start its workers, the same measurements choose another method and say why."""
+    before = decide(GIL_1S, LINUX, AUTO)
+    assert before.strategy == "fork"
+    facts = attrs.evolve(LINUX, start_failures=(("fork", "too many open files"),))
+    after = decide(GIL_1S, facts, AUTO)
+    assert "fork" not in strategies(after)
+    assert f"fork workers could not start, so {after.strategy} runs instead: too many open files" in reasons(after)
+    every = attrs.evolve(facts, start_failures=tuple((m, "no processes") for m in ALL_POSIX))
+    assert decide(GIL_1S, every, AUTO).strategy in {"serial", "threads"}
+
+
+BY_VALUE = [
+    ("linux-3.13", attrs.evolve(LINUX, python_version=(3, 13))),
+    ("linux-3.14", LINUX_314),
+    ("macos", MACOS),
+    ("windows", WINDOWS),
+]
+
+
+@pytest.mark.parametrize(("name", "facts"), BY_VALUE, ids=[n for n, _ in BY_VALUE])
+def test_function_of_python_c_sent_by_value_gets_processes(name: str, facts: PlatformFacts) -> None:
+    """CPU-bound work of a function typed into ``python -c`` runs in processes on every platform, as a module's would."""
+    interactive = attrs.evolve(facts, main_importable=False)
+    decision = decide(GIL_1S, interactive, AUTO)
+    assert decision.strategy in PROCESSES
+    assert decision.strategy == decide(GIL_1S, facts, AUTO).strategy
+
+
+@pytest.mark.parametrize(("name", "facts"), BY_VALUE[1:], ids=[n for n, _ in BY_VALUE[1:]])
+def test_function_holding_a_lock_falls_back_with_the_reason(name: str, facts: PlatformFacts) -> None:
+    """Where fork is out, a function that cannot go even by value runs on threads or serially, and says why."""
+    held = attrs.evolve(GIL_1S, shippable=False, ship_reason="the closure cell 'lock' holds <unlocked _thread.lock>")
+    decision = decide(held, facts, AUTO)
+    assert decision.strategy not in PROCESSES
+    assert "closure cell 'lock'" in reasons(decision)

@@ -6,6 +6,7 @@ import functools
 import multiprocessing.resource_tracker
 import os
 import pickle
+import threading
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -148,11 +149,24 @@ def test_submit_auto_replaces_a_broken_process_pool() -> None:
         assert executor.submit(segfault_quietly_on_3, 4).result(timeout=30) == 4
 
 
-def test_submit_auto_lambda_stays_on_threads() -> None:
-    """A function that cannot be pickled is never sent to a process pool, whatever the timing says."""
+def test_submit_auto_lambda_holding_a_lock_stays_on_threads() -> None:
+    """A function that cannot be pickled even by value is never sent to a process pool, whatever the timing says."""
+    lock = threading.Lock()
+
+    def locked(x: int) -> int:
+        with lock:
+            return (countdown(300_000), os.getpid())[1]
+
     with autopar.Executor(workers=2) as executor:
-        pids = [executor.submit(lambda x: (countdown(300_000), os.getpid())[1], x).result(timeout=30) for x in range(5)]
+        pids = [executor.submit(locked, x).result(timeout=30) for x in range(5)]
     assert set(pids) == {os.getpid()}
+
+
+def test_submit_auto_lambda_runs_wherever_its_timing_says() -> None:
+    """A lambda goes by value: auto may send it to a process pool, and its results are right either way."""
+    with autopar.Executor(workers=2) as executor:
+        out = [executor.submit(lambda x: countdown(300_000) + x, x).result(timeout=30) for x in range(5)]
+    assert out == [countdown(300_000) + x for x in range(5)]
 
 
 def test_star_pickles_for_spawn_workers() -> None:

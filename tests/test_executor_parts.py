@@ -158,7 +158,7 @@ def test_hand_over_deadline_passed_while_awaiting_raises_timeout_error() -> None
 
 
 def _router(rule: Any, *, exclude_fork: bool = False) -> SubmitRouter:
-    return SubmitRouter(rule, main_importable=True, exclude_fork=exclude_fork)
+    return SubmitRouter(rule, exclude_fork=exclude_fork)
 
 
 def test_router_asks_the_rule_once_with_the_sums_of_three_calls() -> None:

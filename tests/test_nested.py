@@ -8,7 +8,6 @@ import pytest
 
 import autopar
 import helpers
-from autopar._core import _safety
 from autopar._model import PlatformFacts
 
 
@@ -57,13 +56,3 @@ def _facts(**changes: object) -> PlatformFacts:
         "default_start_method": "fork",
     }
     return PlatformFacts(**{**base, **changes})  # type: ignore[arg-type]
-
-
-def test_unguarded_main_rules_out_spawn_and_forkserver() -> None:
-    """A call from module level without the main guard makes spawn and forkserver unsafe, fork stays usable."""
-    facts = _facts(main_unguarded=True)
-    assert _safety.auto_process_methods(facts) == ("fork",)
-    verdict = _safety.method_verdict("spawn", facts)
-    assert verdict.available
-    assert not verdict.safe
-    assert "__main__" in verdict.reason

@@ -38,8 +38,16 @@ WINDOWS = PlatformFacts(
     system="windows", python_version=(3, 12), start_methods=("spawn",), default_start_method="spawn", cpu_count=2
 )
 SHIPS = Shipping(name="f")
-LAMBDA = Shipping(name="<lambda>", problem="it is a lambda", fork_problem="it is a lambda")
-LAMBDA_BY_VALUE = attrs.evolve(LAMBDA, by_value=True)
+LAMBDA = Shipping(
+    name="<lambda>",
+    problem="it is a lambda, and it cannot be sent by value either: the closure cell 'lock' holds <lock>",
+    fork_problem="it is a lambda",
+)
+LAMBDA_BY_VALUE = Shipping(name="<lambda>", problem="it is a lambda", fork_problem="it is a lambda", by_value=True)
+MAIN_FUNCTION = Shipping(name="work", problem="it is defined in the main module", by_value=True)
+MACOS = PlatformFacts(
+    system="darwin", python_version=(3, 13), start_methods=("spawn", "fork", "forkserver"), cpu_count=8
+)
 AUTO = Options()
 
 
@@ -109,10 +117,11 @@ def test_forced_start_method_missing_here_is_a_value_error() -> None:
 
 @pytest.mark.parametrize("method", ["spawn", "forkserver"])
 def test_forced_fresh_interpreter_that_cannot_receive_the_function_raises(method: str) -> None:
-    """A lambda without cloudpickle cannot reach spawn or forkserver workers: SerializationError with the fix."""
+    """A lambda holding a lock cannot reach spawn or forkserver workers: SerializationError naming the cell."""
     with pytest.raises(SerializationError, match="it is a lambda") as info:
         _plan(opts=Options(strategy=method), shipping=LAMBDA)
-    assert "autopar[cloudpickle]" in str(info.value)
+    assert "closure cell 'lock'" in str(info.value)
+    assert "create that object inside the function" in str(info.value)
     assert isinstance(_plan(opts=Options(strategy=method), shipping=LAMBDA_BY_VALUE), Run)
     assert isinstance(_plan(opts=Options(strategy="fork"), shipping=LAMBDA), Run)
 
@@ -291,3 +300,28 @@ def test_sample_classification_and_probe_speedup() -> None:
     assert probe_speedup(sample, 0.0, 4, 0.004) is None
     assert probe_speedup(sample, 0.004, 4, 0.004) == pytest.approx(1.0)
     assert probe_speedup(sample, 0.004, 4, 0.008) == pytest.approx(2.0)  # summed thread CPU over wall
+
+
+@pytest.mark.parametrize(
+    "facts", [LINUX, LINUX_314, MACOS, WINDOWS], ids=["linux-3.13", "linux-3.14", "macos", "windows"]
+)
+@pytest.mark.parametrize("shipping", [LAMBDA_BY_VALUE, MAIN_FUNCTION], ids=["lambda", "main-function"])
+@pytest.mark.parametrize("main_importable", [True, False], ids=["script", "python-c"])
+def test_forced_spawn_runs_a_function_sent_by_value_without_warning(
+    facts: PlatformFacts, shipping: Shipping, main_importable: bool
+) -> None:
+    """A lambda or a function of a script or of ``python -c`` runs under forced spawn on every platform, unwarned."""
+    facts = attrs.evolve(facts, main_importable=main_importable)
+    plan = _plan(facts, Options(strategy="spawn"), shipping=shipping)
+    assert isinstance(plan, Run)
+    assert plan.unsafe is None
+    assert plan.log_warning is None
+    assert plan.decision.strategy == "spawn"
+
+
+@pytest.mark.parametrize("facts", [LINUX_314, MACOS, WINDOWS], ids=["linux-3.14", "macos", "windows"])
+def test_item_timeout_sends_a_lambda_by_value_to_a_fresh_interpreter(facts: PlatformFacts) -> None:
+    """Where fork is left out, item_timeout runs a by-value lambda on the first fresh-interpreter start method."""
+    plan = _plan(attrs.evolve(facts, main_importable=False), Options(item_timeout=1.0), shipping=LAMBDA_BY_VALUE)
+    assert isinstance(plan, Run)
+    assert plan.decision.strategy in {"forkserver", "spawn"}

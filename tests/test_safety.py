@@ -10,10 +10,13 @@ import pytest
 from autopar._core._safety import (
     PROCESS_METHODS,
     auto_process_methods,
+    cannot_start,
     method_verdict,
     method_verdicts,
     require_available,
+    usable_process_methods,
 )
+from autopar._errors import WorkerStartError
 from autopar._model import MethodVerdict, PlatformFacts
 
 ALL_POSIX = ("fork", "spawn", "forkserver")
@@ -204,3 +207,79 @@ def test_start_method_rules_ignore_unrelated_facts(changes: dict[str, Any]) -> N
         changed = attrs.evolve(facts, **changes)
         assert method_verdicts(changed) == method_verdicts(facts)
         assert auto_process_methods(changed) == auto_process_methods(facts)
+
+
+# -- processes that cannot start here (issue 19) ------------------------------------------
+
+DAEMON = attrs.evolve(LINUX, daemon=True)
+
+
+@pytest.mark.parametrize("facts", [DAEMON, attrs.evolve(LINUX_314, daemon=True), attrs.evolve(MACOS, daemon=True)])
+def test_daemonic_process_has_no_process_method(facts: PlatformFacts) -> None:
+    """In a daemonic process every existing start method is unavailable, for that reason, and auto uses none."""
+    for verdict in method_verdicts(facts):
+        if verdict.method in facts.start_methods:
+            assert not verdict.available
+            assert "daemonic" in verdict.reason
+    assert auto_process_methods(facts) == ()
+
+
+@pytest.mark.parametrize("method", ALL_POSIX)
+def test_require_available_in_daemonic_process_raises_worker_start_error(method: str) -> None:
+    """A forced start method in a daemonic process fails with WorkerStartError naming the cause and the way out."""
+    with pytest.raises(WorkerStartError, match=r"daemonic.*strategy='threads'"):
+        require_available(method, DAEMON)
+
+
+def test_require_available_still_raises_value_error_for_a_missing_method_in_a_daemon() -> None:
+    """A method that does not exist at all is a bad argument, daemonic process or not."""
+    with pytest.raises(ValueError, match="does not exist on windows"):
+        require_available("fork", attrs.evolve(WINDOWS, daemon=True))
+
+
+def test_failed_start_rules_out_that_method_only() -> None:
+    """A method whose workers failed to start is unavailable with the reason; the others stay as they were."""
+    facts = attrs.evolve(LINUX, start_failures=(("fork", "RLIMIT_NPROC is 3"),))
+    verdict = method_verdict("fork", facts)
+    assert (verdict.available, verdict.safe) == (False, False)
+    assert "could not start: RLIMIT_NPROC is 3" in verdict.reason
+    assert auto_process_methods(facts) == ("forkserver", "spawn")
+    assert cannot_start("spawn", facts) is None
+    with pytest.raises(WorkerStartError, match="RLIMIT_NPROC is 3"):
+        require_available("fork", facts)
+
+
+INTERACTIVE = [
+    ("linux-3.13", attrs.evolve(LINUX, python_version=(3, 13))),
+    ("linux-3.14", LINUX_314),
+    ("macos", MACOS),
+    ("windows", WINDOWS),
+]
+
+
+@pytest.mark.parametrize(("name", "facts"), INTERACTIVE, ids=[n for n, _ in INTERACTIVE])
+def test_fresh_interpreters_are_safe_without_an_importable_main(name: str, facts: PlatformFacts) -> None:
+    """spawn and forkserver workers never import ``__main__``: python -c, a REPL or a notebook changes no verdict."""
+    interactive = attrs.evolve(facts, main_importable=False)
+    assert method_verdicts(interactive) == method_verdicts(facts)
+    for method in ("forkserver", "spawn"):
+        if method in facts.start_methods:
+            assert method_verdict(method, interactive).safe, name
+
+
+@pytest.mark.parametrize(("name", "facts"), INTERACTIVE, ids=[n for n, _ in INTERACTIVE])
+def test_function_sent_by_value_may_use_every_auto_method(name: str, facts: PlatformFacts) -> None:
+    """A lambda, a closure or a function of ``__main__`` that cloudpickle sends is as usable as a module function."""
+    interactive = attrs.evolve(facts, main_importable=False)
+    assert usable_process_methods(interactive, shippable=True, picklable=True) == auto_process_methods(facts)
+
+
+@pytest.mark.parametrize(
+    ("name", "facts", "expected"),
+    [("linux-3.13", LINUX, ("fork",)), ("linux-3.14", LINUX_314, ()), ("macos", MACOS, ()), ("windows", WINDOWS, ())],
+)
+def test_function_not_even_sendable_by_value_leaves_only_fork(
+    name: str, facts: PlatformFacts, expected: tuple[str, ...]
+) -> None:
+    """A function holding a lock reaches only fork workers, which inherit it, and only where auto may fork."""
+    assert usable_process_methods(facts, shippable=False, picklable=True) == expected

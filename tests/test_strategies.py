@@ -8,7 +8,7 @@ one test keep the strategy and worker count constant so they share a pool.
 from __future__ import annotations
 
 import os
-import sys
+import threading
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
 
@@ -210,37 +210,37 @@ def test_forced_fresh_interpreter_ships_a_lambda_and_a_closure_with_cloudpickle(
 
 
 @pytest.mark.parametrize("method", ["forkserver", "spawn"])
-def test_forced_fresh_interpreter_without_cloudpickle_raises_serialization_error_for_a_closure(
-    method: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Without cloudpickle, forcing spawn or forkserver on a closure raises SerializationError with the fix."""
-    monkeypatch.setitem(sys.modules, "cloudpickle", None)  # imports of it fail: as if not installed
-    offset = 10
+def test_forced_fresh_interpreter_raises_for_a_closure_holding_a_lock(method: str) -> None:
+    """A closure holding a lock cannot go even by value: SerializationError naming the cell, no worker started."""
+    lock = threading.Lock()
 
-    def add_offset(x: int) -> int:
-        return x + offset
+    def locked(x: int) -> int:
+        with lock:
+            return x
 
     before = _children()
     with pytest.raises(autopar.SerializationError) as info:
-        autopar.map(add_offset, range(20), strategy=method, workers=2)
+        autopar.map(locked, range(20), strategy=method, workers=2)
     message = str(info.value)
-    assert "add_offset" in message
-    assert "module level" in message
-    assert "autopar[cloudpickle]" in message
+    assert "locked" in message
+    assert "closure cell 'lock'" in message
+    assert "lock" in message
     assert method in message
     assert _pools.live_pools() == []
     assert _children() - before == set()
 
 
-def test_forced_spawn_without_cloudpickle_raises_serialization_error_for_a_lambda(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Without cloudpickle, forcing spawn on a lambda raises SerializationError saying it is a lambda."""
-    monkeypatch.setitem(sys.modules, "cloudpickle", None)  # imports of it fail: as if not installed
-    with pytest.raises(autopar.SerializationError, match="lambda") as info:
-        autopar.map(lambda x: x, range(20), strategy="spawn", workers=2)
-    assert "module level" in str(info.value)
-    assert "autopar[cloudpickle]" in str(info.value)
+def test_auto_runs_a_closure_holding_a_lock_elsewhere_and_says_why() -> None:
+    """Under auto, a function that cannot be sent even by value runs without fresh interpreters, with the reason."""
+    lock = threading.Lock()
+
+    def locked(x: int) -> int:
+        with lock:
+            return sum(range(2000)) + x
+
+    assert autopar.map(locked, range(50)) == [sum(range(2000)) + x for x in range(50)]
+    text = autopar.explain(locked, range(50))
+    assert "closure cell 'lock'" in str(text)
 
 
 @pytest.mark.timeout(60)

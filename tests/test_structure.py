@@ -40,6 +40,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ),
     # 2: what runs in a worker, and lookups of the machine, the options and the caches.
     (
+        "_forksafe",
+        "_pickling",
         "_native",
         "_worker",
         "_shared",
@@ -61,8 +63,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_strategies._threads",
         "_strategies._process",
         "_strategies._process._protocol",
+        "_strategies._process._lifeline",
         "_strategies._process._child",
         "_strategies._process._failures",
+        "_strategies._process._popen",
         "_strategies._process._handle",
         "_strategies._process._receive",
         "_strategies._process._pool",

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         SerializationError,
         UnsafeStrategyWarning,
         WorkerCrashedError,
+        WorkerStartError,
     )
     from ._executor import Executor
     from ._model import Candidate, Decision, Measurements, PlatformFacts
@@ -59,6 +60,7 @@ __all__ = [
     "PlatformFacts",
     "AutoparError",
     "WorkerCrashedError",
+    "WorkerStartError",
     "SerializationError",
     "RemoteError",
     "UnsafeStrategyWarning",
@@ -86,6 +88,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "PlatformFacts": ("._model", "PlatformFacts"),
     "AutoparError": ("._errors", "AutoparError"),
     "WorkerCrashedError": ("._errors", "WorkerCrashedError"),
+    "WorkerStartError": ("._errors", "WorkerStartError"),
     "SerializationError": ("._errors", "SerializationError"),
     "RemoteError": ("._errors", "RemoteError"),
     "UnsafeStrategyWarning": ("._errors", "UnsafeStrategyWarning"),

@@ -17,13 +17,13 @@ import math
 import os
 import platform
 import sys
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from ._core._identity import unwrap_function
+from ._forksafe import fork_safe_lock
 from ._model import Measurements
 from ._platform import is_gil_enabled
 
@@ -35,7 +35,7 @@ __all__ = ["cache_key", "clear", "get", "observe", "put"]
 #: A run whose per-item time differs from the cached one by more than this factor recalibrates.
 DRIFT_FACTOR = 4.0
 
-_lock = threading.Lock()
+_lock = fork_safe_lock()
 _memory: dict[str, Measurements] = {}
 _loaded_dirs: set[str] = set()
 

@@ -103,7 +103,7 @@ def calibrate(
     stream = _recording(source, head)
     sample, exhausted = sample_serially(func, stream, n_items, clocks, capture_errors, results, check_deadline)
     cost = measure_pickling(func, head, results[:_PICKLE_SAMPLES], clocks.wall)
-    ship = ship or shipping(func, main_importable=facts.main_importable)
+    ship = ship or shipping(func)
     measured = attrs.evolve(
         _measurements(sample, cost, ship, n_items),
         worker_startup_s=dict(worker_startup_s or {}),

@@ -5,9 +5,8 @@
     Call(func, iterable, opts)          facts, shippability and the Dask cluster, looked up once
       -> decide(): plan_call (pure)  -> Run(decision) | Reuse(cached) | Calibrate
                    Calibrate          -> calibrate (measures; results kept) -> decide (pure)
-      -> batches(): calibration results first, then the rest serially in the caller
-                    or through a pool (``_dispatch``); a failure releases the pool
-                    as ``pool_stays_healthy`` says.
+      -> batches(): calibration results first, then the rest in the caller or through a pool
+                    (``_dispatch``); a pool that cannot start gives way under auto.
 """
 
 from __future__ import annotations
@@ -27,14 +26,14 @@ from ._core._decide import decide
 from ._core._plans import Calibrate, Reuse, Run, plan_call, serial_decision
 from ._core._reasons import EXHAUSTED
 from ._core._sizing import WINDOW_PER_WORKER
-from ._deadline import Deadline
+from ._deadline import Deadline, starting_within
 from ._dispatch import Dispatch, serial_batches, unwrap
-from ._gather import call_facts, cluster_facts, cluster_threads, find_cluster, refresh
+from ._errors import WorkerStartError
+from ._gather import call_facts, find_cluster, forced_cluster_threads, refresh, with_cluster
 from ._model import Decision
 from ._pool_spec import is_single_use, pool_spec
 from ._progress import make_progress
 from ._registry import get_strategy
-from ._render import render_outcome
 from ._serialize import shipping
 from ._shared import CallWithShared, SharedHandle
 from ._speculation import Speculation
@@ -44,7 +43,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ._core._plans import Speculate
-    from ._model import Measurements, Options, PoolSpec, Shipping
+    from ._model import Options, PoolSpec, Shipping
     from ._types import Pool
 
 __all__ = ["Call"]
@@ -82,14 +81,12 @@ class Call:
     @cached_property
     def ship(self) -> Shipping:
         """Whether process workers can receive the function (worked out once)."""
-        return shipping(self.func, main_importable=self.facts.main_importable)
+        return shipping(self.func)
 
     @cached_property
     def cluster(self) -> Any:
         """The call's Dask cluster, or None (looked up once)."""
         return find_cluster(self.opts)
-
-    # -- planning -------------------------------------------------------------
 
     def decide(self, *, remember: bool = True) -> Decision:
         """Obey the core's plan: run a known decision, decide on cached measurements, or calibrate first.
@@ -110,7 +107,7 @@ class Call:
             shipping=self.ship,
             cached=cached,
             uses_processes=uses_processes,
-            cluster_threads=self._forced_cluster_threads(),
+            cluster_threads=forced_cluster_threads(self.opts, lambda: self.cluster),
         )
         if isinstance(plan, Run):
             if plan.unsafe is not None:
@@ -120,19 +117,10 @@ class Call:
             return plan.decision
         self.key = key
         if isinstance(plan, Reuse):
-            decision = decide(self._with_cluster(plan.measurements), self.facts, opts)
+            decision = decide(with_cluster(self.cluster, plan.measurements), self.facts, opts)
             logger.info("autopar (cached measurements): %s", decision)
             return decision
         return self._calibrated(plan, remember=remember)
-
-    def _forced_cluster_threads(self) -> int | None:
-        if self.opts.strategy != "dask" or self.opts.workers is not None:
-            return None
-        return cluster_threads(self.cluster)  # no cluster configured: find_cluster raised, naming the ways
-
-    def _with_cluster(self, measurements: Measurements) -> Measurements:
-        facts = None if self.cluster is None else cluster_facts(self.cluster)
-        return measurements if facts is None else attrs.evolve(measurements, cluster=facts)
 
     def _calibrated(self, plan: Calibrate, *, remember: bool) -> Decision:
         """Calibrate on the first items (kept as this call's first results), then decide."""
@@ -141,6 +129,7 @@ class Call:
         source, n_items, warm = self.source, self.n_items, _pools.warm_pools()
         if plan.speculate is not None and remember:
             self.speculation = self._speculate(plan.speculate)
+        if self.speculation is not None and plan.speculate is not None:
             source = self.speculation.start(self.call_func, source, self.capture_errors)
             n_items = None if n_items is None else n_items - self.speculation.sent
             warm = warm | {(plan.speculate.method, plan.speculate.workers)}
@@ -173,17 +162,17 @@ class Call:
         logger.debug("autopar calibration: %s", measured)
         if self.exhausted:
             return serial_decision(EXHAUSTED)
-        decision = decide(self._with_cluster(measured), self.facts, self.opts)
+        decision = decide(with_cluster(self.cluster, measured), self.facts, self.opts)
         if remember and plan.remember:
             _cache.put(self.key, cal.measurements)
         logger.info("%s", decision)
         return decision
 
-    def _speculate(self, plan: Speculate) -> Speculation:
-        """Start the pool the plan names, built as that decision's pool would be."""
-        planned = Decision(strategy=plan.method, workers=plan.workers, chunksize=1)
-        spec = self._spec(planned, uses_processes=True)
-        return Speculation(plan, spec, self.facts)
+    def _speculate(self, plan: Speculate) -> Speculation | None:
+        """Start the pool the plan names, built as that decision's pool would be (None if it cannot start)."""
+        spec = self._spec(Decision(strategy=plan.method, workers=plan.workers, chunksize=1), uses_processes=True)
+        with starting_within(self.deadline):
+            return Speculation.begin(plan, spec, self.facts)
 
     def _initialize_caller(self) -> float:
         """Run the initializer in the calling thread once; return the seconds it took."""
@@ -198,8 +187,6 @@ class Call:
         self.done += count
         if self.progress is not None and count:
             self.progress(self.done, self.n_items)
-
-    # -- execution ------------------------------------------------------------
 
     def batches(self, decision: Decision, ordered: bool) -> Iterator[list[Any]]:
         """Yield every result: calibration items first, then the rest."""
@@ -236,16 +223,12 @@ class Call:
             cluster=self.cluster if decision.strategy == "dask" else None,
         )
 
-    def _pool_for(self, decision: Decision) -> tuple[Pool, PoolSpec]:
-        """The speculation's pool when the decision is that pool, else one from the pool registry."""
-        held = None if self.speculation is None else self.speculation.take(decision.strategy, decision.workers)
-        if held is not None:
-            return held
-        spec = self._spec(decision, uses_processes=get_strategy(decision.strategy).uses_processes)
-        return _pools.acquire(decision.strategy, decision.workers, spec, self.facts), spec
-
     def _pooled(self, decision: Decision, ordered: bool) -> Iterator[list[Any]]:
-        pool, spec = self._pool_for(decision)
+        started = self._start_pool(decision)
+        if started is None:
+            yield from self._serial()
+            return
+        decision, spec, pool = started
         healthy = False
         try:
             dispatch = Dispatch(
@@ -276,16 +259,34 @@ class Call:
         finally:
             _pools.release(pool, healthy=healthy and not is_single_use(spec))
 
-    def observe(self, decision: Decision, elapsed_s: float, items: int) -> None:
-        """Log the call's wall time against the prediction; tell the cache, so a drifted entry is recalibrated."""
-        line = render_outcome(decision, elapsed_s, items)
-        if line is not None:
-            logger.info("%s", line)
-        if self.key is None or items <= 0 or decision.strategy == "serial":
-            return
-        per_item = elapsed_s * decision.workers / items
-        if _cache.observe(self.key, per_item):
-            logger.info("autopar: per-item time drifted; the next call recalibrates")
+    def _start_pool(self, decision: Decision) -> tuple[Decision, PoolSpec, Pool] | None:
+        """The pool (started within the deadline); under auto one that cannot start gives way (None: serial).
+
+        A pool started before measuring serves the call when the decision is that pool.
+        """
+        held = None if self.speculation is None else self.speculation.take(decision.strategy, decision.workers)
+        if held is not None:
+            return decision, held[1], held[0]
+        while True:
+            spec = self._spec(decision, uses_processes=get_strategy(decision.strategy).uses_processes)
+            try:
+                with starting_within(self.deadline):
+                    return decision, spec, _pools.acquire(decision.strategy, decision.workers, spec, self.facts)
+            except WorkerStartError as exc:
+                if decision.forced:
+                    raise
+                decision = self._decide_without(decision, exc)
+            if decision.strategy == "serial":
+                return None
+
+    def _decide_without(self, failed: Decision, exc: WorkerStartError) -> Decision:
+        """Decide again without the start method that failed (re-plan an item_timeout call, which has no measurements)."""
+        failures = (*self.facts.start_failures, (failed.strategy, exc.reason or str(exc)))
+        self.facts = attrs.evolve(self.facts, start_failures=failures)
+        m = failed.measurements
+        decision = self.decide(remember=False) if m is None else decide(m, self.facts, self.opts)
+        logger.warning("autopar: %s; running %s instead", exc, decision.strategy)
+        return decision
 
     def close(self) -> None:
         """Release a pool the call did not use, the shared object (and its segment); close the progress bar."""

@@ -5,6 +5,7 @@ Hierarchy::
     Exception
      +-- AutoparError
      |    +-- WorkerCrashedError   (also concurrent.futures.process.BrokenProcessPool)
+     |    +-- WorkerStartError     (also OSError)
      |    +-- SerializationError   (also pickle.PicklingError)
      |    +-- RemoteError          (a worker exception that could not be rebuilt)
      +-- Warning
@@ -33,6 +34,7 @@ __all__ = [
     "SerializationError",
     "UnsafeStrategyWarning",
     "WorkerCrashedError",
+    "WorkerStartError",
     "capture",
 ]
 
@@ -56,6 +58,24 @@ class WorkerCrashedError(AutoparError, BrokenProcessPool):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class WorkerStartError(AutoparError, OSError):
+    """Worker processes could not start here: a process limit, too many open files, a daemonic process.
+
+    Raised for a forced process strategy (under auto the next candidate runs
+    instead).  The message names the cause; the operating system's error, when
+    there is one, is the ``__cause__``.  Also an ``OSError``, which is what the
+    standard library raises when a process cannot start.
+
+    Attributes:
+        reason: the cause alone, without the strategy's name.
+    """
+
+    reason: str = ""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class SerializationError(AutoparError, pickle.PicklingError):
@@ -134,4 +154,4 @@ class UnsafeStrategyWarning(UserWarning):
 
 # Public classes report the public path: in reprs and tracebacks, and when pickled by reference.
 AutoparError.__module__ = WorkerCrashedError.__module__ = SerializationError.__module__ = "autopar"
-RemoteError.__module__ = UnsafeStrategyWarning.__module__ = "autopar"
+RemoteError.__module__ = UnsafeStrategyWarning.__module__ = WorkerStartError.__module__ = "autopar"

@@ -14,28 +14,35 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from . import _pools
-from ._main_module import called_without_main_guard
 from ._platform import probe_platform
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ._model import ClusterFacts, Measurements, Options, PlatformFacts
 
-__all__ = ["call_facts", "cluster_facts", "cluster_threads", "find_cluster", "refresh"]
+__all__ = [
+    "call_facts",
+    "cluster_facts",
+    "cluster_threads",
+    "find_cluster",
+    "forced_cluster_threads",
+    "refresh",
+    "with_cluster",
+]
 
 logger = logging.getLogger("autopar")
 
 
 def call_facts() -> PlatformFacts:
-    """Platform facts for this call: the call site's main guard, not counting autopar's idle threads."""
+    """Platform facts for this call, not counting autopar's idle threads."""
     facts = probe_platform(memory=False)
     own = _pools.idle_threads()
-    unguarded = called_without_main_guard()
-    if own or unguarded:
+    if own:
         facts = attrs.evolve(
             facts,
             python_threads=max(facts.python_threads - own, 1),
             native_threads=max(facts.native_threads - own, 1),
-            main_unguarded=unguarded,
         )
     return facts
 
@@ -90,3 +97,19 @@ def cluster_facts(cluster: Any) -> ClusterFacts | None:
     except (OSError, TimeoutError) as exc:
         logger.warning("autopar: the Dask cluster is unreachable, deciding without it: %s", exc)
         return None
+
+
+def forced_cluster_threads(opts: Options, cluster: Callable[[], Any]) -> int | None:
+    """Threads of the cluster a forced ``"dask"`` with no worker count runs on; None for any other call.
+
+    ``cluster`` looks the cluster up (it raises, naming the ways to configure one, when there is none).
+    """
+    if opts.strategy != "dask" or opts.workers is not None:
+        return None
+    return cluster_threads(cluster())
+
+
+def with_cluster(cluster: Any, measurements: Measurements) -> Measurements:
+    """The measurements with the facts of ``cluster`` (probed once per cluster), if there is one and it answers."""
+    facts = None if cluster is None else cluster_facts(cluster)
+    return measurements if facts is None else attrs.evolve(measurements, cluster=facts)

@@ -1,33 +1,45 @@
-"""The main module: can spawn and forkserver children re-import it, and does this call run under its main guard?
+"""The main module: autopar's spawn and forkserver workers never import it.
 
-spawn and forkserver children re-run ``__main__`` by path.  ``main_importable``
-tells whether that file exists; ``main_file_hidden`` hides a path that names
-no file (``python -`` gives "<stdin>") while such children start;
-``in_main_bootstrap`` tells a child that is still importing ``__main__``; and
-``called_without_main_guard`` finds a call made by a script's module-level
-code outside ``if __name__ == "__main__":``, which every child would repeat.
-``process_context`` is the start method's context whose spawn and forkserver
-processes start with such a path hidden, for autopar's pools and ``Executor``.
+multiprocessing tells every spawn and forkserver child to run the parent's
+``__main__`` again, by path or by module name
+(``multiprocessing.spawn.get_preparation_data`` puts ``init_main_from_path`` or
+``init_main_from_name`` into what the child prepares from), so a script's
+module-level code runs once more in each child, or in the forkserver's server.
+``process_context`` is the start method's context whose processes start
+without that preparation: the caller's functions, classes and data defined in
+``__main__`` reach the workers by value instead (``_pickling``), so a script
+runs its module level exactly once, guarded or not, whatever the start method.
+The forkserver's server preloads autopar's worker modules and cloudpickle, not
+``__main__``.
+
+``main_importable`` tells whether ``__main__`` is a file (for ``info``);
+``in_main_bootstrap`` tells a child, started by someone else's spawn or
+forkserver pool, that is still importing ``__main__``.
 """
 
 from __future__ import annotations
 
-import ast
-import contextlib
 import copy
-import functools
 import multiprocessing.context
 import multiprocessing.process
+import multiprocessing.spawn
 import os
 import sys
 import threading
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from collections.abc import Iterator
+from ._forksafe import fork_safe_lock
 
-__all__ = ["called_without_main_guard", "in_main_bootstrap", "main_file_hidden", "main_importable", "process_context"]
+__all__ = ["FORKSERVER_PRELOAD", "in_main_bootstrap", "main_importable", "process_context"]
+
+#: What the forkserver's server imports once, so that each worker forked from it has it already:
+#: the worker loop and what it imports, this module (it unpickles the process object) and cloudpickle
+#: (by-value functions need it).  Never ``__main__``: the server would run the script's module level.
+FORKSERVER_PRELOAD: tuple[str, ...] = ("autopar._strategies._process._child", "autopar._main_module", "cloudpickle")
+
+#: The keys of the preparation data that make a child run ``__main__`` again (``main_path``: the
+#: forkserver's server, where a Python version reads it).
+_MAIN_KEYS = ("init_main_from_path", "init_main_from_name", "main_path")
 
 
 def main_importable() -> bool:
@@ -40,59 +52,6 @@ def main_importable() -> bool:
     return isinstance(path, str) and os.path.isfile(path)
 
 
-#: Guards the hiding of ``__main__.__file__`` across threads: the first start hides it, the last restores it.
-_hide_lock = threading.Lock()
-_hide_depth = 0
-_hidden_file: tuple[Any, Any] | None = None
-
-
-def _phantom_main_file(main: Any) -> bool:
-    """``main`` names a main file by path that is no file on disk ("<stdin>" under ``python -``).
-
-    multiprocessing re-runs ``__main__`` by path in spawn and forkserver children
-    only when ``__main__`` was not run by module name (``python -m``).
-    """
-    if getattr(getattr(main, "__spec__", None), "name", None) is not None:
-        return False
-    path = getattr(main, "__file__", None)
-    return path is not None and not (isinstance(path, str) and os.path.isfile(path))
-
-
-@contextlib.contextmanager
-def main_file_hidden() -> Iterator[None]:
-    """Hide a ``__main__.__file__`` that is no file on disk while spawn or forkserver processes start.
-
-    multiprocessing sends ``__main__.__file__`` to every spawn and forkserver
-    child (and to the forkserver's server, which preloads it) to re-run it
-    there; a name such as "<stdin>" kills the child before it runs anything.
-    Without ``__file__`` multiprocessing leaves ``__main__`` alone in the
-    child, as for an interactive session, which matches ``main_importable()``
-    being False.  The attribute is put back when the outermost use ends, on
-    error too; nested and concurrent uses share one hiding.
-    """
-    global _hide_depth, _hidden_file
-    with _hide_lock:
-        if _hide_depth == 0:
-            main = sys.modules.get("__main__")
-            if main is not None and _phantom_main_file(main):
-                path = main.__file__
-                with contextlib.suppress(AttributeError, TypeError):
-                    del main.__file__
-                    _hidden_file = (main, path)
-        _hide_depth += 1
-    try:
-        yield
-    finally:
-        with _hide_lock:
-            _hide_depth -= 1
-            if _hide_depth == 0 and _hidden_file is not None:
-                main, path = _hidden_file
-                _hidden_file = None
-                # A ``__file__`` set meanwhile by someone else wins over the hidden one.
-                if not hasattr(main, "__file__"):
-                    main.__file__ = path
-
-
 def in_main_bootstrap() -> bool:
     """This is a spawn/forkserver child still importing ``__main__`` (a script without a main guard).
 
@@ -101,81 +60,79 @@ def in_main_bootstrap() -> bool:
     return bool(getattr(multiprocessing.process.current_process(), "_inheriting", False))
 
 
-def _is_main_guard(node: ast.stmt) -> bool:
-    """``if __name__ == "__main__":`` (either operand order)."""
-    if not isinstance(node, ast.If) or not isinstance(node.test, ast.Compare):
-        return False
-    test = node.test
-    if len(test.ops) != 1 or not isinstance(test.ops[0], ast.Eq):
-        return False
-    sides = [test.left, *test.comparators]
-    has_name = any(isinstance(s, ast.Name) and s.id == "__name__" for s in sides)
-    has_main = any(isinstance(s, ast.Constant) and s.value == "__main__" for s in sides)
-    return has_name and has_main
+def _no_main_preparation(name: str) -> dict[str, Any]:
+    """multiprocessing's preparation data, without ``__main__`` for the processes autopar starts."""
+    data: dict[str, Any] = _stdlib_preparation(name)
+    if getattr(_starting, "depth", 0):
+        for key in _MAIN_KEYS:
+            data.pop(key, None)
+    return data
 
 
-@functools.lru_cache(maxsize=8)
-def _guarded_lines(path: str, mtime: float) -> tuple[tuple[int, int], ...]:
-    """Line ranges of the main-guard blocks of the file at ``path``."""
-    try:
-        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
-        return ()
-    guards = [n for n in ast.walk(tree) if isinstance(n, ast.If) and _is_main_guard(n)]
-    return tuple((n.lineno, n.end_lineno or n.lineno) for n in guards)
+#: Set while this thread starts an autopar worker: only those children skip ``__main__``; every other
+#: process, of the caller or of other libraries, starts as multiprocessing always starts it.
+_starting = threading.local()
+_install_lock = fork_safe_lock()
+_stdlib_preparation: Any = None
 
 
-def called_without_main_guard() -> bool:
-    """True when ``__main__`` runs this call from its module-level code outside ``if __name__ == "__main__":``.
+def _install() -> None:
+    """Route ``get_preparation_data`` through ``_no_main_preparation`` (once), and set the forkserver's preload.
 
-    spawn and forkserver children re-run such code when they import the main
-    module, so those start methods would run the call again in every child.
+    ``popen_spawn_posix``, ``popen_spawn_win32``, ``popen_forkserver`` and the
+    forkserver's start-up all look the function up on ``multiprocessing.spawn``
+    at each start, so the filter sees every child and the server, while only
+    this thread's starts are changed.  The preload is set unless someone chose
+    one already (multiprocessing's default is ``["__main__"]``).
     """
-    main = sys.modules.get("__main__")
-    path = getattr(main, "__file__", None)
-    if main is None or not path or not os.path.exists(path):
-        return False
-    frame = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code.co_name == "<module>" and frame.f_globals is vars(main):
-            guarded = _guarded_lines(path, os.path.getmtime(path))
-            return not any(start <= frame.f_lineno <= end for start, end in guarded)
-        frame = frame.f_back  # type: ignore[assignment]
-    return False
+    global _stdlib_preparation
+    with _install_lock:
+        if _stdlib_preparation is not None:
+            return
+        _stdlib_preparation = multiprocessing.spawn.get_preparation_data
+        multiprocessing.spawn.get_preparation_data = _no_main_preparation
+        if sys.platform != "win32":
+            import multiprocessing.forkserver as forkserver
+
+            if getattr(getattr(forkserver, "_forkserver", None), "_preload_modules", None) == ["__main__"]:
+                forkserver.set_forkserver_preload(list(FORKSERVER_PRELOAD))
 
 
-class _MainHiding:
-    """Mixin for a start method's Process class: start with a phantom main file hidden."""
+class _MainFree:
+    """Mixin for a start method's Process class: the child starts without running ``__main__``."""
 
     def start(self) -> None:
-        with main_file_hidden():
+        _install()
+        _starting.depth = getattr(_starting, "depth", 0) + 1
+        try:
             super().start()  # type: ignore[misc]
+        finally:
+            _starting.depth -= 1
 
 
 # Module level, so spawn can pickle the process object it sends to the child.
-class _SpawnProcess(_MainHiding, multiprocessing.context.SpawnProcess):
+class _SpawnProcess(_MainFree, multiprocessing.context.SpawnProcess):
     pass
 
 
-_MAIN_HIDING: dict[str, type[Any]] = {"spawn": _SpawnProcess}
+_MAIN_FREE: dict[str, type[Any]] = {"spawn": _SpawnProcess}
 if sys.platform != "win32":
 
-    class _ForkServerProcess(_MainHiding, multiprocessing.context.ForkServerProcess):
+    class _ForkServerProcess(_MainFree, multiprocessing.context.ForkServerProcess):
         pass
 
-    _MAIN_HIDING["forkserver"] = _ForkServerProcess
+    _MAIN_FREE["forkserver"] = _ForkServerProcess
 
 
 def process_context(method: str) -> multiprocessing.context.BaseContext:
-    """The start method's context; for spawn and forkserver, one whose workers start with a phantom main file hidden.
+    """The start method's context; for spawn and forkserver, one whose children never import ``__main__``.
 
-    A script read from standard input has ``__main__.__file__ == "<stdin>"``, which
-    multiprocessing would tell each spawn or forkserver worker to re-run.
+    autopar's pools and ``Executor``'s process pools start their workers from it.
     """
     ctx = multiprocessing.get_context(method)
-    hiding = _MAIN_HIDING.get(method)
-    if hiding is None:
+    main_free = _MAIN_FREE.get(method)
+    if main_free is None:
         return ctx
     context = copy.copy(ctx)
-    context.Process = hiding  # type: ignore[attr-defined]
+    context.Process = main_free  # type: ignore[attr-defined]
     return context

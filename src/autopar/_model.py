@@ -50,16 +50,18 @@ class PlatformFacts:
     cpu_physical: int | None = None
     memory_total_bytes: int = 0
     memory_available_bytes: int = 0
-    #: ``__main__`` is a file that spawn can re-import (False in a REPL, ``python -c``, notebooks).
+    #: ``__main__`` is a file on disk (False in a REPL, ``python -c``, notebooks); autopar's workers
+    #: never import it either way.
     main_importable: bool = True
     #: This process is itself an autopar worker (nested call).
     in_worker: bool = False
-    #: This process is a spawn/forkserver child still importing ``__main__`` (no main guard).
+    #: This process is a spawn/forkserver child of another library's pool, still importing ``__main__``.
     in_main_bootstrap: bool = False
-    #: The call comes from ``__main__``'s module-level code outside the ``if __name__ == "__main__":``
-    #: guard, which spawn and forkserver children would run again.
-    main_unguarded: bool = False
     cloudpickle_available: bool = False
+    #: This process is daemonic (a ``multiprocessing`` worker, ``Process(daemon=True)``): it may not have children.
+    daemon: bool = False
+    #: Start methods whose workers could not start during this call (a limit), each with the reason.
+    start_failures: tuple[tuple[str, str], ...] = ()
 
 
 @attrs.frozen(kw_only=True)
@@ -204,12 +206,13 @@ class Shipping:
 
     #: The function's qualified name, for messages.
     name: str = ""
-    #: Why spawn and forkserver workers cannot receive it by reference, or None when they can.
+    #: Why spawn and forkserver workers cannot receive it by reference (a lambda, a closure, a
+    #: function of ``__main__``), or None when they can.
     problem: str | None = None
     #: Why even a fork worker cannot receive it pickled (a lambda, a closure), so fork workers
     #: inherit it instead; None when it pickles by reference in a forked copy of this process.
     fork_problem: str | None = None
-    #: cloudpickle is installed and can send it by value instead.
+    #: cloudpickle can send it by value instead (False: it holds a lock, a socket, ...).
     by_value: bool = False
 
     @property

@@ -3,8 +3,8 @@
 This module owns every OS call behind the facts the pure layers reason about: the usable CPU
 count (affinity and cgroup v1/v2 quotas, both injectable for tests), thread counts, memory
 and the start methods of ``multiprocessing``; ``_main_module`` answers whether ``__main__``
-can be re-imported by spawn.  ``probe_platform()`` caches what cannot change during a run and
-re-reads the rest on every call (calls skip memory, which no rule reads); ``platform_report()`` renders ``autopar info``.
+can be re-imported by spawn.  ``probe_platform()`` caches what cannot change during a run and re-reads
+the rest on every call (calls skip memory, no rule reads it); ``platform_report()`` renders ``autopar info``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import importlib.util
 import math
 import multiprocessing
 import multiprocessing.context
-import multiprocessing.process
 import os
 import platform
 import sys
@@ -229,17 +228,17 @@ def _memory_bytes() -> tuple[int, int]:
     """(total, available) bytes of memory, or zeros where psutil cannot tell."""
     try:
         memory = psutil.virtual_memory()
+        return int(memory.total), int(memory.available)
     except (OSError, psutil.Error):
         return 0, 0
-    return int(memory.total), int(memory.available)
 
 
 def probe_platform(*, memory: bool = True) -> PlatformFacts:
     """The facts about this machine and interpreter, as of now.
 
     The static parts (system, Python version, start methods, CPU counts, cloudpickle) are
-    probed once per process; threads, the default start method, ``__main__`` and the worker
-    and bootstrap flags are re-read on each call.
+    probed once per process; threads, the default start method, ``__main__``, the worker,
+    bootstrap and daemon flags are re-read on each call (a forked child may differ).
 
     Args:
         memory: also read total and available memory; ``False`` leaves both at 0 and saves
@@ -257,6 +256,7 @@ def probe_platform(*, memory: bool = True) -> PlatformFacts:
         main_importable=main_importable(),
         in_worker=in_worker(),
         in_main_bootstrap=in_main_bootstrap(),
+        daemon=bool(multiprocessing.current_process().daemon),
     )
 
 

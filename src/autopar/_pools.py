@@ -11,17 +11,22 @@ each get their own pool (the second one is created on demand and kept idle
 afterwards, up to ``_MAX_IDLE_PER_KEY``).  A pool that saw a crash, a timeout
 or Ctrl-C is shut down instead of returned, so the next call starts fresh.
 Start-up costs are recorded per start method for the cost model.
+
+A child forked from this process starts with an empty registry and a fresh
+lock: the parent's pools are the parent's (their threads do not exist in the
+child, their processes are not its children), so the child builds its own on
+first use and its exit hook has nothing of the parent's to shut down.
 """
 
 from __future__ import annotations
 
 import atexit
 import sys
-import threading
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 from ._errors import SerializationError, WorkerCrashedError
+from ._forksafe import at_fork_in_child, fork_safe_lock
 from ._registry import get_strategy
 
 if TYPE_CHECKING:
@@ -42,7 +47,7 @@ __all__ = [
 _MAX_IDLE_PER_KEY = 2
 _Key = tuple[str, int, "PoolSpec"]
 
-_lock = threading.Lock()
+_lock = fork_safe_lock()
 _idle: defaultdict[_Key, list[Pool]] = defaultdict(list)
 _busy: dict[int, tuple[_Key, Pool]] = {}
 _startup_s: dict[str, float] = {}
@@ -116,6 +121,15 @@ def live_pools() -> list[Any]:
 
 
 atexit.register(shutdown_all)
+
+
+def _forget_after_fork() -> None:
+    """In a forked child: drop the parent's pools without touching them (they still serve the parent)."""
+    _idle.clear()
+    _busy.clear()
+
+
+at_fork_in_child(_forget_after_fork)
 
 
 def stays_healthy(exc: BaseException) -> bool:

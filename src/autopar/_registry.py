@@ -9,8 +9,9 @@ strategy: it asks the cost model to pick one.
 from __future__ import annotations
 
 import importlib
-import threading
 from typing import TYPE_CHECKING, Any
+
+from ._forksafe import fork_safe_lock
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -32,7 +33,7 @@ _BUILT_IN: dict[str, Callable[[], Strategy] | tuple[str, str, tuple[Any, ...]]] 
 #: Every registered strategy: the built-ins, replaced or not, and the plugins' factories.
 _registry = dict(_BUILT_IN)
 _instances: dict[str, Strategy] = {}
-_lock = threading.Lock()
+_lock = fork_safe_lock()
 
 
 def register_strategy(name: str, factory: Callable[[], Strategy], *, replace: bool = False) -> None:

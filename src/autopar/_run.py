@@ -10,16 +10,21 @@ the decorator through ``run_map``/``run_imap``)::
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from . import _cache
 from ._call import Call
 from ._config import resolve
+from ._render import render_outcome
 
 if TYPE_CHECKING:
     from ._model import Decision, Options
     from ._types import R, T
+
+logger = logging.getLogger("autopar")
 
 __all__ = ["explain", "given_options", "imap", "map", "run_imap", "run_map"]
 
@@ -103,8 +108,19 @@ def run_map(func: Callable[[T], R], chunks: Iterable[T], call: dict[str, Any], d
             out.extend(batch)
     finally:
         run.close()
-    run.observe(decision, time.perf_counter() - started, len(out))
+    _observe(run, decision, time.perf_counter() - started, len(out))
     return out
+
+
+def _observe(call: Call, decision: Decision, elapsed_s: float, items: int) -> None:
+    """Log the call's wall time against the prediction; tell the cache, so a drifted entry is recalibrated."""
+    line = render_outcome(decision, elapsed_s, items)
+    if line is not None:
+        logger.info("%s", line)
+    if call.key is None or items <= 0 or decision.strategy == "serial":
+        return
+    if _cache.observe(call.key, elapsed_s * decision.workers / items):
+        logger.info("autopar: per-item time drifted; the next call recalibrates")
 
 
 def imap(

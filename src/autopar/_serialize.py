@@ -1,16 +1,18 @@
-"""Can it ship?  Checks whether spawn and forkserver workers can receive a function and its data.
+"""Can it ship?  How spawn and forkserver workers receive a function, and why one cannot.
 
-spawn and forkserver start fresh interpreters, so the function must pickle by
-reference (a module-level function of an importable module) or by value with
-cloudpickle.  Lambdas, closures, nested functions and functions typed into an
-interactive ``__main__`` cannot pickle by reference.  ``pickle_function``
-pickles a function for process workers: by reference, else by value.
+autopar's spawn and forkserver workers never import the caller's ``__main__``
+(``_main_module``), so a function goes by reference only when it lives at
+module level in an importable module; functions, classes and data of
+``__main__`` (a script, ``python -c``, a REPL, a notebook), lambdas, closures
+and nested functions go by value with cloudpickle.  ``shipping`` works out
+which, once per call, and for a function that cannot go even by value (a lock
+or a socket in a global or a closure cell) names the object and what holds it.
+``pickle_function`` pickles a function for process workers.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import io
 import pickle
 import sys
 import types
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import SerializationError
 from ._model import Shipping
+from ._pickling import by_value, dumps
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -26,7 +29,7 @@ __all__ = ["has_cloudpickle", "pickle_function", "ship_problem", "shipping"]
 
 
 def has_cloudpickle() -> bool:
-    """Whether cloudpickle can be imported (without importing it when it is not loaded yet)."""
+    """Whether cloudpickle can be imported (a dependency; ``info`` shows it), without importing it."""
     if "cloudpickle" in sys.modules:
         return sys.modules["cloudpickle"] is not None  # None: imports of it are blocked
     try:
@@ -35,14 +38,12 @@ def has_cloudpickle() -> bool:
         return False
 
 
-#: Why spawn and forkserver cannot import a function of an interactive ``__main__``; fork workers can
-#: still receive it by reference, since they inherit the module.
-_INTERACTIVE_MAIN = (
-    "it is defined in an interactive __main__ (REPL, python -c or a notebook) that worker processes cannot import"
-)
+#: Why a function of ``__main__`` goes by value; fork workers still find it by reference, since they
+#: inherit the module.
+_MAIN_FUNCTION = "it is defined in the main module, which spawn and forkserver workers never import"
 
 
-def ship_problem(func: Callable[..., Any], *, main_importable: bool) -> str | None:
+def ship_problem(func: Callable[..., Any]) -> str | None:
     """Why spawn/forkserver workers cannot receive ``func`` by reference, or None when they can."""
     qualname = getattr(func, "__qualname__", None)
     module = getattr(func, "__module__", None)
@@ -51,8 +52,8 @@ def ship_problem(func: Callable[..., Any], *, main_importable: bool) -> str | No
             return "it is a lambda"
         if "<locals>" in qualname:
             return "it is a closure or nested function (defined inside another function)"
-        if module == "__main__" and not main_importable:
-            return _INTERACTIVE_MAIN
+        if module == "__main__":
+            return _MAIN_FUNCTION
     try:
         pickle.dumps(func)
     except Exception as exc:
@@ -60,65 +61,77 @@ def ship_problem(func: Callable[..., Any], *, main_importable: bool) -> str | No
     return None
 
 
-def shipping(func: Callable[..., Any], *, main_importable: bool) -> Shipping:
+def _fails_by_value(obj: object) -> bool:
+    try:
+        by_value(obj)
+    except Exception:
+        return True
+    return False
+
+
+def _holder(func: Any, depth: int = 0) -> str | None:
+    """The closure cell or global of ``func`` that holds an object cloudpickle cannot pickle, or None."""
+    code = getattr(func, "__code__", None)
+    if code is None or depth > 3:
+        return None
+    named: list[tuple[str, object]] = []
+    for name, cell in zip(code.co_freevars, getattr(func, "__closure__", None) or (), strict=False):
+        try:
+            named.append((f"closure cell {name!r}", cell.cell_contents))
+        except ValueError:  # an empty cell
+            continue
+    module_globals = getattr(func, "__globals__", {})
+    named += [(f"global {n!r}", module_globals[n]) for n in code.co_names if n in module_globals]
+    for where, value in named:
+        if isinstance(value, types.ModuleType) or not _fails_by_value(value):
+            continue
+        inner = _holder(value, depth + 1) if isinstance(value, types.FunctionType) else None
+        return inner or f"the {where} holds {value!r}"
+    return None
+
+
+def _by_value_problem(func: Callable[..., Any]) -> str | None:
+    """Why cloudpickle cannot send ``func`` by value either, naming what holds the culprit; None when it can."""
+    try:
+        by_value(func)
+    except Exception as exc:
+        held = _holder(func)
+        return f"it cannot be sent by value either ({exc}){': ' + held if held else ''}"
+    return None
+
+
+def shipping(func: Callable[..., Any]) -> Shipping:
     """Whether process workers can receive ``func``, worked out once for a call."""
-    problem = ship_problem(func, main_importable=main_importable)
+    problem = ship_problem(func)
+    if problem is None:
+        return Shipping(name=getattr(func, "__qualname__", repr(func)))
+    fails = _by_value_problem(func)
     return Shipping(
         name=getattr(func, "__qualname__", repr(func)),
-        problem=problem,
-        fork_problem=None if problem == _INTERACTIVE_MAIN else problem,
-        by_value=problem is not None and has_cloudpickle(),
+        problem=problem if fails is None else f"{problem}, and {fails}",
+        fork_problem=None if problem == _MAIN_FUNCTION else problem,
+        by_value=fails is None,
     )
 
 
-class _MainReferenceFinder(pickle.Pickler):
-    """A pickler noting whether the pickle names a function or class of ``__main__`` by reference."""
-
-    def __init__(self, file: io.BytesIO) -> None:
-        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
-        self.names_main = False
-
-    def reducer_override(self, obj: Any) -> Any:
-        if isinstance(obj, (types.FunctionType, type)) and getattr(obj, "__module__", None) == "__main__":
-            self.names_main = True
-        return NotImplemented
-
-
-def _dumps_by_reference(func: Callable[..., Any], *, main_importable: bool) -> bytes:
-    """``func`` pickled by reference.
-
-    Raises:
-        SerializationError: the pickle names something of ``__main__`` and the workers cannot import ``__main__``.
-        Exception: whatever pickle raises for ``func``.
-    """
-    if main_importable:
-        return pickle.dumps(func, protocol=pickle.HIGHEST_PROTOCOL)
-    buffer = io.BytesIO()
-    pickler = _MainReferenceFinder(buffer)
-    pickler.dump(func)
-    if pickler.names_main:
-        msg = "it refers to a function or class of a __main__ that worker processes cannot import (no file on disk)"
-        raise SerializationError(msg)
-    return buffer.getvalue()
-
-
-def pickle_function(func: Callable[..., Any], *, main_importable: bool = True) -> bytes:
+def pickle_function(func: Callable[..., Any], *, inherited_main: bool = False) -> bytes:
     """``func`` pickled for a worker process: by reference, else by value with cloudpickle.
 
-    With ``main_importable`` False (spawn or forkserver workers of a ``__main__``
-    that is no file on disk, such as ``python -`` or ``python -c``), a function
-    that refers to ``__main__`` goes by value: the workers could not find it by
-    reference.
+    A function that refers to ``__main__`` goes by value, unless the workers
+    are fork workers (``inherited_main``), which inherit the main module.
 
     Raises:
         SerializationError: neither pickle nor cloudpickle can pickle it.
     """
     try:
-        return _dumps_by_reference(func, main_importable=main_importable)
+        return pickle.dumps(func, protocol=pickle.HIGHEST_PROTOCOL) if inherited_main else dumps(func)
     except Exception as exc:
-        try:
-            import cloudpickle
-        except ImportError:
-            msg = f"cannot pickle the function {func!r} to send it to a worker process: {exc!r}"
-            raise SerializationError(msg) from exc
-        return bytes(cloudpickle.dumps(func, protocol=pickle.HIGHEST_PROTOCOL))
+        if inherited_main:
+            try:
+                return by_value(func)
+            except Exception:
+                pass
+        held = _holder(func)
+        where = f" ({held})" if held else ""
+        msg = f"cannot pickle the function {func!r} to send it to a worker process, even by value{where}: {exc}"
+        raise SerializationError(msg) from exc

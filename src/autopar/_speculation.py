@@ -16,10 +16,11 @@ ahead of the sample's), and keeps the pool if the decision is that pool::
 from __future__ import annotations
 
 import itertools
+import logging
 from typing import TYPE_CHECKING, Any
 
 from . import _pools
-from ._errors import SerializationError, WorkerCrashedError
+from ._errors import SerializationError, WorkerCrashedError, WorkerStartError
 from ._pool_spec import is_single_use
 from ._worker import Failure
 
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from ._types import Pool
 
 __all__ = ["Speculation"]
+
+logger = logging.getLogger("autopar")
 
 
 class Speculation:
@@ -44,6 +47,15 @@ class Speculation:
         # A pool built around this call's lambda or closure serves this call only.
         self._healthy = True
         self._reusable = not is_single_use(spec)
+
+    @classmethod
+    def begin(cls, plan: Speculate, spec: PoolSpec, facts: PlatformFacts) -> Speculation | None:
+        """The speculation, its pool started; None when the pool cannot start (the caller measures alone)."""
+        try:
+            return cls(plan, spec, facts)
+        except WorkerStartError as exc:
+            logger.debug("autopar: no workers before measuring: %s", exc)
+            return None
 
     def start(self, func: Callable[[Any], Any], source: Iterator[Any], capture_errors: bool) -> Iterator[Any]:
         """Send the first items, one task each; return the rest of ``source``, unsent items first."""

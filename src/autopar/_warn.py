@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import warnings
 
 from ._errors import UnsafeStrategyWarning
+from ._forksafe import fork_safe_lock
 
 __all__ = ["forget_warnings", "warn_unsafe"]
 
 _warned: set[tuple[str, str]] = set()
-_warned_lock = threading.Lock()
+_warned_lock = fork_safe_lock()
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from .._render import format_seconds
 from ._costs import CLOSE_RATIO, DASK, DASK_FIRST_USE_S, MODELLED, thread_speedup, worker_startup_s
-from ._safety import PROCESS_METHODS, auto_process_methods, method_verdict, usable_process_methods
+from ._safety import DAEMONIC, PROCESS_METHODS, auto_process_methods, method_verdict, usable_process_methods
 from ._workload import ASSUMED_ITEMS_UNKNOWN, SKEW_RATIO, clean, probe_reading
 
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ __all__ = [
     "item_timeout_reason",
     "shipping_message",
     "process_reasons",
+    "start_reasons",
     "thread_reasons",
     "workload_reasons",
 ]
@@ -72,7 +73,7 @@ def item_timeout_forced_message(item_timeout: float | None, strategy: str) -> st
 def item_timeout_none_message(item_timeout: float | None) -> str:
     return (
         f"item_timeout={item_timeout!r} needs a process strategy, and none can run this function here; "
-        "move the function to module level or install cloudpickle"
+        "pass the lock, socket or open file the function holds as an item, or create it in the worker"
     )
 
 
@@ -80,17 +81,28 @@ def shipping_message(name: str, problem: str, strategy: str) -> str:
     """The message of the ``SerializationError`` for a forced strategy that cannot send the function."""
     return (
         f"strategy {strategy!r} cannot send the function {name!r} to its worker processes: {problem}. "
-        "Fix: move the function to module level in an importable module, "
-        "or install cloudpickle (pip install 'autopar[cloudpickle]') to ship it by value, "
+        "Fix: create that object inside the function (or in an initializer) instead of capturing it, "
+        "move the function to module level in an importable module, "
         "or use strategy='auto', 'fork' (where safe) or 'threads'."
     )
+
+
+def start_reasons(platform: PlatformFacts, chosen: str) -> list[str]:
+    """Why process workers cannot start here: a daemonic process, or methods whose start failed in this call."""
+    if platform.daemon:
+        return [f"{DAEMONIC}: no process strategy"]
+    return [
+        f"{method} workers could not start, so {chosen} runs instead: {why}" for method, why in platform.start_failures
+    ]
 
 
 def process_reasons(m: Measurements, platform: PlatformFacts, chosen: str) -> list[str]:
     if not m.data_picklable:
         return ["items or results cannot be pickled: no process strategy"]
     using = f"; using {chosen}" if chosen in PROCESS_METHODS else ""
-    reasons = []
+    reasons = start_reasons(platform, chosen)
+    if platform.daemon:
+        return reasons
     fork = method_verdict("fork", platform)
     if fork.available and not fork.safe:
         reasons.append(f"fork is unsafe: {fork.reason}{using}")

@@ -3,15 +3,21 @@
 No OS calls here: ``_platform`` probes the facts, these functions only reason
 about them, so every branch is unit-tested with injected facts (Windows,
 macOS, Linux with and without threads, free-threaded builds, Python 3.14+).
+A method that exists may still be unable to start workers here: in a daemonic
+process (``multiprocessing`` forbids it children), or after its workers failed
+to start during this call (a process or open-file limit).
 """
 
 from __future__ import annotations
 
+from .._errors import WorkerStartError
 from .._model import MethodVerdict, PlatformFacts
 
 __all__ = [
     "PROCESS_METHODS",
+    "DAEMONIC",
     "auto_process_methods",
+    "cannot_start",
     "method_verdict",
     "method_verdicts",
     "require_available",
@@ -20,6 +26,20 @@ __all__ = [
 
 #: Process start methods, cheapest to start first.
 PROCESS_METHODS: tuple[str, ...] = ("fork", "forkserver", "spawn")
+DAEMONIC = (
+    "this process is daemonic (a multiprocessing worker or a Process(daemon=True)), "
+    "and multiprocessing forbids daemonic processes to have children"
+)
+
+
+def cannot_start(method: str, facts: PlatformFacts) -> str | None:
+    """Why ``method`` workers cannot start in this process now, or None when they can."""
+    if facts.daemon:
+        return DAEMONIC
+    for failed, reason in facts.start_failures:
+        if failed == method:
+            return f"its workers could not start: {reason}"
+    return None
 
 
 def _fork_verdict(facts: PlatformFacts) -> MethodVerdict:
@@ -49,22 +69,20 @@ def _fork_verdict(facts: PlatformFacts) -> MethodVerdict:
 
 
 def method_verdict(method: str, facts: PlatformFacts) -> MethodVerdict:
-    """Whether ``method`` exists on this platform and is safe to use now, with the reason."""
+    """Whether ``method`` exists on this platform and is safe to use now, with the reason.
+
+    autopar's spawn and forkserver workers never import the caller's main
+    module, so a script without ``if __name__ == "__main__":``, ``python -c``,
+    a REPL or a notebook makes neither unsafe.
+    """
+    blocked = cannot_start(method, facts) if method in facts.start_methods else None
+    if blocked is not None:
+        return MethodVerdict(method=method, available=False, safe=False, reason=blocked)
     if method == "fork":
         return _fork_verdict(facts)
     if method not in facts.start_methods:
         return MethodVerdict(
             method=method, available=False, safe=False, reason=f"{method} does not exist on {facts.system}"
-        )
-    if facts.main_unguarded:
-        return MethodVerdict(
-            method=method,
-            available=True,
-            safe=False,
-            reason=(
-                'the script calls autopar at module level without `if __name__ == "__main__":`, '
-                f"so every {method} worker would run that code again when it imports the main module"
-            ),
         )
     if method == "forkserver":
         return MethodVerdict(
@@ -99,8 +117,9 @@ def usable_process_methods(facts: PlatformFacts, *, shippable: bool, picklable: 
     """The start methods auto may use for one function and its data, most preferred first.
 
     Items and results that cannot be pickled rule out every process; a function
-    that cannot be sent (by reference, or by value with cloudpickle) leaves only
-    fork, whose workers inherit it.
+    that cannot be sent by reference or by value (it holds a lock or a socket)
+    leaves only fork, whose workers inherit it.  A function of ``__main__``, a
+    lambda or a closure that cloudpickle can send is ``shippable``.
     """
     if not picklable:
         return ()
@@ -113,8 +132,12 @@ def require_available(method: str, facts: PlatformFacts) -> MethodVerdict:
 
     Raises:
         ValueError: ``method`` is not a start method of this platform.
+        WorkerStartError: ``method`` exists, but its workers cannot start in this process.
     """
     verdict = method_verdict(method, facts)
+    if method in facts.start_methods and not verdict.available:
+        msg = f"strategy {method!r} cannot start worker processes here: {verdict.reason}; use strategy='threads' or 'serial'"
+        raise WorkerStartError(msg)
     if not verdict.available:
         available = ", ".join(repr(m) for m in facts.start_methods) or "none"
         msg = (

@@ -110,7 +110,6 @@ class Executor(concurrent.futures.Executor):
         self._pools = PoolSet(self._opts, self._facts, replace_broken=auto)
         self._router = SubmitRouter(
             type(self)._submit_rule,
-            main_importable=self._facts.main_importable,
             exclude_fork=self._opts.max_tasks_per_worker is not None,
         )
 

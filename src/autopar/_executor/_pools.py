@@ -30,6 +30,7 @@ from .._core._safety import PROCESS_METHODS
 from .._core._sizing import default_workers
 from .._errors import WorkerCrashedError
 from .._main_module import process_context
+from .._pickling import for_workers
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -37,7 +38,15 @@ if TYPE_CHECKING:
     from .._model import Options, PlatformFacts
     from .._types import P, T
 
-__all__ = ["SHUTDOWN_MSG", "LinkedFuture", "PoolSet", "SerialExecutor", "crash_error", "translated"]
+__all__ = [
+    "SHUTDOWN_MSG",
+    "LinkedFuture",
+    "MainFreeProcessPool",
+    "PoolSet",
+    "SerialExecutor",
+    "crash_error",
+    "translated",
+]
 
 #: The standard executors' message for a call after shutdown.
 SHUTDOWN_MSG = "cannot schedule new futures after shutdown"
@@ -156,6 +165,19 @@ class SerialExecutor(concurrent.futures.Executor):
         self._shutdown = True
 
 
+class MainFreeProcessPool(concurrent.futures.ProcessPoolExecutor):
+    """A ``ProcessPoolExecutor`` whose workers never import ``__main__``: what names it goes by value.
+
+    Its context's children start without the main module (``process_context``),
+    so a function of ``__main__``, a lambda or a closure (and ``map``'s chunk
+    function around one) is sent with cloudpickle; arguments and results go as
+    ``ProcessPoolExecutor`` sends them.
+    """
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        return super().submit(for_workers(fn), *args, **kwargs)
+
+
 def _new_pool(name: str, opts: Options, facts: PlatformFacts) -> concurrent.futures.Executor:
     workers = opts.workers or default_workers(name, facts)
     if name == "serial":
@@ -170,7 +192,7 @@ def _new_pool(name: str, opts: Options, facts: PlatformFacts) -> concurrent.futu
     extra: dict[str, Any] = {}
     if opts.max_tasks_per_worker is not None:
         extra["max_tasks_per_child"] = opts.max_tasks_per_worker
-    return concurrent.futures.ProcessPoolExecutor(
+    return MainFreeProcessPool(
         max_workers=workers,
         mp_context=process_context(name),
         initializer=opts.initializer,

@@ -25,7 +25,7 @@ import attrs
 from .._core._identity import function_identity
 from .._core._submit import PROBE_CALLS
 from .._platform import probe_platform
-from .._serialize import ship_problem
+from .._serialize import shipping
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable
@@ -66,14 +66,12 @@ class SubmitRouter:
 
     Args:
         rule: where a function's later calls go, from its timed calls (see ``SubmitRule``).
-        main_importable: process children can import ``__main__``, for whether the function ships.
         exclude_fork: leave ``fork`` out of the start methods the rule sees
             (``ProcessPoolExecutor`` rejects ``max_tasks_per_child`` with fork).
     """
 
-    def __init__(self, rule: SubmitRule, *, main_importable: bool, exclude_fork: bool) -> None:
+    def __init__(self, rule: SubmitRule, *, exclude_fork: bool) -> None:
         self._rule = rule
-        self._main_importable = main_importable
         self._exclude_fork = exclude_fork
         self._lock = threading.Lock()
         self._probes: dict[Hashable, Probe] = {}
@@ -118,7 +116,7 @@ class SubmitRouter:
             calls = probe.calls
         shippable = pickles(data)
         if calls == PROBE_CALLS:
-            shippable = shippable and ship_problem(fn, main_importable=self._main_importable) is None
+            shippable = shippable and shipping(fn).shippable
         with self._lock:
             probe.shippable = probe.shippable and shippable
             if calls < PROBE_CALLS:

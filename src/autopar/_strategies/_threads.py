@@ -52,7 +52,7 @@ class ThreadPool:
         if spec.initializer is not None:
             try:
                 spec.initializer(*spec.initargs)
-            except Exception as exc:
+            except BaseException as exc:  # SystemExit too: a thread that died here would leave its tasks unrun
                 self._init_error = exc
         while True:
             task = self._tasks.get()

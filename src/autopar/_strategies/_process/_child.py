@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..._errors import ExceptionWithTraceback, SerializationError, capture
 from ..._native import limit_native_threads
+from ..._pickling import share_main_globals
 from ..._shared import install_shared
 from ..._worker import ChunkFailed, Failure, mark_process_worker, run_chunk
+from ._lifeline import hold_lifeline
 from ._protocol import Err, Func, Init, ItemDone, Message, Ok, Stop, Task, TaskDone, decode, encode
 
 if TYPE_CHECKING:
@@ -49,7 +51,7 @@ def _initialize(conn: Any, init: Callable[..., Any] | None, initargs: tuple[Any,
     error = None
     if init is not None:
         try:
-            init(*initargs)
+            share_main_globals(init)(*initargs)
         except Exception as exc:
             error = capture(exc, check_pickle=True)
     conn.send_bytes(encode(Init(error)))
@@ -85,35 +87,14 @@ def _run_task(conn: Any, func: Callable[[Any], Any], task: Task, slot: Any) -> N
 def _load_function(message: Func) -> tuple[Callable[[Any], Any] | None, ExceptionWithTraceback | None]:
     """The function in ``message``, or why it could not be unpickled."""
     try:
-        return pickle.loads(message.blob), None
+        return share_main_globals(pickle.loads(message.blob)), None
     except Exception as exc:
         return None, _error(f"the worker could not unpickle the function: {exc!r}")
 
 
-def process_main(
-    conn: Any,
-    slot: Any,
-    native_threads: int | None,
-    inherit: Callable[[Any], Any] | None,
-    init: Callable[..., Any] | None,
-    initargs: tuple[Any, ...],
-    shared: tuple[int, Any] | None = None,
-) -> None:
-    """The loop of a process worker: run tasks from ``conn`` until told to stop or the pipe closes.
-
-    ``inherit`` is the function of a fork worker that inherits it (never pickled);
-    other workers receive theirs in a ``Func`` message.
-    """
-    mark_process_worker()
-    # The caller owns Ctrl-C: it terminates workers itself, so a worker never dies mid-result.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if native_threads is not None:
-        limit_native_threads(native_threads)
-    if shared is not None:
-        install_shared(*shared)
-    if not _initialize(conn, init, initargs):
-        return
-    func, func_error = inherit, None
+def _serve(conn: Any, slot: Any, func: Callable[[Any], Any] | None) -> None:
+    """Run tasks from ``conn`` until told to stop or the pipe closes."""
+    func_error = None
     while True:
         try:
             data = conn.recv_bytes()
@@ -135,3 +116,35 @@ def process_main(
                 _send(conn, Err(message.task_id, error, None, []))
             else:
                 _run_task(conn, func, message, slot)
+
+
+def process_main(
+    conn: Any,
+    slot: Any,
+    native_threads: int | None,
+    inherit: Callable[[Any], Any] | None,
+    init: Callable[..., Any] | None,
+    initargs: tuple[Any, ...],
+    shared: tuple[int, Any] | None = None,
+    lifeline: str = "ppid",
+) -> None:
+    """The loop of a process worker: run tasks from ``conn`` until told to stop or the pipe closes.
+
+    ``inherit`` is the function of a fork worker that inherits it (never pickled);
+    other workers receive theirs in a ``Func`` message.  The worker ends with its
+    caller, watched as ``lifeline`` says (``hold_lifeline``), and quietly when the
+    pipe to the caller breaks: nobody is left to read a result or a traceback.
+    """
+    hold_lifeline(lifeline)
+    mark_process_worker()
+    # The caller owns Ctrl-C: it terminates workers itself, so a worker never dies mid-result.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if native_threads is not None:
+        limit_native_threads(native_threads)
+    if shared is not None:
+        install_shared(*shared)
+    try:
+        if _initialize(conn, init, initargs):
+            _serve(conn, slot, inherit)
+    except (BrokenPipeError, ConnectionResetError):
+        return

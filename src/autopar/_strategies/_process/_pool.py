@@ -27,10 +27,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..._errors import SerializationError
-from ..._main_module import main_importable, process_context
+from ..._main_module import process_context
 from ..._serialize import pickle_function
 from ._failures import timeout_outcome
-from ._handle import WorkerProcess, await_ready
+from ._handle import WorkerProcess, await_ready, start_workers, stop_all
 from ._protocol import Func, Task, encode
 from ._receive import BatchReceiver, StreamReceiver
 
@@ -52,7 +52,7 @@ class ProcessPool:
         if spec.inherit is not None and method != "fork":
             msg = f"only fork workers can inherit a function, not {method} workers"
             raise ValueError(msg)
-        # spawn and forkserver children must not try to re-run a main file that is not on disk.
+        # spawn and forkserver children never run the caller's ``__main__``.
         self._ctx = process_context(method)
         self._spec = spec
         self._receiver = StreamReceiver(method) if spec.stream else BatchReceiver(method)
@@ -62,10 +62,12 @@ class ProcessPool:
         self._workers: list[WorkerProcess] = []
         started = time.perf_counter()
         try:
-            self._workers = [WorkerProcess(self._ctx, spec) for _ in range(workers)]
-            self._await_ready(self._workers)
+            self._await_ready(start_workers(self._ctx, spec, workers, self._workers))
         except BaseException:
-            self.shutdown()
+            # A failed start, a timeout or Ctrl-C: no worker it started may outlive it.
+            self._broken = RuntimeError("pool failed to start")
+            stop_all(self._workers)
+            self._workers = []
             raise
         self.startup_s = time.perf_counter() - started
 
@@ -77,18 +79,21 @@ class ProcessPool:
             raise error
 
     def _replace_dead(self) -> None:
-        fresh: list[WorkerProcess] = []
-        for i, worker in enumerate(self._workers):
-            if worker.stopped or not worker.process.is_alive():
-                if worker.task is not None:
-                    # It died holding a task: keep what it sent before dying, and report the
-                    # crash at the next poll, never drop it.
-                    self._done.append(self._drain_dead(worker))
-                worker.stop(kill=True)
-                self._workers[i] = WorkerProcess(self._ctx, self._spec)
-                fresh.append(self._workers[i])
-        if fresh:
-            self._await_ready(fresh)
+        dead = [w for w in self._workers if w.stopped or not w.process.is_alive()]
+        if not dead:
+            return
+        for worker in dead:
+            if worker.task is not None:
+                # It died holding a task: keep what it sent before dying, and report the
+                # crash at the next poll, never drop it.
+                self._done.append(self._drain_dead(worker))
+            worker.stop(kill=True)
+            self._workers.remove(worker)
+        try:
+            self._await_ready(start_workers(self._ctx, self._spec, len(dead), self._workers))
+        except BaseException:
+            self._broken = self._broken or RuntimeError("workers failed to start")
+            raise
 
     # -- the Pool protocol ----------------------------------------------------
 
@@ -102,9 +107,10 @@ class ProcessPool:
         if self._spec.inherit is not None and func is self._spec.inherit:
             return ("inherit", self._spec.inherit_token), None
         if self._func_blob is None or self._func_blob[0] is not func:
-            # Fork workers inherit ``__main__``; spawn and forkserver workers have it only from a file.
-            importable = self.method == "fork" or main_importable()
-            self._func_blob = (func, encode(Func(pickle_function(func, main_importable=importable))))
+            # Pickled once per pool and sent once per worker (``func_key``), not once per task.  Fork
+            # workers inherit ``__main__``; spawn and forkserver workers never import it.
+            blob = pickle_function(func, inherited_main=self.method == "fork")
+            self._func_blob = (func, encode(Func(blob)))
         return func, self._func_blob[1]
 
     def submit(

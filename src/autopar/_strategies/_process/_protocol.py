@@ -23,7 +23,10 @@ worker holds one task at a time::
 
 The worker sends errors as ``ExceptionWithTraceback``; they unpickle in the
 caller as the exception itself, with the worker's traceback as ``__cause__``.
-Standard library and ``autopar._errors`` only: every spawn and forkserver
+A payload that names something of the caller's ``__main__`` (a function, a
+class, an instance of one) goes by value with cloudpickle (``_pickling``):
+autopar's workers never import the main module.  Standard library,
+``autopar._errors`` and ``autopar._pickling`` only: every spawn and forkserver
 worker imports this module.
 """
 
@@ -33,6 +36,7 @@ import pickle
 from typing import Any, Literal, NamedTuple
 
 from ..._errors import ExceptionWithTraceback
+from ..._pickling import dumps
 
 __all__ = [
     "Err",
@@ -120,12 +124,12 @@ Message = Init | Func | Task | Stop | ItemDone | TaskDone | Ok | Err
 
 
 def encode(message: Message) -> bytes:
-    """``message`` as bytes for ``send_bytes``.
+    """``message`` as bytes for ``send_bytes``; what the caller's ``__main__`` defined goes by value.
 
     Raises:
-        Exception: whatever pickle raises for the payload.
+        Exception: whatever pickle (and then cloudpickle) raises for the payload.
     """
-    return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return dumps(message)
 
 
 def decode(data: bytes) -> Message:
