@@ -79,6 +79,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_asyncio",
         "_executor._pools",
         "_executor._router",
+        "_executor._buffered",
         "_executor._map",
         "_executor",
     ),

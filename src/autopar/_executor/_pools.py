@@ -20,11 +20,12 @@ autopar's shared pools.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import threading
 import time
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .._core._safety import PROCESS_METHODS
 from .._core._sizing import default_workers
@@ -37,7 +38,15 @@ if TYPE_CHECKING:
     from .._model import Options, PlatformFacts
     from .._types import P, T
 
-__all__ = ["SHUTDOWN_MSG", "LinkedFuture", "PoolSet", "SerialExecutor", "crash_error", "translated"]
+__all__ = [
+    "SHUTDOWN_MSG",
+    "LinkedFuture",
+    "PoolSet",
+    "SerialExecutor",
+    "crash_error",
+    "stop_pool_workers",
+    "translated",
+]
 
 #: The standard executors' message for a call after shutdown.
 SHUTDOWN_MSG = "cannot schedule new futures after shutdown"
@@ -156,6 +165,26 @@ class SerialExecutor(concurrent.futures.Executor):
         self._shutdown = True
 
 
+def stop_pool_workers(pool: concurrent.futures.Executor, how: Literal["terminate", "kill"]) -> None:
+    """``terminate_workers()`` or ``kill_workers()`` as Python 3.14's ``ProcessPoolExecutor`` has them.
+
+    A pool without worker processes (threads, serial) is shut down without
+    waiting and with its pending calls cancelled; running threads finish their call.
+    """
+    native = getattr(pool, f"{how}_workers", None)
+    if native is not None:  # ProcessPoolExecutor on 3.14 and later
+        native()
+        return
+    # Before 3.14, the same steps as 3.14's ProcessPoolExecutor._force_shutdown, on the same
+    # attribute: the worker processes, copied before shutdown() forgets them.
+    processes = dict(getattr(pool, "_processes", None) or {})
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes.values():
+        with contextlib.suppress(ValueError, ProcessLookupError):  # closed, or already gone
+            if process.is_alive():
+                getattr(process, how)()
+
+
 def _new_pool(name: str, opts: Options, facts: PlatformFacts) -> concurrent.futures.Executor:
     workers = opts.workers or default_workers(name, facts)
     if name == "serial":
@@ -242,6 +271,14 @@ class PoolSet:
             # Nothing was queued: replace the broken pool (once, whichever thread sees it first).
             inner = self.get(name, broken=pool).submit(fn, *args, **kwargs)
         return LinkedFuture(inner, name, replace_broken=self._replace_broken)
+
+    def stop_workers(self, how: Literal["terminate", "kill"]) -> None:
+        """Shut every pool down without waiting, cancelling pending calls; ``how`` ends its worker processes."""
+        with self._lock:
+            self._shut_down = True
+            pools = list(self._pools.values())
+        for pool in pools:
+            stop_pool_workers(pool, how)
 
     def shutdown(self, *, wait: bool, cancel_futures: bool) -> None:
         """Shut down every pool started so far, with these arguments; later ``get`` calls raise."""
