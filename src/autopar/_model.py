@@ -60,6 +60,8 @@ class PlatformFacts:
     #: guard, which spawn and forkserver children would run again.
     main_unguarded: bool = False
     cloudpickle_available: bool = False
+    #: ``concurrent.interpreters`` exists (Python 3.14 and later, a build with subinterpreters).
+    subinterpreters: bool = False
 
 
 @attrs.frozen(kw_only=True)
