@@ -64,6 +64,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_strategies._process._handle",
         "_strategies._process._receive",
         "_strategies._process._pool",
+        "_strategies._interpreters",
         "_strategies._dask_cluster",
         "_strategies._dask",
         "_pools",
