@@ -146,13 +146,9 @@ class Executor(concurrent.futures.Executor):
     ) -> Iterator[T]:
         """Like the builtin ``map(fn, *iterables)``, run on the executor; results come in input order.
 
-        A forced strategy submits every call at once, as the standard executors
-        do; ``"serial"`` and ``"auto"`` run lazily, as the iterator is consumed.
-        With ``buffersize``, every strategy behaves as Python 3.14's ``Executor.map``
-        does, on every Python: ``buffersize`` calls (chunks, with ``chunksize``
-        on a process pool) are submitted at once, and one more each time a
-        result is yielded, so an endless input works.  Under ``"auto"`` each
-        of those calls goes through ``submit`` (so ``chunksize`` is ignored).
+        A forced strategy submits every call at once, as the standard executors do; ``"serial"``
+        and ``"auto"`` run lazily.  With ``buffersize``, every strategy works as Python 3.14's
+        ``Executor.map`` on every Python (under ``"auto"``, each call goes through ``submit``).
 
         Args:
             fn: a callable taking one argument per iterable.
@@ -161,15 +157,13 @@ class Executor(concurrent.futures.Executor):
                 (default: the executor's ``timeout`` option).
             chunksize: calls sent to a process worker at once (default: the
                 executor's ``chunksize`` option, else 1, or chosen under ``"auto"``).
-            buffersize: submitted calls whose results are not yet yielded, at
-                most (default: no bound; auto's own read-ahead is bounded anyway).
+            buffersize: calls (chunks on a process pool) submitted and not yet yielded, at most.
 
         Returns:
             An iterator over the results.
 
         Raises:
-            TypeError: ``buffersize`` is not an integer or None.
-            ValueError: ``buffersize`` is below 1.
+            TypeError, ValueError: a bad ``buffersize``, as in CPython 3.14.
             RuntimeError: the executor was shut down.
             TimeoutError: from the iterator, when a result is not ready in time.
             Exception: from the iterator, whatever ``fn`` raised for that item
