@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 import autopar
+from conftest import wait_until
 from helpers import pass_gate, pid_of, remember, segfault_quietly_on_3, sleep_for, square
 
 PROCESSES = ("fork", "forkserver", "spawn")
@@ -46,6 +47,10 @@ def test_shutdown_cancel_futures_cancels_pending_calls(strategy: str) -> None:
     gate = multiprocessing.get_context(method).Event()
     executor = autopar.Executor(strategy, workers=1, initializer=remember, initargs=("gate", gate))
     first = executor.submit(pass_gate, 0)
+    # A thread pool's worker may not have taken the first call off its queue yet (on 3.14, the new
+    # thread often waits for the GIL while the caller submits): only a running call survives the
+    # shutdown, so wait until it runs (issue 17).
+    assert wait_until(first.running, timeout=30)
     pending = [executor.submit(pass_gate, x) for x in range(1, 11)]
     executor.shutdown(wait=False, cancel_futures=True)
     gate.set()

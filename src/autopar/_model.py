@@ -62,6 +62,8 @@ class PlatformFacts:
     daemon: bool = False
     #: Start methods whose workers could not start during this call (a limit), each with the reason.
     start_failures: tuple[tuple[str, str], ...] = ()
+    #: ``concurrent.interpreters`` exists (Python 3.14 and later, a build with subinterpreters).
+    subinterpreters: bool = False
 
 
 @attrs.frozen(kw_only=True)

@@ -1,10 +1,9 @@
 """Probes the machine and the interpreter into ``PlatformFacts``.
 
 This module owns every OS call behind the facts the pure layers reason about: the usable CPU
-count (affinity and cgroup v1/v2 quotas, both injectable for tests), thread counts, memory
-and the start methods of ``multiprocessing``; ``_main_module`` answers whether ``__main__``
-can be re-imported by spawn.  ``probe_platform()`` caches what cannot change during a run and re-reads
-the rest on every call (calls skip memory, no rule reads it); ``platform_report()`` renders ``autopar info``.
+count (affinity and cgroup v1/v2 quotas, both injectable for tests), thread counts, memory,
+the start methods of ``multiprocessing`` and whether subinterpreters exist; ``_main_module`` answers whether
+``__main__`` can be re-imported.  ``probe_platform()`` caches what cannot change and re-reads the rest per call.
 """
 
 from __future__ import annotations
@@ -221,6 +220,7 @@ def _static_facts() -> dict[str, Any]:
         "cpu_logical": os.cpu_count() or 1,
         "cpu_physical": cpu_count_physical(),
         "cloudpickle_available": importlib.util.find_spec("cloudpickle") is not None,
+        "subinterpreters": sys.version_info >= (3, 14) and importlib.util.find_spec("_interpreters") is not None,
     }
 
 

@@ -28,6 +28,7 @@ _BUILT_IN: dict[str, Callable[[], Strategy] | tuple[str, str, tuple[Any, ...]]] 
     "fork": (_PROCESS, "ProcessStrategy", ("fork",)),
     "forkserver": (_PROCESS, "ProcessStrategy", ("forkserver",)),
     "spawn": (_PROCESS, "ProcessStrategy", ("spawn",)),
+    "interpreters": ("autopar._strategies._interpreters", "InterpreterStrategy", ()),
     "dask": ("autopar._strategies._dask", "DaskStrategy", ()),
 }
 #: Every registered strategy: the built-ins, replaced or not, and the plugins' factories.

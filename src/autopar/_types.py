@@ -27,7 +27,7 @@ R = TypeVar("R")
 P = ParamSpec("P")
 
 #: The built-in strategy names.  The registry is open: other names may be registered.
-StrategyName = Literal["auto", "serial", "threads", "fork", "forkserver", "spawn", "dask"]
+StrategyName = Literal["auto", "serial", "threads", "fork", "forkserver", "spawn", "interpreters", "dask"]
 
 #: What a failed item does to the call.
 ErrorsMode = Literal["raise", "return"]

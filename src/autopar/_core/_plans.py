@@ -23,7 +23,7 @@ from .._errors import SerializationError
 from .._model import Decision
 from . import _reasons
 from ._decide import forced_decision, serial_exit
-from ._safety import PROCESS_METHODS, require_available, usable_process_methods
+from ._safety import INTERPRETERS, PROCESS_METHODS, require_available, require_interpreters, usable_process_methods
 
 if TYPE_CHECKING:
     from .._model import Measurements, Options, PlatformFacts, Shipping
@@ -169,6 +169,8 @@ def _forced_plan(
         unsafe = None if verdict.safe else verdict.reason
         if name != "fork" and not shipping.shippable:
             raise _shipping_error(opts, shipping)
+    elif name == INTERPRETERS:
+        require_interpreters(facts)
     return Run(forced_decision(facts, opts, n_items, cluster_threads=cluster_threads), unsafe=unsafe)
 
 

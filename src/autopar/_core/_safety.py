@@ -14,13 +14,17 @@ from .._errors import WorkerStartError
 from .._model import MethodVerdict, PlatformFacts
 
 __all__ = [
+    "INTERPRETERS",
     "PROCESS_METHODS",
     "DAEMONIC",
     "auto_process_methods",
     "cannot_start",
+    "interpreters_ship_problem",
+    "interpreters_verdict",
     "method_verdict",
     "method_verdicts",
     "require_available",
+    "require_interpreters",
     "usable_process_methods",
 ]
 
@@ -40,6 +44,10 @@ def cannot_start(method: str, facts: PlatformFacts) -> str | None:
         if failed == method:
             return f"its workers could not start: {reason}"
     return None
+
+
+#: The strategy of subinterpreters in this process (Python 3.14 and later).
+INTERPRETERS = "interpreters"
 
 
 def _fork_verdict(facts: PlatformFacts) -> MethodVerdict:
@@ -146,3 +154,56 @@ def require_available(method: str, facts: PlatformFacts) -> MethodVerdict:
         )
         raise ValueError(msg)
     return verdict
+
+
+def interpreters_verdict(facts: PlatformFacts) -> MethodVerdict:
+    """Whether a pool of subinterpreters exists here, with the reason; they never share a lock, so always safe."""
+    if facts.python_version < (3, 14):
+        version = ".".join(map(str, facts.python_version))
+        reason = (
+            f"a pool of subinterpreters needs Python 3.14 or later (concurrent.interpreters); this is Python {version}"
+        )
+        return MethodVerdict(method=INTERPRETERS, available=False, safe=False, reason=reason)
+    if not facts.subinterpreters:
+        reason = "this Python build has no concurrent.interpreters module"
+        return MethodVerdict(method=INTERPRETERS, available=False, safe=False, reason=reason)
+    return MethodVerdict(
+        method=INTERPRETERS,
+        available=True,
+        safe=True,
+        reason=(
+            "each worker is a subinterpreter of this process with its own GIL; its modules must load there "
+            "(pure Python does; NumPy and many extension modules do not)"
+        ),
+    )
+
+
+def require_interpreters(facts: PlatformFacts) -> MethodVerdict:
+    """The verdict for a forced ``"interpreters"``; raise ValueError when this Python has none.
+
+    Raises:
+        ValueError: this Python has no subinterpreters; the message names the version needed.
+    """
+    verdict = interpreters_verdict(facts)
+    if not verdict.available:
+        msg = f"strategy {INTERPRETERS!r} is not available here: {verdict.reason}"
+        raise ValueError(msg)
+    return verdict
+
+
+def interpreters_ship_problem(module: str | None, qualname: str | None) -> str | None:
+    """Why a function cannot run in a subinterpreter, or None: it must be found there by module and name.
+
+    A subinterpreter's ``__main__`` is not the caller's script (cpython#136659), and
+    pickle finds no lambda or nested function by name.
+    """
+    if module is None or qualname is None:
+        return "it has no module and qualified name to be found by"
+    if module == "__main__":
+        return (
+            "it is defined in __main__, which a subinterpreter does not share with the caller's script "
+            "(cpython#136659): define it in an importable module"
+        )
+    if "<lambda>" in qualname or "<locals>" in qualname:
+        return "it is a lambda or a nested function, which pickle cannot find by name: define it at module level"
+    return None

@@ -35,7 +35,8 @@ from .._core._safety import PROCESS_METHODS, require_available
 from .._core._submit import choose_for_submit
 from .._platform import probe_platform
 from .._warn import warn_unsafe
-from ._map import map_auto, map_forced
+from ._buffered import check_buffersize
+from ._map import map_auto, map_buffered, map_forced
 from ._pools import PoolSet
 from ._router import SubmitRouter
 
@@ -140,11 +141,13 @@ class Executor(concurrent.futures.Executor):
         *iterables: Iterable[Any],
         timeout: float | None = None,
         chunksize: int | None = None,
+        buffersize: int | None = None,
     ) -> Iterator[T]:
         """Like the builtin ``map(fn, *iterables)``, run on the executor; results come in input order.
 
-        A forced strategy submits every call at once, as the standard executors
-        do; ``"serial"`` and ``"auto"`` run lazily, as the iterator is consumed.
+        A forced strategy submits every call at once, as the standard executors do; ``"serial"``
+        and ``"auto"`` run lazily.  With ``buffersize``, every strategy works as Python 3.14's
+        ``Executor.map`` on every Python (under ``"auto"``, each call goes through ``submit``).
 
         Args:
             fn: a callable taking one argument per iterable.
@@ -153,11 +156,13 @@ class Executor(concurrent.futures.Executor):
                 (default: the executor's ``timeout`` option).
             chunksize: calls sent to a process worker at once (default: the
                 executor's ``chunksize`` option, else 1, or chosen under ``"auto"``).
+            buffersize: calls (chunks on a process pool) submitted and not yet yielded, at most.
 
         Returns:
             An iterator over the results.
 
         Raises:
+            TypeError, ValueError: a bad ``buffersize``, as in CPython 3.14.
             RuntimeError: the executor was shut down.
             TimeoutError: from the iterator, when a result is not ready in time.
             Exception: from the iterator, whatever ``fn`` raised for that item
@@ -166,8 +171,14 @@ class Executor(concurrent.futures.Executor):
         if not callable(fn):
             msg = f"fn must be callable, not {fn!r} ({type(fn).__name__})"
             raise TypeError(msg)
+        check_buffersize(buffersize)
         timeout = self._opts.timeout if timeout is None else timeout
         chunksize = chunksize or self._opts.chunksize
+        if buffersize is not None:
+            submit = self.submit if self.strategy == "auto" else self._pools.get(self.strategy).submit
+            return map_buffered(
+                submit, fn, iterables, self._opts, timeout=timeout, chunksize=chunksize, buffersize=buffersize
+            )
         if self.strategy == "auto":
             deadline = None if timeout is None else time.monotonic() + timeout
             self._pools.check_open()
@@ -183,6 +194,25 @@ class Executor(concurrent.futures.Executor):
             cancel_futures: cancel the calls that have not started.
         """
         self._pools.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+    def terminate_workers(self) -> None:
+        """Shut down at once: cancel pending calls and send ``SIGTERM`` to every worker process.
+
+        As ``ProcessPoolExecutor.terminate_workers()`` of Python 3.14, on every
+        Python: the executor is shut down without waiting, the calls that have
+        not started are cancelled, and the futures of calls that were running
+        in a terminated process end with ``WorkerCrashedError`` (a
+        ``BrokenProcessPool``).  Threads cannot be stopped from outside: under
+        ``"threads"`` (and auto's thread pool) a running call finishes, and
+        only the pending ones are cancelled; ``"serial"`` has nothing running.
+        Auto's ``map`` runs on autopar's shared pools, which this leaves alone
+        (``autopar.shutdown()`` stops them).
+        """
+        self._pools.stop_workers("terminate")
+
+    def kill_workers(self) -> None:
+        """As ``terminate_workers()``, with ``SIGKILL`` (``TerminateProcess`` on Windows): no cleanup runs."""
+        self._pools.stop_workers("kill")
 
 
 def _resolved(strategy: str, workers: int | None, options: dict[str, Any]) -> Options:

@@ -20,8 +20,10 @@ from collections.abc import Iterable, Iterator, Sized
 from typing import TYPE_CHECKING, Any
 
 from .._config import validate_options
+from .._core._safety import PROCESS_METHODS
 from .._progress import make_progress
 from .._run import run_imap
+from ._buffered import buffered_map
 from ._pools import translated
 
 if TYPE_CHECKING:
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
     from .._model import Options
     from .._types import T
 
-__all__ = ["ReturnErrors", "Star", "Zip", "common_length", "hand_over", "map_auto", "map_forced"]
+__all__ = ["ReturnErrors", "Star", "Zip", "common_length", "hand_over", "map_auto", "map_buffered", "map_forced"]
 
 
 class Star:
@@ -48,6 +50,7 @@ class ReturnErrors:
 
     def __init__(self, fn: Callable[..., Any]) -> None:
         self.fn = fn
+        self.__wrapped__ = fn  # auto's submit times and routes calls by the function under it
 
     def __call__(self, *args: Any) -> Any:
         try:
@@ -141,6 +144,24 @@ def map_forced(
     """``pool.map`` of a forced strategy: every call submitted now, results with progress and crashes translated."""
     func = ReturnErrors(fn) if opts.errors == "return" else fn
     results = pool.map(func, *iterables, timeout=timeout, chunksize=chunksize or 1)
+    return _reported(results, common_length(iterables), opts)
+
+
+def map_buffered(
+    submit: Callable[..., concurrent.futures.Future[Any]],
+    fn: Callable[..., T],
+    iterables: tuple[Iterable[Any], ...],
+    opts: Options,
+    *,
+    timeout: float | None,
+    chunksize: int | None,
+    buffersize: int,
+) -> Iterator[T]:
+    """``map`` with ``buffersize``: at most that many calls submitted ahead, on any strategy's ``submit``."""
+    func = ReturnErrors(fn) if opts.errors == "return" else fn
+    # Chunks help process pools only; auto's submit routes each call by its function.
+    size = (chunksize or 1) if opts.strategy in PROCESS_METHODS else 1
+    results = buffered_map(submit, func, iterables, timeout=timeout, chunksize=size, buffersize=buffersize)
     return _reported(results, common_length(iterables), opts)
 
 

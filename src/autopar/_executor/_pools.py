@@ -24,13 +24,14 @@ import threading
 import time
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .._core._safety import PROCESS_METHODS
 from .._core._sizing import default_workers
 from .._errors import WorkerCrashedError
 from .._main_module import process_context
 from .._pickling import for_workers
+from ._stop import stop_pool_workers
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -264,6 +265,14 @@ class PoolSet:
             # Nothing was queued: replace the broken pool (once, whichever thread sees it first).
             inner = self.get(name, broken=pool).submit(fn, *args, **kwargs)
         return LinkedFuture(inner, name, replace_broken=self._replace_broken)
+
+    def stop_workers(self, how: Literal["terminate", "kill"]) -> None:
+        """Shut every pool down without waiting, cancelling pending calls; ``how`` ends its worker processes."""
+        with self._lock:
+            self._shut_down = True
+            pools = list(self._pools.values())
+        for pool in pools:
+            stop_pool_workers(pool, how)
 
     def shutdown(self, *, wait: bool, cancel_futures: bool) -> None:
         """Shut down every pool started so far, with these arguments; later ``get`` calls raise."""
