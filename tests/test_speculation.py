@@ -81,3 +81,10 @@ def test_a_timeout_during_calibration_stops_the_speculative_worker() -> None:
     with pytest.raises(TimeoutError):
         autopar.map(helpers.sleep_for, [20.0, 0.3, 0.3], timeout=0.6)
     assert time.monotonic() - started < 10  # a deadlock guard: the item alone would take 20 s
+
+
+def test_a_big_first_item_runs_in_the_caller() -> None:
+    """A first item over the size a first call sends blind is not sent: no pickling before the call knows the cost."""
+    big = bytes(1024 * 1024)
+    out = autopar.map(helpers.pid_of, [big, b"x", b"y"])
+    assert out[0] == os.getpid()

@@ -3,7 +3,8 @@
 When the core's ``speculation_plan`` says so, a first call starts its pool
 before measuring and hands one first item to each worker but one; the caller's
 serial sample starts after them.  Each item still runs exactly once: an item
-that cannot be pickled is not sent and runs in the caller with the sample.
+that cannot be pickled, or states a size over ``SPECULATIVE_MAX_ITEM_BYTES``, is not
+sent and runs in the caller with the sample.
 After calibration the call collects the workers' results (in input order,
 ahead of the sample's), and keeps the pool if the decision is that pool::
 
@@ -20,8 +21,10 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from . import _pools
+from ._core._plans import SPECULATIVE_MAX_ITEM_BYTES
 from ._errors import SerializationError, WorkerCrashedError, WorkerStartError
 from ._pool_spec import is_single_use
+from ._transfer import stated_size
 from ._worker import Failure
 
 if TYPE_CHECKING:
@@ -34,6 +37,10 @@ if TYPE_CHECKING:
 __all__ = ["Speculation"]
 
 logger = logging.getLogger("autopar")
+
+
+class _Unsent(Exception):
+    """An item too big to send before the call knows what sending costs."""
 
 
 class Speculation:
@@ -62,9 +69,12 @@ class Speculation:
         assert self.pool is not None
         head = list(itertools.islice(source, self.plan.items))
         for position, item in enumerate(head):
+            size = stated_size(item)
             try:
+                if size is not None and size > SPECULATIVE_MAX_ITEM_BYTES:
+                    raise _Unsent
                 self.pool.submit(position, func, [item], position, capture_errors)
-            except SerializationError:
+            except (SerializationError, _Unsent):
                 return itertools.chain(head[position:], source)  # it runs in the caller, with the sample
             self.sent += 1
         return source

@@ -62,9 +62,9 @@ __all__ = [
 ]
 
 #: Wall time for one worker to become ready, per start method, when calibration did not measure it.
-_FORK_STARTUP_S = 0.02
-_FORKSERVER_STARTUP_S = 0.08
-_SPAWN_STARTUP_S = 0.25
+_FORK_STARTUP_S = 20e-3
+_FORKSERVER_STARTUP_S = 80e-3
+_SPAWN_STARTUP_S = 250e-3
 DEFAULT_WORKER_STARTUP_S: Mapping[str, float] = MappingProxyType(
     {"fork": _FORK_STARTUP_S, "forkserver": _FORKSERVER_STARTUP_S, "spawn": _SPAWN_STARTUP_S}
 )

@@ -32,6 +32,7 @@ __all__ = [
     "Calibrate",
     "CallPlan",
     "Reuse",
+    "SPECULATIVE_MAX_ITEM_BYTES",
     "Run",
     "Speculate",
     "plan_call",
@@ -41,6 +42,9 @@ __all__ = [
 
 #: Start methods cheap enough to start before a call knows whether it needs processes.
 SPECULATIVE_METHODS = ("fork",)
+#: Largest item (as it states its size) sent to a worker before the call knows what sending costs:
+#: a bigger one could cost more to send than it saves, so it runs in the caller.
+SPECULATIVE_MAX_ITEM_BYTES = 64 * 1024
 
 
 @attrs.frozen
