@@ -86,6 +86,8 @@ def map(
         SerializationError: an object could not cross to a worker process.
         Exception: the first exception raised by ``func``, with its own type, and the
             worker's traceback as ``__cause__``.
+        BaseException: a ``SystemExit``, ``KeyboardInterrupt`` or other ``BaseException``
+            that is not an ``Exception``, raised by ``func``: it ends the call whatever ``errors`` says.
     """
     given = given_options(strategy=strategy, workers=workers, chunksize=chunksize, timeout=timeout, **options)
     return run_map(func, chunks, given, {})

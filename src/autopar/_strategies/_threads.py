@@ -67,7 +67,8 @@ class ThreadPool:
                     results = run_chunk(func, items, start, capture_errors=capture_errors, in_process=False)
                 except ChunkFailed as failed:
                     outcome = (task_id, failed.results, failed.wrapped.rebuild())
-                except BaseException as exc:  # SystemExit or KeyboardInterrupt raised by user code
+                except BaseException as exc:  # SystemExit or KeyboardInterrupt raised by func
+                    # Not an item's result: the dispatch loop ends the call with it, in the caller.
                     outcome = (task_id, None, exc)
                 else:
                     outcome = (task_id, results, None)
