@@ -30,7 +30,7 @@ from ..._errors import SerializationError
 from ..._main_module import main_importable, process_context
 from ..._serialize import pickle_function
 from ._failures import timeout_outcome
-from ._handle import WorkerProcess, await_ready
+from ._handle import TERMINATE_GRACE_S, WorkerProcess, await_ready
 from ._protocol import Func, Task, encode
 from ._receive import BatchReceiver, StreamReceiver
 
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from ..._model import PlatformFacts, PoolSpec
     from ..._types import Outcome
 
-__all__ = ["ProcessPool", "ProcessStrategy"]
+__all__ = ["ProcessPool", "ProcessStrategy", "terminate_all"]
 
 
 class ProcessPool:
@@ -65,6 +65,8 @@ class ProcessPool:
             self._workers = [WorkerProcess(self._ctx, spec) for _ in range(workers)]
             self._await_ready(self._workers)
         except BaseException:
+            # Workers still starting cannot read Stop: terminate them all at once.
+            terminate_all(self._workers)
             self.shutdown()
             raise
         self.startup_s = time.perf_counter() - started
@@ -182,10 +184,10 @@ class ProcessPool:
             worker.stop(kill=False)  # replaced by _replace_dead on the next submit
 
     def cancel(self) -> None:
-        for worker in self._workers:
-            if worker.task is not None:
-                worker.task = None
-                worker.stop(kill=True)
+        busy = [w for w in self._workers if w.task is not None]
+        for worker in busy:
+            worker.task = None
+        terminate_all(busy)
 
     def is_reusable(self) -> bool:
         return self._broken is None
@@ -199,6 +201,25 @@ class ProcessPool:
     def pids(self) -> list[int]:
         """Process ids of the live workers (for tests)."""
         return [w.process.pid for w in self._workers if not w.stopped and w.process.pid is not None]
+
+
+def terminate_all(workers: list[WorkerProcess]) -> None:
+    """Stop ``workers`` by signal together: SIGTERM to all, one shared grace period, then SIGKILL.
+
+    One after another, each would get its own grace period, and Ctrl-C or a
+    cancellation would wait for every busy worker in turn.
+    """
+    live = [w for w in workers if not w.stopped and w.process.is_alive()]
+    for worker in live:
+        worker.process.terminate()
+    deadline = time.monotonic() + TERMINATE_GRACE_S
+    for worker in live:
+        worker.process.join(max(deadline - time.monotonic(), 0))
+    for worker in live:
+        if worker.process.is_alive():
+            worker.process.kill()
+    for worker in live:
+        worker.stop(kill=True)  # already ended: this reaps it and closes its pipe
 
 
 class ProcessStrategy:
