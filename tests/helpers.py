@@ -461,3 +461,24 @@ def fail_on_0(x: int) -> int:
     if x == 0:
         raise ValueError("item 0 failed")
     return x
+
+
+class CustomBaseError(BaseException):
+    """A BaseException that is not an Exception, as some libraries define (trio's Cancelled, gevent's GreenletExit)."""
+
+
+#: BaseExceptions that are not Exceptions, by name, for ``raise_base_on_50_counting``.
+BASE_EXCEPTIONS: dict[str, type[BaseException]] = {
+    "SystemExit": SystemExit,
+    "KeyboardInterrupt": KeyboardInterrupt,
+    "CustomBaseError": CustomBaseError,
+}
+
+
+def raise_base_on_50_counting(arg: tuple[str, str, int]) -> int:
+    """x * x, but item 50 raises the BaseException named ``arg[1]``; attempts are counted in ``arg[0]``."""
+    directory, name, x = arg
+    _count_attempt(directory, x)
+    if x == 50:
+        raise BASE_EXCEPTIONS[name](f"item {x}")
+    return x * x

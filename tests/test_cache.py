@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import autopar
 import helpers
 from autopar import _cache
 from autopar._model import Measurements
@@ -45,7 +48,7 @@ def test_entries_persist_across_processes_in_cache_dir(tmp_path: Path, monkeypat
     monkeypatch.setenv("AUTOPAR_CACHE_DIR", str(tmp_path))
     key = _cache.cache_key(helpers.square, 1000)
     _cache.put(key, _measured(0.002))
-    files = list(tmp_path.glob("decisions-py*.json"))
+    files = list(tmp_path.glob("decisions-*.json"))
     assert len(files) == 1
     assert key in json.loads(files[0].read_text())
     _cache.clear()  # a new process starts with an empty memory
@@ -59,7 +62,62 @@ def test_cache_dir_with_garbage_is_ignored(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("AUTOPAR_CACHE_DIR", str(tmp_path))
     key = _cache.cache_key(helpers.square, 1000)
     _cache.put(key, _measured())
-    for path in tmp_path.glob("decisions-py*.json"):
+    for path in tmp_path.glob("decisions-*.json"):
         path.write_text("{not json")
     _cache.clear()
     assert _cache.get(key) is None
+
+
+def test_cache_file_name_carries_the_autopar_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file is named after autopar's version, so a file another version wrote is never read."""
+    monkeypatch.setenv("AUTOPAR_CACHE_DIR", str(tmp_path))
+    key = _cache.cache_key(helpers.square, 1000)
+    _cache.put(key, _measured(0.002))
+    (written,) = tmp_path.glob("decisions-*.json")
+    assert f"autopar{autopar.__version__}-" in written.name
+    other = tmp_path / written.name.replace(f"autopar{autopar.__version__}-", "autopar0.0.0-")
+    written.rename(other)
+    _cache.clear()
+    assert _cache.get(key) is None
+
+
+def _wrong_type(entry: dict[str, Any]) -> Any:
+    return {**entry, "item_wall_s": "fast"}
+
+
+def _unknown_field(entry: dict[str, Any]) -> Any:
+    return {**entry, "item_colour": "blue"}
+
+
+def _missing_field(entry: dict[str, Any]) -> Any:
+    return {k: v for k, v in entry.items() if k != "item_cpu_s"}
+
+
+def _not_an_object(entry: dict[str, Any]) -> Any:
+    return [entry]
+
+
+@pytest.mark.parametrize("corrupt", [_wrong_type, _unknown_field, _missing_field, _not_an_object, None])
+def test_unusable_cache_entry_is_dropped_recalibrated_and_rewritten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, corrupt: Any
+) -> None:
+    """An entry this version cannot use (or a file of invalid JSON) makes the call recalibrate, log once, rewrite it."""
+    monkeypatch.setenv("AUTOPAR_CACHE_DIR", str(tmp_path))
+    key = _cache.cache_key(helpers.square, 1000)
+    assert key is not None
+    _cache.put(key, _measured())
+    (path,) = tmp_path.glob("decisions-*.json")
+    good_entry = json.loads(path.read_text())[key]
+    path.write_text("{not json" if corrupt is None else json.dumps({key: corrupt(good_entry)}))
+    _cache.clear()  # a new process starts with an empty memory
+    with caplog.at_level(logging.DEBUG, logger="autopar"):
+        assert autopar.map(helpers.square, range(1000)) == [x * x for x in range(1000)]
+        assert autopar.map(helpers.square, range(1000)) == [x * x for x in range(1000)]
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("unusable entries of the cache file" in m for m in messages) == 1
+    assert sum(m.startswith("autopar calibration:") for m in messages) == 1
+    rewritten = json.loads(path.read_text())[key]
+    assert set(rewritten) == set(good_entry)
+    assert isinstance(rewritten["item_wall_s"], float)
+    _cache.clear()
+    assert _cache.get(key) is not None  # the rewritten file loads back

@@ -7,15 +7,20 @@ Each call gets one thread that drives the blocking ``imap`` iterator
       run_imap(...)  validates the options  ----->   for result in imap:
       await queue.get() <-- call_soon_threadsafe --      credits.acquire()   (at most _BUFFER ahead)
       credits.release() after taking a result            queue.put_nowait(result)
-      cancelled or closed: stop.set(), credits.release(),
-        await the thread's end  <-------------------   imap.close() in the thread: in-flight chunks
-                                                       dropped, busy process workers terminated
+      cancelled or closed: stop.set(), cancel.set(),
+        credits.release(), await the thread's end  <--   the call raises CallCancelled at its next
+        (at most _STOP_WAIT_S)                           check: in-flight chunks dropped, busy
+                                                         process workers terminated, imap closed
 
 Read-ahead stays bounded: ``imap`` reads its input a few chunks per worker
 ahead of what the thread consumed, and the thread runs at most ``_BUFFER``
-results ahead of the awaiting task.  A cancelled call stops at the next result
-``imap`` yields (a chunk boundary); the awaiting task returns only once the
-thread has closed the iterator, so no worker process is left behind.
+results ahead of the awaiting task.  A cancelled call does not wait for the
+chunks in flight: the thread sees the cancel event within ``CANCEL_POLL_S``
+while it waits on a pool, terminates the busy process workers and abandons the
+busy threads, so the cancellation completes once it has done so.  Only an item
+running in the thread itself (calibration, a serial run) or a pool still
+starting cannot be interrupted: after ``_STOP_WAIT_S`` the awaiting task stops
+waiting, and the thread ends the call on its own at its next check.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ __all__ = ["aimap", "amap"]
 
 #: Results the thread may hand over before the awaiting task takes them.
 _BUFFER = 64
+#: Seconds a cancellation waits for the thread to end the call; the promise is one second in all.
+_STOP_WAIT_S = 0.75
 
 _ITEM, _END, _ERROR = "item", "end", "error"
 
@@ -44,9 +51,10 @@ _ITEM, _END, _ERROR = "item", "end", "error"
 class _Pump:
     """One thread that iterates ``results`` and passes each result to the event loop."""
 
-    def __init__(self, results: Iterator[Any], loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, results: Iterator[Any], loop: asyncio.AbstractEventLoop, cancel: threading.Event) -> None:
         self._results = results
         self._loop = loop
+        self._cancel = cancel  # the call's: set, it stops at its next check
         self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.credits = threading.Semaphore(_BUFFER)
         self._stop = threading.Event()
@@ -84,10 +92,15 @@ class _Pump:
             self._finished.set_result(None)
 
     async def stop(self) -> None:
-        """Stop the thread at its next result, close ``imap`` there, and wait for the thread to end."""
+        """Cancel the call, and wait for the thread to end it (at most ``_STOP_WAIT_S``)."""
         self._stop.set()
+        self._cancel.set()
         self.credits.release()  # wake the thread if it waits for room
-        await self._finished
+        try:
+            await asyncio.wait_for(asyncio.shield(self._finished), _STOP_WAIT_S)
+        except asyncio.TimeoutError:  # the builtin TimeoutError from Python 3.11
+            # It runs an item itself, or starts a pool: it ends the call at its next check, alone.
+            return
         # The thread has posted its last message and only returns now: joining it takes microseconds.
         self._thread.join()
 
@@ -134,8 +147,9 @@ def aimap(
             from the iteration.
     """
     given = given_options(strategy=strategy, workers=workers, chunksize=chunksize, timeout=timeout, **options)
-    results = run_imap(func, iterable, given, {}, ordered=ordered)
-    return _stream(_Pump(results, asyncio.get_running_loop()))
+    cancel = threading.Event()
+    results = run_imap(func, iterable, given, {}, ordered=ordered, cancel=cancel)
+    return _stream(_Pump(results, asyncio.get_running_loop(), cancel))
 
 
 async def amap(

@@ -40,6 +40,7 @@ from ._speculation import Speculation
 from ._warn import warn_unsafe
 
 if TYPE_CHECKING:
+    import threading
     from collections.abc import Callable
 
     from ._core._plans import Speculate
@@ -55,13 +56,16 @@ _NOTHING = object()
 class Call:
     """One ``map``/``imap`` call: its state, its plan and its execution."""
 
-    def __init__(self, func: Callable[[Any], Any], iterable: Iterable[Any], opts: Options) -> None:
+    def __init__(
+        self, func: Callable[[Any], Any], iterable: Iterable[Any], opts: Options, cancel: threading.Event | None = None
+    ) -> None:
         self.func = func
         self.opts = opts
         self.n_items = len(iterable) if isinstance(iterable, Sized) else None
         self.source: Iterator[Any] = iter(iterable)
         self.facts = call_facts()
-        self.deadline = Deadline(opts.timeout)
+        # ``cancel``: set from another thread to stop the call (amap and aimap, when their task is cancelled).
+        self.deadline = Deadline(opts.timeout, cancel=cancel)
         self.capture_errors = opts.errors == "return"
         self.prefix: list[Any] = []
         self.exhausted = self.n_items == 0
@@ -231,6 +235,7 @@ class Call:
         decision, spec, pool = started
         healthy = False
         try:
+            self.deadline.check()  # the pool took time to start: a timeout or cancellation since sends no work
             dispatch = Dispatch(
                 pool,
                 self.call_func,

@@ -1,4 +1,9 @@
-"""A call's deadline: the end of its ``timeout``, checked between batches, while waiting on pools and while one starts.
+"""A call's deadline: the end of its ``timeout``, and its cancellation from another thread.
+
+Both are checked between batches, while waiting on pools and while one starts.
+A call that can be cancelled (``amap`` and ``aimap`` drive theirs from a thread
+of their own) waits on its pool in slices of ``CANCEL_POLL_S``, so a
+cancellation is seen within that time even while every worker is busy.
 
 A pool is built by its strategy (``create_pool`` takes no deadline, so plugins
 keep their signature); ``starting_within`` makes the call's deadline visible to
@@ -15,33 +20,60 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import threading
     from collections.abc import Callable, Iterator
 
-__all__ = ["Deadline", "start_time_left", "starting_within"]
+__all__ = ["CANCEL_POLL_S", "CallCancelled", "Deadline", "start_time_left", "starting_within"]
+
+#: Longest wait on a pool between two looks at a cancellable call's cancel event.
+CANCEL_POLL_S = 0.05
+
+
+class CallCancelled(BaseException):
+    """The call was cancelled from another thread; it ends the way Ctrl-C ends it.
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so no ``except Exception``
+    on the way catches it; it ends in the thread that drives the call.
+    """
 
 
 class Deadline:
-    """The end of a call's ``timeout``: ``check()`` raises ``TimeoutError`` once it has passed."""
+    """The end of a call's ``timeout``: ``check()`` raises ``TimeoutError`` once it has passed.
 
-    def __init__(self, timeout: float | None, clock: Callable[[], float] = time.monotonic) -> None:
+    With ``cancel``, ``check()`` raises ``CallCancelled`` once the event is set.
+    """
+
+    def __init__(
+        self,
+        timeout: float | None,
+        clock: Callable[[], float] = time.monotonic,
+        cancel: threading.Event | None = None,
+    ) -> None:
         self.timeout = timeout
         self.clock = clock
         self.at = None if timeout is None else clock() + timeout
+        self.cancel = cancel
 
     def left(self) -> float | None:
         """Seconds left, possibly zero or negative (None without a timeout)."""
         return None if self.at is None else self.at - self.clock()
 
     def check(self) -> float | None:
-        """Seconds left (None without a timeout).
+        """Seconds to wait at most before the next check (None: no limit).
 
         Raises:
+            CallCancelled: the call was cancelled.
             TimeoutError: the time is up.
         """
+        if self.cancel is not None and self.cancel.is_set():
+            msg = "autopar call cancelled"
+            raise CallCancelled(msg)
         left = self.left()
         if left is not None and left <= 0:
             msg = f"autopar call timed out after {self.timeout} s"
             raise TimeoutError(msg)
+        if self.cancel is not None:
+            return CANCEL_POLL_S if left is None else min(left, CANCEL_POLL_S)
         return left
 
 

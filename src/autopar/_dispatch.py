@@ -201,6 +201,10 @@ class Dispatch:
 
     def _settle(self, task_id: int, results: list[Any] | None, error: BaseException | None) -> None:
         chunk, offset, count, submitted = self.in_flight.pop(task_id)
+        if error is not None and not isinstance(error, Exception):
+            # SystemExit, KeyboardInterrupt and other BaseExceptions are never an item's result,
+            # retried or resubmitted: the call ends with them (docs/reliability.md).
+            raise error
         if results is None:
             results = []  # the chunk's results were lost with it (a crash outside stream mode)
         if error is None and offset == 0 and len(results) == chunk.missing == len(chunk.slots) and not self.retry_on:

@@ -21,6 +21,8 @@ from ._config import resolve
 from ._render import render_outcome
 
 if TYPE_CHECKING:
+    import threading
+
     from ._model import Decision, Options
     from ._types import R, T
 
@@ -44,9 +46,13 @@ def given_options(**options: Any) -> dict[str, Any]:
 
 
 def _run(
-    func: Callable[[Any], Any], iterable: Iterable[Any], opts: Options, ordered: bool
+    func: Callable[[Any], Any],
+    iterable: Iterable[Any],
+    opts: Options,
+    ordered: bool,
+    cancel: threading.Event | None = None,
 ) -> tuple[Call, Decision, Iterator[Any]]:
-    call = Call(func, iterable, opts)
+    call = Call(func, iterable, opts, cancel)
     try:
         decision = call.decide()
     except BaseException:
@@ -91,6 +97,8 @@ def map(
         SerializationError: an object could not cross to a worker process.
         Exception: the first exception raised by ``func``, with its own type, and the
             worker's traceback as ``__cause__``.
+        BaseException: a ``SystemExit``, ``KeyboardInterrupt`` or other ``BaseException``
+            that is not an ``Exception``, raised by ``func``: it ends the call whatever ``errors`` says.
     """
     given = given_options(strategy=strategy, workers=workers, chunksize=chunksize, timeout=timeout, **options)
     return run_map(func, chunks, given, {})
@@ -147,16 +155,29 @@ def imap(
 
 
 def run_imap(
-    func: Callable[[T], R], iterable: Iterable[T], call: dict[str, Any], decorator: dict[str, Any], *, ordered: bool
+    func: Callable[[T], R],
+    iterable: Iterable[T],
+    call: dict[str, Any],
+    decorator: dict[str, Any],
+    *,
+    ordered: bool,
+    cancel: threading.Event | None = None,
 ) -> Iterator[R]:
-    """``imap`` with the call's and a decorator's options kept apart for precedence."""
+    """``imap`` with the call's and a decorator's options kept apart for precedence.
+
+    Setting ``cancel`` from another thread makes the iteration raise ``CallCancelled``
+    within ``CANCEL_POLL_S`` while it waits on a pool, or after the item running in
+    its own thread; busy process workers are terminated first.
+    """
     _check_call(func, iterable)
     opts = resolve(call, decorator)
-    return _lazy(func, iterable, opts, ordered)
+    return _lazy(func, iterable, opts, ordered, cancel)
 
 
-def _lazy(func: Callable[[Any], Any], iterable: Iterable[Any], opts: Options, ordered: bool) -> Iterator[Any]:
-    run, _, batches = _run(func, iterable, opts, ordered)
+def _lazy(
+    func: Callable[[Any], Any], iterable: Iterable[Any], opts: Options, ordered: bool, cancel: threading.Event | None
+) -> Iterator[Any]:
+    run, _, batches = _run(func, iterable, opts, ordered, cancel)
     try:
         for batch in batches:
             yield from batch

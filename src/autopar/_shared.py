@@ -6,6 +6,12 @@ start-up; ``bytes`` and NumPy arrays go through ``multiprocessing.shared_memory`
 instead, so workers map one copy rather than each unpickling their own.  The
 segment is unlinked when the call ends, whatever way it ends.
 
+Writing a segment larger than the free space of ``/dev/shm`` (64 MB in a
+default Docker container) would kill the caller with SIGBUS, so the space is
+checked and reserved before the first byte is written; when it does not fit,
+or ``/dev/shm`` is read-only or absent, the object is pickled to each worker
+instead, with a log line saying so.
+
 Both halves live here: the caller's ``SharedHandle``, and the worker's
 ``install_shared``, ``SharedMemoryRef`` and ``CallWithShared``, which find the
 object by key in ``shared_objects``.  Process workers import this module, so it
@@ -16,6 +22,7 @@ inside the functions that need them).
 from __future__ import annotations
 
 import itertools
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -42,8 +49,10 @@ def _numpy_array(obj: Any) -> Any:
 class SharedHandle:
     """The shared object of one call: its key, and the shared-memory segment once one is made."""
 
-    def __init__(self, obj: Any) -> None:
+    def __init__(self, obj: Any, shm_dir: str = "/dev/shm") -> None:
         self.obj = obj
+        #: Where POSIX shared memory lives on Linux, for the free space check.
+        self.shm_dir = shm_dir
         self.key = next(_keys)
         self._segment: Any = None
         self._payload: Any = None
@@ -66,12 +75,16 @@ class SharedHandle:
         array = _numpy_array(self.obj)
         if isinstance(self.obj, (bytes, bytearray)) and len(self.obj) >= _SHM_MIN_BYTES:
             segment = self._create(len(self.obj))
+            if segment is None:
+                return self.obj
             segment.buf[: len(self.obj)] = self.obj
             return SharedMemoryRef(segment.name, len(self.obj), "bytes")
         if array is not None and array.nbytes >= _SHM_MIN_BYTES:
             import numpy
 
             segment = self._create(array.nbytes)
+            if segment is None:
+                return self.obj
             copy = numpy.ndarray(array.shape, dtype=array.dtype, buffer=segment.buf)
             copy[...] = array
             del copy  # a live view would keep the segment from closing
@@ -79,18 +92,63 @@ class SharedHandle:
         return self.obj
 
     def _create(self, size: int) -> Any:
+        """A segment of ``size`` bytes whose space is reserved, or None (logged) when it cannot have one."""
         from multiprocessing import shared_memory
 
-        self._segment = shared_memory.SharedMemory(create=True, size=max(size, 1))
-        return self._segment
+        problem = _free_space_problem(self.shm_dir, size)
+        if problem is None:
+            try:
+                self._segment = shared_memory.SharedMemory(create=True, size=max(size, 1))
+            except OSError as exc:  # /dev/shm read-only or absent, or no descriptor left
+                problem = f"a shared-memory segment could not be created: {exc}"
+            else:
+                problem = _reserve(self._segment, size)
+        if problem is None:
+            return self._segment
+        self.close_segment()
+        import logging
+
+        logging.getLogger("autopar").info(
+            "autopar: shared= object of %d bytes is pickled to each worker instead of shared memory: %s", size, problem
+        )
+        return None
 
     def close(self) -> None:
         """Forget the object and unlink its segment (workers that mapped it keep their mapping)."""
         shared_objects.pop(self.key, None)
+        self.close_segment()
+
+    def close_segment(self) -> None:
+        """Unlink the segment, if one was made."""
         segment, self._segment = self._segment, None
         if segment is not None:
             segment.close()
             segment.unlink()
+
+
+def _free_space_problem(shm_dir: str, size: int) -> str | None:
+    """Why ``shm_dir`` has no room for ``size`` bytes, or None (also when it cannot be asked)."""
+    try:
+        stats = os.statvfs(shm_dir)
+    except OSError:
+        return None  # not Linux's /dev/shm: creating the segment tells
+    free = stats.f_bavail * stats.f_frsize
+    if free < size:
+        return f"{shm_dir} has {free} bytes free"
+    return None
+
+
+def _reserve(segment: Any, size: int) -> str | None:
+    """Allocate the segment's pages now, so writing it cannot SIGBUS; why that failed, or None."""
+    fallocate = getattr(os, "posix_fallocate", None)
+    fd = getattr(segment, "_fd", -1)  # the standard library keeps it open on POSIX
+    if fallocate is None or fd < 0:
+        return None  # no way to reserve here (macOS, Windows): the free space check stands
+    try:
+        fallocate(fd, 0, max(size, 1))
+    except OSError as exc:
+        return f"its {size} bytes could not be reserved: {exc}"
+    return None
 
 
 # -- the worker half ------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ._errors import ExceptionWithTraceback, capture
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterable
 
 __all__ = ["ChunkFailed", "Failure", "is_inside_worker", "mark_process_worker", "run_chunk"]
 
@@ -62,7 +62,7 @@ class ChunkFailed(Exception):
 
 def run_chunk(
     func: Callable[[Any], Any],
-    items: Sequence[Any],
+    items: Iterable[Any],
     start: int,
     *,
     capture_errors: bool,

@@ -7,16 +7,18 @@ Data flow::
 Threads share the interpreter, so nothing is pickled; under the GIL only code
 that releases it (C extensions, I/O) runs in parallel.
 
-Warning: a thread cannot be killed.  When a call times out or is interrupted,
-its running items go on until they return; the pool is retired (never reused)
-and its threads exit once their item finishes.  The caller is never blocked on them.
+Warning: a thread cannot be killed.  When a call times out, is interrupted or
+cancelled, its running items go on until they return; the pool is retired
+(never reused) and its threads, daemons, exit once their item finishes.  The
+caller is never blocked on them: a retired pool's shutdown joins no thread.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._worker import ChunkFailed, run_chunk
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
 __all__ = ["ThreadPool", "ThreadStrategy"]
 
 _Task = tuple[int, Callable[[Any], Any], Sequence[Any], int, bool]
+#: Seconds ``shutdown`` waits, for all threads together, for idle threads to exit.
+_JOIN_S = 0.5
 
 
 class ThreadPool:
@@ -64,14 +68,23 @@ class ThreadPool:
                 outcome: Outcome = (task_id, None, self._init_error)
             else:
                 try:
-                    results = run_chunk(func, items, start, capture_errors=capture_errors, in_process=False)
+                    current = self._while_current(items, generation)
+                    results = run_chunk(func, current, start, capture_errors=capture_errors, in_process=False)
                 except ChunkFailed as failed:
                     outcome = (task_id, failed.results, failed.wrapped.rebuild())
-                except BaseException as exc:  # SystemExit or KeyboardInterrupt raised by user code
+                except BaseException as exc:  # SystemExit or KeyboardInterrupt raised by func
+                    # Not an item's result: the dispatch loop ends the call with it, in the caller.
                     outcome = (task_id, None, exc)
                 else:
                     outcome = (task_id, results, None)
             self._done.put((generation, outcome))
+
+    def _while_current(self, items: Sequence[Any], generation: int) -> Iterator[Any]:
+        """``items`` until the pool is cancelled: an abandoned thread stops after its running item."""
+        for item in items:
+            if self._generation != generation:
+                return
+            yield item
 
     def capacity(self) -> int:
         return max(self.workers * 2 - self._pending, 0)
@@ -111,12 +124,16 @@ class ThreadPool:
         return not self._retired and self._init_error is None
 
     def shutdown(self) -> None:
+        abandoned = self._retired  # cancelled: its threads may still run items nobody waits for
         self._retired = True
         for _ in self._threads:
             self._tasks.put(None)
+        if abandoned:
+            return  # each exits after its item; joining would make Ctrl-C wait for the slowest
+        # Idle threads exit at once; a thread stuck in user code is a daemon and is left to finish.
+        deadline = time.monotonic() + _JOIN_S
         for thread in self._threads:
-            # Idle threads exit at once; a thread stuck in user code is a daemon and is left to finish.
-            thread.join(timeout=0.5)
+            thread.join(timeout=max(deadline - time.monotonic(), 0))
 
     def alive_threads(self) -> int:
         """How many of the pool's threads are still running."""

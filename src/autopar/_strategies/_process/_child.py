@@ -70,18 +70,25 @@ def _stream_chunk(conn: Any, func: Callable[[Any], Any], task: Task, slot: Any) 
     _send(conn, TaskDone(task.task_id))
 
 
-def _run_task(conn: Any, func: Callable[[Any], Any], task: Task, slot: Any) -> None:
-    if task.mode == "stream":
-        _stream_chunk(conn, func, task, slot)
-        return
+def _run_task(conn: Any, func: Callable[[Any], Any], task: Task, slot: Any) -> bool:
+    """Run ``task`` and send its outcome; False when ``func`` raised a BaseException that is no Exception."""
     try:
-        results = run_chunk(
-            func, task.items, task.start, capture_errors=task.mode == "capture", in_process=True, slot=slot
-        )
-    except ChunkFailed as failed:
-        _send(conn, Err(task.task_id, failed.wrapped, task.start + failed.offset, failed.results))
-        return
+        if task.mode == "stream":
+            _stream_chunk(conn, func, task, slot)
+            return True
+        try:
+            results = run_chunk(
+                func, task.items, task.start, capture_errors=task.mode == "capture", in_process=True, slot=slot
+            )
+        except ChunkFailed as failed:
+            _send(conn, Err(task.task_id, failed.wrapped, task.start + failed.offset, failed.results))
+            return True
+    except BaseException as exc:  # SystemExit, KeyboardInterrupt...: never an item's result
+        # Sent back so the call ends with it in the caller; then this worker ends, as it was asked.
+        _send(conn, Err(task.task_id, capture(exc, check_pickle=True), slot.value, []))
+        return False
     _send(conn, Ok(task.task_id, results))
+    return True
 
 
 def _load_function(message: Func) -> tuple[Callable[[Any], Any] | None, ExceptionWithTraceback | None]:
@@ -114,8 +121,8 @@ def _serve(conn: Any, slot: Any, func: Callable[[Any], Any] | None) -> None:
             if func is None:
                 error = func_error or _error("the worker received no function")
                 _send(conn, Err(message.task_id, error, None, []))
-            else:
-                _run_task(conn, func, message, slot)
+            elif not _run_task(conn, func, message, slot):
+                return
 
 
 def process_main(

@@ -188,10 +188,10 @@ class ProcessPool:
             worker.stop(kill=False)  # replaced by _replace_dead on the next submit
 
     def cancel(self) -> None:
-        for worker in self._workers:
-            if worker.task is not None:
-                worker.task = None
-                worker.stop(kill=True)
+        busy = [w for w in self._workers if w.task is not None]
+        for worker in busy:
+            worker.task = None
+        stop_all(busy)  # signalled together: one grace period, not one per worker
 
     def is_reusable(self) -> bool:
         return self._broken is None

@@ -19,6 +19,8 @@ worker holds one task at a time::
       |                                                    |
       | <-- Err(task_id, error, None, []) ---------------- |  any mode: no usable function, or a task the
       |                                                    |  worker could not unpickle (task_id None)
+      | <-- Err(task_id, error, position, []) ------------ |  any mode: func raised a BaseException that is
+      |                                                    |  no Exception; the worker then exits
       | --- Stop() --------------------------------------> |  exit; a closed pipe does the same
 
 The worker sends errors as ``ExceptionWithTraceback``; they unpickle in the
