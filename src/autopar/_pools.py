@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "acquire",
+    "adopt",
     "idle_threads",
     "live_pools",
     "measured_startup_s",
@@ -69,6 +70,13 @@ def acquire(name: str, workers: int, spec: PoolSpec, facts: PlatformFacts) -> Po
                 _startup_s[name] = startup / waves
     with _lock:
         _busy[id(pool)] = (key, pool)
+    return pool
+
+
+def adopt(name: str, workers: int, spec: PoolSpec, pool: Pool) -> Pool:
+    """Register a pool the caller built itself as checked out, as ``acquire`` would have."""
+    with _lock:
+        _busy[id(pool)] = ((name, workers, spec), pool)
     return pool
 
 

@@ -24,6 +24,7 @@ from . import _pools
 from ._core._plans import SPECULATIVE_MAX_ITEM_BYTES
 from ._errors import SerializationError, WorkerCrashedError, WorkerStartError
 from ._pool_spec import is_single_use
+from ._strategies._process._pool import ProcessPool
 from ._transfer import stated_size
 from ._worker import Failure
 
@@ -49,7 +50,9 @@ class Speculation:
     def __init__(self, plan: Speculate, spec: PoolSpec, facts: PlatformFacts) -> None:
         self.plan = plan
         self.spec = spec
-        self.pool: Pool | None = _pools.acquire(plan.method, plan.workers, spec, facts)
+        # The workers boot while the caller measures: the pool does not wait for them.
+        pool = ProcessPool(plan.method, plan.workers, spec, ready_later=True)
+        self.pool: Pool | None = _pools.adopt(plan.method, plan.workers, spec, pool)
         self.sent = 0
         # A pool built around this call's lambda or closure serves this call only.
         self._healthy = True

@@ -38,7 +38,7 @@ from ._protocol import Init, Stop, decode, encode, raised
 if TYPE_CHECKING:
     from ..._model import PoolSpec
 
-__all__ = ["TERMINATE_GRACE_S", "WorkerProcess", "await_ready", "start_workers", "stop_all"]
+__all__ = ["TERMINATE_GRACE_S", "WorkerProcess", "await_ready", "read_init", "start_workers", "stop_all"]
 
 #: Seconds to wait for a worker to start and run its initializer before calling it broken.
 _START_TIMEOUT_S = 60.0
@@ -63,6 +63,8 @@ class WorkerProcess:
         self.item_started = 0.0
         self.func_key: object = None
         self.tasks_done = 0
+        #: Its ``Init`` is still unread: the pool did not wait for it (``ProcessPool(ready_later=True)``).
+        self.awaiting_init = False
         self.conn, child_conn = ctx.Pipe(duplex=True)
         try:
             self.slot = ctx.Value("q", -1, lock=False)
@@ -223,7 +225,7 @@ def await_ready(workers: list[WorkerProcess], method: str) -> BaseException | No
             raise WorkerCrashedError(msg)
         for worker in list(waiting):
             if worker.conn in ready or worker.conn.poll():
-                error = _read_init(worker, method)
+                error = read_init(worker, method)
                 if error is not None:
                     return error
                 waiting.remove(worker)
@@ -234,7 +236,12 @@ def await_ready(workers: list[WorkerProcess], method: str) -> BaseException | No
     return None
 
 
-def _read_init(worker: WorkerProcess, method: str) -> BaseException | None:
+def read_init(worker: WorkerProcess, method: str) -> BaseException | None:
+    """Read ``worker``'s ``Init``: its initializer's exception, or None.
+
+    Raises:
+        WorkerCrashedError: the worker died before sending it.
+    """
     try:
         message = decode(worker.conn.recv_bytes())
     except (EOFError, OSError) as exc:

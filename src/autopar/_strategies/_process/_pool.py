@@ -30,7 +30,7 @@ from ..._errors import SerializationError
 from ..._main_module import process_context
 from ..._serialize import pickle_function
 from ._failures import timeout_outcome
-from ._handle import WorkerProcess, await_ready, start_workers, stop_all
+from ._handle import WorkerProcess, await_ready, read_init, start_workers, stop_all
 from ._protocol import Func, Task, encode
 from ._receive import BatchReceiver, StreamReceiver
 
@@ -46,7 +46,13 @@ __all__ = ["ProcessPool", "ProcessStrategy"]
 class ProcessPool:
     """``workers`` processes of one start method, each running one task at a time."""
 
-    def __init__(self, method: str, workers: int, spec: PoolSpec) -> None:
+    def __init__(self, method: str, workers: int, spec: PoolSpec, *, ready_later: bool = False) -> None:
+        """Start ``workers`` workers and wait until each ran its initializer.
+
+        ``ready_later`` (no initializer only) returns once the processes are started, without
+        waiting for them to boot: tasks queue in their pipes, and each one's ``Init`` is read
+        before its first result.
+        """
         self.method = method
         self.workers = workers
         if spec.inherit is not None and method != "fork":
@@ -62,7 +68,12 @@ class ProcessPool:
         self._workers: list[WorkerProcess] = []
         started = time.perf_counter()
         try:
-            self._await_ready(start_workers(self._ctx, spec, workers, self._workers))
+            fresh = start_workers(self._ctx, spec, workers, self._workers)
+            if ready_later and spec.initializer is None:
+                for worker in fresh:
+                    worker.awaiting_init = True
+            else:
+                self._await_ready(fresh)
         except BaseException:
             # A failed start, a timeout or Ctrl-C: no worker it started may outlive it.
             self._broken = RuntimeError("pool failed to start")
@@ -164,6 +175,11 @@ class ProcessPool:
     def _receive(self, worker: WorkerProcess) -> Outcome | None:
         """Read what ``worker`` sent: an outcome when its task is finished, else None (stream mode)."""
         try:
+            if worker.awaiting_init:
+                worker.awaiting_init = False
+                read_init(worker, self.method)  # no initializer: nothing to report but a death
+                if not worker.conn.poll():
+                    return None
             outcome = self._receiver.read(worker)
         except (EOFError, OSError):
             return self._receiver.crashed(worker)
