@@ -5,9 +5,8 @@
     Call(func, iterable, opts)          facts, shippability and the Dask cluster, looked up once
       -> decide(): plan_call (pure)  -> Run(decision) | Reuse(cached) | Calibrate
                    Calibrate          -> calibrate (measures; results kept) -> decide (pure)
-      -> batches(): calibration results first, then the rest serially in the caller
-                    or through a pool (``_dispatch``); a failure releases the pool
-                    as ``pool_stays_healthy`` says; a pool that cannot start gives way (auto).
+      -> batches(): calibration results first, then the rest in the caller or through a pool
+                    (``_dispatch``); a pool that cannot start gives way under auto.
 """
 
 from __future__ import annotations
@@ -89,8 +88,6 @@ class Call:
     def cluster(self) -> Any:
         """The call's Dask cluster, or None (looked up once)."""
         return find_cluster(self.opts)
-
-    # -- planning -------------------------------------------------------------
 
     def decide(self, *, remember: bool = True) -> Decision:
         """Obey the core's plan: run a known decision, decide on cached measurements, or calibrate first.
@@ -179,8 +176,6 @@ class Call:
         self.done += count
         if self.progress is not None and count:
             self.progress(self.done, self.n_items)
-
-    # -- execution ------------------------------------------------------------
 
     def batches(self, decision: Decision, ordered: bool) -> Iterator[list[Any]]:
         """Yield every result: calibration items first, then the rest."""
