@@ -80,6 +80,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("_sample", "_thread_probe", "_calibrate", "_gather", "_pool_spec", "_speculation"),
     # 5: calls and the front ends over them.
     (
+        "_pooled",
         "_call",
         "_run",
         "_decorator",

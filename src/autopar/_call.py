@@ -25,13 +25,13 @@ from ._calibrate import calibrate
 from ._core._decide import decide
 from ._core._plans import Calibrate, Reuse, Run, plan_call, serial_decision
 from ._core._reasons import EXHAUSTED
-from ._core._sizing import WINDOW_PER_WORKER
 from ._deadline import Deadline, starting_within
-from ._dispatch import Dispatch, serial_batches, unwrap
+from ._dispatch import serial_batches, unwrap
 from ._errors import WorkerStartError
 from ._gather import call_facts, find_cluster, forced_cluster_threads, refresh, with_cluster
 from ._model import Decision
-from ._pool_spec import is_single_use, pool_spec
+from ._pool_spec import pool_spec
+from ._pooled import run_pooled
 from ._progress import make_progress
 from ._registry import get_strategy
 from ._serialize import shipping
@@ -161,7 +161,7 @@ class Call:
         self.prefix = early + cal.results
         self.exhausted = cal.exhausted
         self.deadline.check()
-        self._advance(len(self.prefix))
+        self.advance(len(self.prefix))
         measured = attrs.evolve(cal.measurements, speculative_items=len(early))
         logger.debug("autopar calibration: %s", measured)
         if self.exhausted:
@@ -187,7 +187,7 @@ class Call:
         self.caller_initialized = True
         return time.perf_counter() - started
 
-    def _advance(self, count: int) -> None:
+    def advance(self, count: int) -> None:
         self.done += count
         if self.progress is not None and count:
             self.progress(self.done, self.n_items)
@@ -212,7 +212,7 @@ class Call:
         """Run the rest in the caller, in batches of about 10 ms so the deadline is checked often."""
         self._initialize_caller()
         yield from serial_batches(
-            self.call_func, self.source, self.done, self.capture_errors, self.deadline.check, self._advance
+            self.call_func, self.source, self.done, self.capture_errors, self.deadline.check, self.advance
         )
 
     def _spec(self, decision: Decision, *, uses_processes: bool) -> PoolSpec:
@@ -233,36 +233,7 @@ class Call:
             yield from self._serial()
             return
         decision, spec, pool = started
-        healthy = False
-        try:
-            self.deadline.check()  # the pool took time to start: a timeout or cancellation since sends no work
-            dispatch = Dispatch(
-                pool,
-                self.call_func,
-                self.source,
-                self.done,
-                chunksize=decision.chunksize,
-                capture_errors=self.capture_errors,
-                retries=self.opts.retries,
-                retry_on=self.opts.retry_on,
-                window_per_worker=WINDOW_PER_WORKER,
-                check_deadline=self.deadline.check,
-                advance=self._advance,
-                # A chunk size the caller gave is kept to the end; a chosen one shrinks at the tail.
-                total=self.n_items if self.opts.chunksize is None else None,
-            )
-            yield from dispatch.chunks(ordered=ordered)
-            healthy = True
-        except GeneratorExit:
-            pool.cancel()  # the consumer stopped early: drop in-flight work
-            healthy = True
-            raise
-        except BaseException as exc:
-            pool.cancel()  # Ctrl-C: process workers are terminated before re-raising
-            healthy = _pools.stays_healthy(exc)
-            raise
-        finally:
-            _pools.release(pool, healthy=healthy and not is_single_use(spec))
+        yield from run_pooled(self, decision, spec, pool, ordered)
 
     def _start_pool(self, decision: Decision) -> tuple[Decision, PoolSpec, Pool] | None:
         """The pool (started within the deadline); under auto one that cannot start gives way (None: serial).

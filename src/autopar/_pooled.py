@@ -1,0 +1,58 @@
+"""Run a decided call's remaining items through its pool, and give the pool back as its health says."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from . import _pools
+from ._core._sizing import WINDOW_PER_WORKER
+from ._dispatch import Dispatch
+from ._pool_spec import is_single_use
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from ._call import Call
+    from ._model import Decision, PoolSpec
+    from ._types import Pool
+
+__all__ = ["run_pooled"]
+
+
+def run_pooled(call: Call, decision: Decision, spec: PoolSpec, pool: Pool, ordered: bool) -> Iterator[list[Any]]:
+    """Yield the results of the call's remaining items, run on ``pool`` by ``_dispatch``.
+
+    The pool goes back to the registry afterwards: kept when the call ended well, when the
+    consumer stopped early, or after a user exception; shut down after a crash, a timeout,
+    Ctrl-C, or when it was built for this call only.
+    """
+    healthy = False
+    try:
+        call.deadline.check()  # the pool took time to start: a timeout or cancellation since sends no work
+        dispatch = Dispatch(
+            pool,
+            call.call_func,
+            call.source,
+            call.done,
+            chunksize=decision.chunksize,
+            capture_errors=call.capture_errors,
+            retries=call.opts.retries,
+            retry_on=call.opts.retry_on,
+            window_per_worker=WINDOW_PER_WORKER,
+            check_deadline=call.deadline.check,
+            advance=call.advance,
+            # A chunk size the caller gave is kept to the end; a chosen one shrinks at the tail.
+            total=call.n_items if call.opts.chunksize is None else None,
+        )
+        yield from dispatch.chunks(ordered=ordered)
+        healthy = True
+    except GeneratorExit:
+        pool.cancel()  # the consumer stopped early: drop in-flight work
+        healthy = True
+        raise
+    except BaseException as exc:
+        pool.cancel()  # Ctrl-C: process workers are terminated before re-raising
+        healthy = _pools.stays_healthy(exc)
+        raise
+    finally:
+        _pools.release(pool, healthy=healthy and not is_single_use(spec))
