@@ -25,6 +25,7 @@ from ._calibrate import calibrate
 from ._core._decide import decide
 from ._core._plans import Calibrate, Reuse, Run, plan_call, serial_decision
 from ._core._reasons import EXHAUSTED
+from ._core._sizing import serial_batch_size
 from ._deadline import Deadline, starting_within
 from ._dispatch import serial_batches, unwrap
 from ._errors import WorkerStartError
@@ -199,7 +200,7 @@ class Call:
         if self.exhausted:
             return
         if decision.strategy == "serial":
-            yield from self._serial()
+            yield from self._serial(decision)
             return
         # Read the first item before starting a pool: an empty stream needs none.
         first = next(self.source, _NOTHING)
@@ -208,11 +209,13 @@ class Call:
         self.source = itertools.chain((first,), self.source)
         yield from self._pooled(decision, ordered)
 
-    def _serial(self) -> Iterator[list[Any]]:
+    def _serial(self, decision: Decision) -> Iterator[list[Any]]:
         """Run the rest in the caller, in batches of about 10 ms so the deadline is checked often."""
         self._initialize_caller()
+        m = decision.measurements
+        first = serial_batch_size(m.item_wall_s) if m is not None else 1
         yield from serial_batches(
-            self.call_func, self.source, self.done, self.capture_errors, self.deadline.check, self.advance
+            self.call_func, self.source, self.done, self.capture_errors, self.deadline.check, self.advance, first
         )
 
     def _spec(self, decision: Decision, *, uses_processes: bool) -> PoolSpec:
@@ -230,7 +233,7 @@ class Call:
     def _pooled(self, decision: Decision, ordered: bool) -> Iterator[list[Any]]:
         started = self._start_pool(decision)
         if started is None:
-            yield from self._serial()
+            yield from self._serial(decision)
             return
         decision, spec, pool = started
         yield from run_pooled(self, decision, spec, pool, ordered)

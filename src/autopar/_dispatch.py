@@ -37,9 +37,9 @@ _EMPTY = object()
 class ChunkSizer:
     """A fixed chunk size, or (for 0) one that grows to about ``TARGET_CHUNK_S`` of work per chunk."""
 
-    def __init__(self, fixed: int, *, target_s: float = TARGET_CHUNK_S) -> None:
+    def __init__(self, fixed: int, *, target_s: float = TARGET_CHUNK_S, first: int = 1) -> None:
         self.adaptive = fixed <= 0
-        self.size = max(fixed, 1)
+        self.size = max(fixed, 1) if not self.adaptive else max(first, 1)
         self.target_s = target_s
 
     def observe(self, size: int, elapsed_s: float) -> None:
@@ -70,13 +70,15 @@ def serial_batches(
     capture_errors: bool,
     check_deadline: Callable[[], object],
     advance: Callable[[int], None],
+    first_size: int = 1,
 ) -> Iterator[list[Any]]:
     """Run ``source`` in the caller, in batches of about ``SERIAL_BATCH_S``; yield each batch's results.
 
+    ``first_size`` items make the first batch (the calibrated batch size, when there is one).
     Items before a failure are yielded first; then the function's exception is raised, with the
     traceback as ``__cause__``.
     """
-    sizer = ChunkSizer(0, target_s=SERIAL_BATCH_S)
+    sizer = ChunkSizer(0, target_s=SERIAL_BATCH_S, first=first_size)
     done = start
     while True:
         check_deadline()
@@ -92,7 +94,8 @@ def serial_batches(
         sizer.observe(len(batch), time.perf_counter() - started)
         done += len(batch)
         advance(len(batch))
-        yield unwrap(results, capture_errors)
+        # Only errors="return" leaves Failure markers in the caller's results: no scan otherwise.
+        yield unwrap(results, capture_errors) if capture_errors else results
 
 
 class _Chunk:

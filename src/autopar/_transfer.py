@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import statistics
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -104,16 +105,18 @@ def _priced(obj: Any, clock: Callable[[], float]) -> tuple[int, float]:
     Raises:
         Exception: whatever pickling raises for an object that does not pickle.
     """
-    stated = stated_size(obj)
+    stated = _small_or_stated(obj, 2)
     if stated is not None and stated >= _LARGE_BYTES:
         return stated, stated * PICKLE_S_PER_BYTE
-    writer = _BoundedWriter()
+    if stated is None:
+        writer = _BoundedWriter()
+        try:
+            pickle.Pickler(writer, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+        except _Full:
+            # Big and silent about its size: at least this big; priced at the bytes written so far.
+            return writer.count, writer.count * PICKLE_S_PER_BYTE
+    # Small: timed as the pool would pay it, pickled and unpickled once.
     t0 = clock()
-    try:
-        pickle.Pickler(writer, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
-    except _Full:
-        # Big and silent about its size: at least this big; priced at the bytes written so far.
-        return writer.count, writer.count * PICKLE_S_PER_BYTE
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     pickle.loads(data)
     return len(data), clock() - t0
@@ -128,7 +131,7 @@ def measure_pickling(
     except Exception:
         func_bytes = 0  # shipping() records why: the function goes by value or is inherited by fork workers
     item_bytes = result_bytes = 0
-    seconds = 0.0
+    seconds: list[float] = []
     pairs = list(zip(items, outputs, strict=False))
     for item, out in pairs:
         try:
@@ -138,11 +141,12 @@ def measure_pickling(
             return PickleCost(func_bytes=func_bytes, picklable=False)
         item_bytes += a
         result_bytes += b
-        seconds += a_s + b_s
+        seconds.append(a_s + b_s)
     n = max(len(pairs), 1)
     return PickleCost(
         func_bytes=func_bytes,
         item_bytes=item_bytes / n,
         result_bytes=result_bytes / n,
-        seconds=seconds / n,
+        # The median: the first pickling in a process pays one-time costs the pool will not.
+        seconds=statistics.median(seconds) if seconds else 0.0,
     )

@@ -29,6 +29,7 @@ __all__ = [
     "default_workers",
     "forced_chunksize",
     "guided_size",
+    "serial_batch_size",
     "worker_options",
     "workers_for",
 ]
@@ -147,6 +148,13 @@ def guided_size(size: int, left: int, workers: int) -> int:
     """
     share = ceil_div(left, TAIL_CHUNKS_PER_WORKER * workers)
     return max(1, min(size, share))
+
+
+def serial_batch_size(item_s: float) -> int:
+    """Items per batch when the rest runs in the caller: about ``SERIAL_BATCH_S`` of measured work."""
+    if item_s <= 0:
+        return 1
+    return max(1, min(int(SERIAL_BATCH_S / item_s), MAX_ADAPTIVE_CHUNK))
 
 
 def adapted_chunksize(current: int, per_item_s: float, target_s: float) -> int:
