@@ -42,6 +42,7 @@ __all__ = [
     "release",
     "shutdown_all",
     "stays_healthy",
+    "take_idle",
     "warm_pools",
 ]
 
@@ -70,6 +71,17 @@ def acquire(name: str, workers: int, spec: PoolSpec, facts: PlatformFacts) -> Po
                 _startup_s[name] = startup / waves
     with _lock:
         _busy[id(pool)] = (key, pool)
+    return pool
+
+
+def take_idle(name: str, workers: int, spec: PoolSpec) -> Pool | None:
+    """An idle pool of ``name`` with ``workers`` and ``spec``, checked out; None when there is none."""
+    key: _Key = (name, workers, spec)
+    with _lock:
+        idle = _idle.get(key)
+        pool = idle.pop() if idle else None
+        if pool is not None:
+            _busy[id(pool)] = (key, pool)
     return pool
 
 

@@ -50,9 +50,14 @@ class Speculation:
     def __init__(self, plan: Speculate, spec: PoolSpec, facts: PlatformFacts) -> None:
         self.plan = plan
         self.spec = spec
-        # The workers boot while the caller measures: the pool does not wait for them.
-        pool = ProcessPool(plan.method, plan.workers, spec, ready_later=True)
-        self.pool: Pool | None = _pools.adopt(plan.method, plan.workers, spec, pool)
+        # An idle pool of an earlier call serves again; a new one's workers boot while the caller
+        # measures: the pool does not wait for them.
+        idle = _pools.take_idle(plan.method, plan.workers, spec)
+        if idle is None:
+            idle = _pools.adopt(
+                plan.method, plan.workers, spec, ProcessPool(plan.method, plan.workers, spec, ready_later=True)
+            )
+        self.pool: Pool | None = idle
         self.sent = 0
         # A pool built around this call's lambda or closure serves this call only.
         self._healthy = True
