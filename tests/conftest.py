@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing.resource_tracker
 import threading
 import time
 from collections.abc import Iterator
@@ -37,6 +38,17 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02) -> bool
             return True
         time.sleep(interval)
     return bool(predicate())
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _resource_tracker_running() -> None:
+    """Start multiprocessing's resource tracker before any test snapshots the child processes.
+
+    Process pools and shared memory register with this helper process, which then
+    lives for the whole session, like the forkserver server; started inside a test,
+    the leak check below would report it as a leftover.
+    """
+    multiprocessing.resource_tracker.ensure_running()
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import multiprocessing.resource_tracker
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -27,17 +26,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::autopar.UnsafeStrategyWarning"),
     pytest.mark.filterwarnings("ignore:This process .* is multi-threaded, use of fork:DeprecationWarning"),
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _resource_tracker_running() -> None:
-    """Start multiprocessing's resource tracker before any test snapshots the child processes.
-
-    Process workers register their shared memory with this helper process, which
-    then lives for the whole session, like the forkserver server; started inside
-    a test, the leak check of conftest.py would report it as a leftover.
-    """
-    multiprocessing.resource_tracker.ensure_running()
 
 
 @pytest.fixture(name="any_strategy", params=STRATEGIES)

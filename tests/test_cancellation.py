@@ -28,8 +28,10 @@ if TYPE_CHECKING:
 
 pytestmark = [
     pytest.mark.timeout(120),
-    # amap drives the call from a thread of its own, which makes a forced fork warn.
+    # amap drives the call from a thread of its own, which makes a forced fork warn, and
+    # Python 3.15's os.fork() warns too when the process has other threads.
     pytest.mark.filterwarnings("ignore::autopar.UnsafeStrategyWarning"),
+    pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning"),
 ]
 
 #: Ctrl-C returns within this many seconds, and a cancelled amap or aimap within this many.

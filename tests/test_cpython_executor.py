@@ -20,7 +20,6 @@ two minutes on two cores, most of it in the tests' own sleeps.
 from __future__ import annotations
 
 import importlib
-import multiprocessing.resource_tracker
 import re
 import sys
 import unittest
@@ -194,14 +193,3 @@ def test_excluded_tests_match_the_documented_list() -> None:
     section = doc.split("## CPython's executor tests", 1)[1]
     documented = set(re.findall(r"^\| `(test_\w+)`", section, flags=re.MULTILINE))
     assert documented == {name.split("[")[0] for name in EXCLUDED}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _resource_tracker_running() -> None:
-    """Start multiprocessing's resource tracker before any test snapshots the child processes.
-
-    ProcessPoolExecutor's queues register semaphores with this helper process,
-    which then lives for the whole session, like the forkserver server; started
-    inside a test, the leak check of conftest.py would report it as a leftover.
-    """
-    multiprocessing.resource_tracker.ensure_running()

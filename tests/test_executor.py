@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import multiprocessing.resource_tracker
 import subprocess
 import sys
 import textwrap
@@ -27,17 +26,6 @@ if TYPE_CHECKING:
 STRATEGIES = ("serial", "threads", "fork", "forkserver", "spawn", "auto")
 
 # -- fixtures ----------------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _resource_tracker_running() -> None:
-    """Start multiprocessing's resource tracker before any test snapshots the child processes.
-
-    ProcessPoolExecutor's queues register semaphores with this helper process,
-    which then lives for the whole session, like the forkserver server; started
-    inside a test, the leak check of conftest.py would report it as a leftover.
-    """
-    multiprocessing.resource_tracker.ensure_running()
 
 
 @pytest.fixture(name="any_strategy", params=STRATEGIES)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import multiprocessing.resource_tracker
 import os
 import pickle
 import threading
@@ -22,17 +21,6 @@ from helpers import countdown, pid_of, record_square, segfault_quietly_on_3, squ
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _resource_tracker_running() -> None:
-    """Start multiprocessing's resource tracker before any test snapshots the child processes.
-
-    ProcessPoolExecutor's queues register semaphores with this helper process,
-    which then lives for the whole session, like the forkserver server; started
-    inside a test, the leak check of conftest.py would report it as a leftover.
-    """
-    multiprocessing.resource_tracker.ensure_running()
 
 
 # -- auto: submit --------------------------------------------------------------------------------------------------------

@@ -18,17 +18,6 @@ from helpers import pass_gate, pid_of, remember, segfault_quietly_on_3, sleep_fo
 PROCESSES = ("fork", "forkserver", "spawn")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _resource_tracker_running() -> None:
-    """Start multiprocessing's resource tracker before any test snapshots the child processes.
-
-    ProcessPoolExecutor's queues register semaphores with this helper process,
-    which then lives for the whole session, like the forkserver server; started
-    inside a test, the leak check of conftest.py would report it as a leftover.
-    """
-    multiprocessing.resource_tracker.ensure_running()
-
-
 # -- shutdown, cancellation, timeouts ----------------------------------------------------------------------------------
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import gc
-import multiprocessing.resource_tracker
 import threading
 import time
 import weakref
@@ -23,12 +22,6 @@ from helpers import exit_on_3, square
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _resource_tracker_running() -> None:
-    """Start multiprocessing's resource tracker before the leak check snapshots child processes (as test_executor)."""
-    multiprocessing.resource_tracker.ensure_running()
 
 
 # -- PoolSet -----------------------------------------------------------------------------------------------------------

@@ -22,12 +22,6 @@ PROCESSES = ("fork", "forkserver", "spawn")
 EVERY = ("serial", "threads", *PROCESSES, "auto")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _resource_tracker_running() -> None:
-    """Start the resource tracker before the leak check snapshots children (ProcessPoolExecutor's queues use it)."""
-    multiprocessing.resource_tracker.ensure_running()
-
-
 class Counted:
     """An endless input that counts how many items were read from it."""
 

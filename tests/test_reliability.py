@@ -20,6 +20,10 @@ import autopar
 import helpers
 from conftest import wait_until
 
+#: Python 3.12+ warns (3.15 by default) when ``os.fork()`` runs while the process has other threads; these
+#: tests fork on purpose from a process that runs one (autopar warns with ``UnsafeStrategyWarning`` too).
+FORK_WITH_THREADS = pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
     from pathlib import Path
@@ -89,6 +93,7 @@ def test_timeout_raises_promptly_threads_while_item_still_runs() -> None:
 # -- Ctrl-C ----------------------------------------------------------------------
 
 
+@FORK_WITH_THREADS
 @pytest.mark.timeout(40)
 def test_keyboard_interrupt_stops_workers_process_strategy(process_strategy: str, tmp_path: Path) -> None:
     """SIGINT in the main thread during map re-raises KeyboardInterrupt and ends the workers within 2 s."""

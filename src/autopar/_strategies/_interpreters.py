@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import SerializationError, capture
 from .._worker import ChunkFailed, run_chunk
+from ._threads import QueuedPool
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -104,7 +105,7 @@ def _dumps(what: str, value: object) -> bytes:
         raise SerializationError(msg) from exc
 
 
-class InterpreterPool:
+class InterpreterPool(QueuedPool):
     """``workers`` threads, each running chunks in a subinterpreter of its own; outcomes of cancelled tasks are dropped."""
 
     def __init__(self, workers: int, spec: PoolSpec) -> None:
@@ -114,7 +115,7 @@ class InterpreterPool:
         self.workers = workers
         init = None if spec.initializer is None else _dumps("the initializer", (spec.initializer, spec.initargs))
         self._tasks: queue.SimpleQueue[tuple[int, bytes, int, int] | None] = queue.SimpleQueue()
-        self._done: queue.SimpleQueue[tuple[int, Outcome]] = queue.SimpleQueue()
+        self._done = queue.SimpleQueue()
         self._generation = 0
         self._pending = 0
         self._retired = False
@@ -162,34 +163,6 @@ class InterpreterPool:
         )
         self._pending += 1
         self._tasks.put((task_id, blob, start, len(items)))
-
-    def poll(self, timeout: float | None) -> list[Outcome]:
-        outcomes: list[Outcome] = []
-        try:
-            item = self._done.get(timeout=timeout)
-            while True:
-                generation, outcome = item
-                if generation == self._generation:
-                    self._pending -= 1
-                    outcomes.append(outcome)
-                item = self._done.get_nowait()
-        except queue.Empty:
-            pass
-        return outcomes
-
-    def cancel(self) -> None:
-        # Queued tasks are dropped; running ones cannot be stopped, so the pool retires.
-        self._generation += 1
-        self._pending = 0
-        try:
-            while True:
-                self._tasks.get_nowait()
-        except queue.Empty:
-            pass
-        self._retired = True
-
-    def is_reusable(self) -> bool:
-        return not self._retired and self._init_error is None
 
     def shutdown(self) -> None:
         self._retired = True

@@ -27,20 +27,63 @@ if TYPE_CHECKING:
     from .._model import PlatformFacts, PoolSpec
     from .._types import Outcome
 
-__all__ = ["ThreadPool", "ThreadStrategy"]
+__all__ = ["QueuedPool", "ThreadPool", "ThreadStrategy"]
 
 _Task = tuple[int, Callable[[Any], Any], Sequence[Any], int, bool]
 #: Seconds ``shutdown`` waits, for all threads together, for idle threads to exit.
 _JOIN_S = 0.5
 
 
-class ThreadPool:
+class QueuedPool:
+    """What a pool fed through a task queue and drained through a done queue does the same way.
+
+    Subclasses set ``_tasks``, ``_done`` (outcomes tagged with the generation that
+    submitted them), ``_generation``, ``_pending``, ``_retired`` and ``_init_error``.
+    """
+
+    _tasks: queue.SimpleQueue[Any]
+    _done: queue.SimpleQueue[tuple[int, Outcome]]
+    _generation: int
+    _pending: int
+    _retired: bool
+    _init_error: BaseException | None
+
+    def poll(self, timeout: float | None) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        try:
+            item = self._done.get(timeout=timeout)
+            while True:
+                generation, outcome = item
+                if generation == self._generation:
+                    self._pending -= 1
+                    outcomes.append(outcome)
+                item = self._done.get_nowait()
+        except queue.Empty:
+            pass
+        return outcomes
+
+    def cancel(self) -> None:
+        # Queued tasks are dropped; running ones cannot be stopped, so the pool retires.
+        self._generation += 1
+        self._pending = 0
+        try:
+            while True:
+                self._tasks.get_nowait()
+        except queue.Empty:
+            pass
+        self._retired = True
+
+    def is_reusable(self) -> bool:
+        return not self._retired and self._init_error is None
+
+
+class ThreadPool(QueuedPool):
     """``workers`` daemon threads running chunks; outcomes of cancelled tasks are dropped."""
 
     def __init__(self, workers: int, spec: PoolSpec) -> None:
         self.workers = workers
         self._tasks: queue.SimpleQueue[_Task | None] = queue.SimpleQueue()
-        self._done: queue.SimpleQueue[tuple[int, Outcome]] = queue.SimpleQueue()
+        self._done = queue.SimpleQueue()
         self._generation = 0
         self._pending = 0
         self._retired = False
@@ -94,34 +137,6 @@ class ThreadPool:
     ) -> None:
         self._pending += 1
         self._tasks.put((task_id, func, items, start, capture_errors))
-
-    def poll(self, timeout: float | None) -> list[Outcome]:
-        outcomes: list[Outcome] = []
-        try:
-            item = self._done.get(timeout=timeout)
-            while True:
-                generation, outcome = item
-                if generation == self._generation:
-                    self._pending -= 1
-                    outcomes.append(outcome)
-                item = self._done.get_nowait()
-        except queue.Empty:
-            pass
-        return outcomes
-
-    def cancel(self) -> None:
-        # Queued tasks are dropped; running ones cannot be stopped, so the pool retires.
-        self._generation += 1
-        self._pending = 0
-        try:
-            while True:
-                self._tasks.get_nowait()
-        except queue.Empty:
-            pass
-        self._retired = True
-
-    def is_reusable(self) -> bool:
-        return not self._retired and self._init_error is None
 
     def shutdown(self) -> None:
         abandoned = self._retired  # cancelled: its threads may still run items nobody waits for
