@@ -124,6 +124,14 @@ def test_map_buffersize_timeout_raises_timeout_error(strategy: str) -> None:
 # -- terminate_workers, kill_workers ------------------------------------------------------------------------------
 
 
+def _gone(pid: int) -> bool:
+    """The process ended (reaped, or a zombie); it may be reaped while we look."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("how", ["terminate_workers", "kill_workers"])
 @pytest.mark.parametrize("strategy", PROCESSES)
@@ -138,7 +146,7 @@ def test_stopping_workers_ends_running_calls_and_the_pool(strategy: str, how: st
     getattr(executor, how)()
     with pytest.raises(autopar.WorkerCrashedError):
         running.result(timeout=30)
-    assert wait_until(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+    assert wait_until(lambda: _gone(pid))
     outcomes = []
     for future in pending:
         try:

@@ -111,7 +111,7 @@ def thread_speedup(wl: Workload, workers: int) -> float:
 
 def _tail_s(wl: Workload, workers: int, chunk_s: float) -> float:
     """The last chunks finish unevenly: about half a chunk, plus half the slowest item's excess."""
-    return 0.0 if workers <= 1 else 0.5 * chunk_s + 0.5 * (wl.item_max_s - wl.item_s)
+    return 0.0 if workers <= 1 else chunk_s / 2 + (wl.item_max_s - wl.item_s) / 2
 
 
 def _serial_estimate(wl: Workload, m: Measurements) -> Estimate:
