@@ -19,7 +19,8 @@ BUILTIN_STRATEGIES = ("serial", "threads", "fork", "forkserver", "spawn")
 PROCESS_STRATEGIES = ("fork", "forkserver", "spawn")
 
 
-def _children() -> set[int]:
+def live_children() -> set[int]:
+    """Live (not zombie) child processes of this process, at any depth."""
     pids = set()
     for child in psutil.Process().children(recursive=True):
         try:
@@ -72,7 +73,7 @@ def _clean_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _no_leftovers() -> Iterator[None]:
     """Fail a test that leaves worker processes or autopar threads running after pools shut down."""
-    before_children = _children()
+    before_children = live_children()
     yield
     _pools.shutdown_all()
     # The forkserver's server and the resource tracker belong to the standard library and
@@ -83,8 +84,8 @@ def _no_leftovers() -> Iterator[None]:
         getattr(forkserver._forkserver, "_forkserver_pid", None),
         getattr(resource_tracker._resource_tracker, "_pid", None),
     }
-    ok = wait_until(lambda: _children() - before_children - server == set(), timeout=10)
-    assert ok, f"worker processes left behind: {_children() - before_children - server}"
+    ok = wait_until(lambda: live_children() - before_children - server == set(), timeout=10)
+    assert ok, f"worker processes left behind: {live_children() - before_children - server}"
     ok = wait_until(
         lambda: not [t for t in threading.enumerate() if t.name.startswith("autopar-") and t.is_alive()], timeout=10
     )
@@ -108,4 +109,4 @@ def _process_strategy(request: pytest.FixtureRequest) -> str:
     return name
 
 
-__all__ = ["BUILTIN_STRATEGIES", "PROCESS_STRATEGIES", "autopar", "wait_until"]
+__all__ = ["live_children", "BUILTIN_STRATEGIES", "PROCESS_STRATEGIES", "autopar", "wait_until"]

@@ -16,12 +16,11 @@ import time
 from multiprocessing import forkserver, resource_tracker
 from typing import TYPE_CHECKING
 
-import psutil
 import pytest
 
 import autopar
 import helpers
-from conftest import wait_until
+from conftest import live_children, wait_until
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -109,14 +108,7 @@ def _worker_processes(before: set[int]) -> set[int]:
         getattr(forkserver._forkserver, "_forkserver_pid", None),
         getattr(resource_tracker._resource_tracker, "_pid", None),
     }
-    now = set()
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if child.status() != psutil.STATUS_ZOMBIE:
-                now.add(child.pid)
-        except psutil.NoSuchProcess:
-            pass  # it ended while we looked
-    return now - before - servers
+    return live_children() - before - servers
 
 
 def _cancel_amap_once_running(strategy: str, tmp_path: Path, *, use_aimap: bool) -> float:

@@ -20,7 +20,7 @@ import helpers
 from autopar import _pools
 from autopar._model import PoolSpec
 from autopar._strategies._process._pool import ProcessPool
-from conftest import wait_until
+from conftest import live_children, wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -35,10 +35,6 @@ INPUT_KINDS: dict[str, Callable[[int], Iterable[int]]] = {
     "range": range,
     "generator": lambda n: (x for x in range(n)),
 }
-
-
-def _children() -> set[int]:
-    return {p.pid for p in psutil.Process().children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE}
 
 
 def _is_dead(pid: int) -> bool:
@@ -68,11 +64,11 @@ def test_map_returns_results_in_input_order_with_multi_item_chunks(strategy: str
 @pytest.mark.parametrize("kind", list(INPUT_KINDS))
 def test_map_returns_empty_list_without_a_pool_for_empty_input(strategy: str, kind: str) -> None:
     """An empty input returns [] and starts neither a pool nor a child process."""
-    before = _children()
+    before = live_children()
     assert autopar.map(helpers.square, INPUT_KINDS[kind](0), strategy=strategy, workers=2) == []
     assert list(autopar.imap(helpers.square, INPUT_KINDS[kind](0), strategy=strategy, workers=2)) == []
     assert _pools.live_pools() == []
-    assert _children() - before == set()
+    assert live_children() - before == set()
 
 
 # -- exceptions raised by func -------------------------------------------------
@@ -218,7 +214,7 @@ def test_forced_fresh_interpreter_raises_for_a_closure_holding_a_lock(method: st
         with lock:
             return x
 
-    before = _children()
+    before = live_children()
     with pytest.raises(autopar.SerializationError) as info:
         autopar.map(locked, range(20), strategy=method, workers=2)
     message = str(info.value)
@@ -227,7 +223,7 @@ def test_forced_fresh_interpreter_raises_for_a_closure_holding_a_lock(method: st
     assert "lock" in message
     assert method in message
     assert _pools.live_pools() == []
-    assert _children() - before == set()
+    assert live_children() - before == set()
 
 
 def test_auto_runs_a_closure_holding_a_lock_elsewhere_and_says_why() -> None:
