@@ -134,10 +134,10 @@ class Call:
         source, n_items, warm = self.source, self.n_items, _pools.warm_pools()
         if plan.speculate is not None and remember:
             self.speculation = self._speculate(plan.speculate)
-        if self.speculation is not None and plan.speculate is not None:
+        if self.speculation is not None:
             source = self.speculation.start(self.call_func, source, self.capture_errors)
             n_items = None if n_items is None else n_items - self.speculation.sent
-            warm = warm | {(plan.speculate.method, plan.speculate.workers)}
+            warm = warm | {(self.speculation.plan.method, self.speculation.plan.workers)}
         try:
             cal = calibrate(
                 self.call_func,

@@ -30,19 +30,19 @@ from ._forksafe import at_fork_in_child, fork_safe_lock
 from ._registry import get_strategy
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ._model import PlatformFacts, PoolSpec
     from ._types import Pool
 
 __all__ = [
     "acquire",
-    "adopt",
     "idle_threads",
     "live_pools",
     "measured_startup_s",
     "release",
     "shutdown_all",
     "stays_healthy",
-    "take_idle",
     "warm_pools",
 ]
 
@@ -55,14 +55,20 @@ _busy: dict[int, tuple[_Key, Pool]] = {}
 _startup_s: dict[str, float] = {}
 
 
-def acquire(name: str, workers: int, spec: PoolSpec, facts: PlatformFacts) -> Pool:
-    """A pool of strategy ``name`` with ``workers`` workers, reused when one is idle."""
+def acquire(
+    name: str, workers: int, spec: PoolSpec, facts: PlatformFacts, create: Callable[[], Pool] | None = None
+) -> Pool:
+    """A pool of strategy ``name`` with ``workers`` workers, reused when one is idle.
+
+    ``create`` builds a new one instead of the strategy's ``create_pool`` (a pool that does not
+    wait for its workers to boot, say).
+    """
     key: _Key = (name, workers, spec)
     with _lock:
         idle = _idle.get(key)
         pool = idle.pop() if idle else None
     if pool is None:
-        pool = get_strategy(name).create_pool(workers, facts, spec)
+        pool = create() if create is not None else get_strategy(name).create_pool(workers, facts, spec)
         startup = getattr(pool, "startup_s", None)
         if startup is not None and workers:
             # Workers boot in parallel, one per CPU: the cost model wants one worker's boot time.
@@ -71,24 +77,6 @@ def acquire(name: str, workers: int, spec: PoolSpec, facts: PlatformFacts) -> Po
                 _startup_s[name] = startup / waves
     with _lock:
         _busy[id(pool)] = (key, pool)
-    return pool
-
-
-def take_idle(name: str, workers: int, spec: PoolSpec) -> Pool | None:
-    """An idle pool of ``name`` with ``workers`` and ``spec``, checked out; None when there is none."""
-    key: _Key = (name, workers, spec)
-    with _lock:
-        idle = _idle.get(key)
-        pool = idle.pop() if idle else None
-        if pool is not None:
-            _busy[id(pool)] = (key, pool)
-    return pool
-
-
-def adopt(name: str, workers: int, spec: PoolSpec, pool: Pool) -> Pool:
-    """Register a pool the caller built itself as checked out, as ``acquire`` would have."""
-    with _lock:
-        _busy[id(pool)] = ((name, workers, spec), pool)
     return pool
 
 

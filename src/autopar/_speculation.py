@@ -40,10 +40,6 @@ __all__ = ["Speculation"]
 logger = logging.getLogger("autopar")
 
 
-class _Unsent(Exception):
-    """An item too big to send before the call knows what sending costs."""
-
-
 class Speculation:
     """A pool started before measuring, and the first items it runs."""
 
@@ -52,12 +48,13 @@ class Speculation:
         self.spec = spec
         # An idle pool of an earlier call serves again; a new one's workers boot while the caller
         # measures: the pool does not wait for them.
-        idle = _pools.take_idle(plan.method, plan.workers, spec)
-        if idle is None:
-            idle = _pools.adopt(
-                plan.method, plan.workers, spec, ProcessPool(plan.method, plan.workers, spec, ready_later=True)
-            )
-        self.pool: Pool | None = idle
+        self.pool: Pool | None = _pools.acquire(
+            plan.method,
+            plan.workers,
+            spec,
+            facts,
+            create=lambda: ProcessPool(plan.method, plan.workers, spec, ready_later=True),
+        )
         self.sent = 0
         # A pool built around this call's lambda or closure serves this call only.
         self._healthy = True
@@ -77,15 +74,22 @@ class Speculation:
         assert self.pool is not None
         head = list(itertools.islice(source, self.plan.items))
         for position, item in enumerate(head):
-            size = stated_size(item)
-            try:
-                if size is not None and size > SPECULATIVE_MAX_ITEM_BYTES:
-                    raise _Unsent
-                self.pool.submit(position, func, [item], position, capture_errors)
-            except (SerializationError, _Unsent):
+            if not self._send(func, item, position, capture_errors):
                 return itertools.chain(head[position:], source)  # it runs in the caller, with the sample
             self.sent += 1
         return source
+
+    def _send(self, func: Callable[[Any], Any], item: Any, position: int, capture_errors: bool) -> bool:
+        """Submit ``item`` as its own task; False when it is too big to send blind, or cannot be pickled."""
+        assert self.pool is not None
+        size = stated_size(item)
+        if size is not None and size > SPECULATIVE_MAX_ITEM_BYTES:
+            return False
+        try:
+            self.pool.submit(position, func, [item], position, capture_errors)
+        except SerializationError:
+            return False
+        return True
 
     def collect(self, check_deadline: Callable[[], float | None]) -> list[Any]:
         """The results of the items sent, in input order; a failed item holds a ``Failure`` in its slot."""

@@ -67,20 +67,22 @@ class ProcessPool:
         self._func_blob: tuple[object, bytes] | None = None
         self._workers: list[WorkerProcess] = []
         started = time.perf_counter()
+        waits = not (ready_later and spec.initializer is None)
         try:
             fresh = start_workers(self._ctx, spec, workers, self._workers)
-            if ready_later and spec.initializer is None:
+            if waits:
+                self._await_ready(fresh)
+            else:
                 for worker in fresh:
                     worker.awaiting_init = True
-            else:
-                self._await_ready(fresh)
         except BaseException:
             # A failed start, a timeout or Ctrl-C: no worker it started may outlive it.
             self._broken = RuntimeError("pool failed to start")
             stop_all(self._workers)
             self._workers = []
             raise
-        self.startup_s = time.perf_counter() - started
+        #: Seconds until every worker was ready; None when the pool did not wait for them to boot.
+        self.startup_s = time.perf_counter() - started if waits else None
 
     def _await_ready(self, workers: list[WorkerProcess]) -> None:
         error = await_ready(workers, self.method)
