@@ -79,24 +79,21 @@ def _small_or_stated(obj: Any, depth: int) -> int | None:
 
 
 class _Full(Exception):
-    """The bounded writer is full: the object is at least that big."""
+    """The bounded buffer is full: the object pickles to at least ``size`` bytes."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.size = size
 
 
-class _BoundedWriter(io.RawIOBase):
-    """A sink that counts bytes and stops the pickler once ``_MAX_PICKLED_BYTES`` were written."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def writable(self) -> bool:
-        return True
+class _BoundedBuffer(io.BytesIO):
+    """A pickle's buffer that stops the pickler once ``_MAX_PICKLED_BYTES`` would be written."""
 
     def write(self, data: Any) -> int:
         size = memoryview(data).nbytes
-        self.count += size
-        if self.count > _MAX_PICKLED_BYTES:
-            raise _Full
-        return size
+        if self.tell() + size > _MAX_PICKLED_BYTES:
+            raise _Full(self.tell() + size)
+        return super().write(data)
 
 
 def _priced(obj: Any, clock: Callable[[], float]) -> tuple[int, float]:
@@ -108,18 +105,16 @@ def _priced(obj: Any, clock: Callable[[], float]) -> tuple[int, float]:
     stated = _small_or_stated(obj, 2)
     if stated is not None and stated >= _LARGE_BYTES:
         return stated, stated * PICKLE_S_PER_BYTE
-    if stated is None:
-        writer = _BoundedWriter()
-        try:
-            pickle.Pickler(writer, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
-        except _Full:
-            # Big and silent about its size: at least this big; priced at the bytes written so far.
-            return writer.count, writer.count * PICKLE_S_PER_BYTE
-    # Small: timed as the pool would pay it, pickled and unpickled once.
+    buffer = _BoundedBuffer()
     t0 = clock()
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    pickle.loads(data)
-    return len(data), clock() - t0
+    try:
+        pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    except _Full as full:
+        # Big and silent about its size: at least this big; priced at the bytes it would write so far.
+        return full.size, full.size * PICKLE_S_PER_BYTE
+    # Small: timed as the pool pays it, pickled and unpickled once.
+    pickle.loads(buffer.getbuffer())
+    return buffer.tell(), clock() - t0
 
 
 def measure_pickling(
