@@ -12,9 +12,7 @@ or a socket in a global or a closure cell) names the object and what holds it.
 
 from __future__ import annotations
 
-import importlib.util
 import pickle
-import sys
 import types
 from typing import TYPE_CHECKING, Any
 
@@ -25,17 +23,7 @@ from ._pickling import by_value, dumps
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["has_cloudpickle", "pickle_function", "ship_problem", "shipping"]
-
-
-def has_cloudpickle() -> bool:
-    """Whether cloudpickle can be imported (a dependency; ``info`` shows it), without importing it."""
-    if "cloudpickle" in sys.modules:
-        return sys.modules["cloudpickle"] is not None  # None: imports of it are blocked
-    try:
-        return importlib.util.find_spec("cloudpickle") is not None
-    except (ImportError, ValueError):
-        return False
+__all__ = ["pickle_function", "ship_problem", "shipping"]
 
 
 #: Why a function of ``__main__`` goes by value; fork workers still find it by reference, since they
