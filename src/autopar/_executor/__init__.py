@@ -34,6 +34,7 @@ from .._config import resolve
 from .._core._safety import PROCESS_METHODS, require_available
 from .._core._submit import choose_for_submit
 from .._platform import probe_platform
+from .._run import given_options
 from .._warn import warn_unsafe
 from ._buffered import check_buffersize
 from ._map import map_auto, map_buffered, map_forced
@@ -221,10 +222,7 @@ def _resolved(strategy: str, workers: int | None, options: dict[str, Any]) -> Op
     if unsupported:
         msg = f"option(s) {', '.join(map(repr, unsupported))} not accepted by autopar.Executor; accepted: {', '.join(sorted(_OPTIONS))} (autopar.map and autopar.imap take every option)"
         raise TypeError(msg)
-    given = {k: v for k, v in {"workers": workers, **options}.items() if v is not None}
-    if strategy != "auto":
-        given["strategy"] = strategy
-    opts = resolve(given)
+    opts = resolve(given_options(strategy=strategy, workers=workers, **options))
     if opts.strategy not in _STRATEGIES:
         msg = f"strategy={opts.strategy!r} is not accepted by autopar.Executor; accepted: {', '.join(map(repr, _STRATEGIES))} (registered strategies run through autopar.map and autopar.imap)"
         raise ValueError(msg)

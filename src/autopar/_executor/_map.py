@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from .._config import validate_options
 from .._core._safety import PROCESS_METHODS
 from .._progress import make_progress
-from .._run import run_imap
+from .._run import given_options, run_imap
 from ._buffered import buffered_map
 from ._pools import translated
 
@@ -198,7 +198,7 @@ def map_auto(
         "errors": opts.errors,
         "progress": opts.progress,
     }
-    call = validate_options({k: v for k, v in call.items() if v is not None})
+    call = validate_options(given_options(**call))
     return _imap_results(func, items, call, deadline)
 
 
