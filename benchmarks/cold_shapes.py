@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
+from catalog import Workload, find
 
-__all__ = ["SHAPES", "Shape", "by_name"]
+__all__ = ["SHAPES", "by_name"]
 
 #: Countdown steps per second of pure Python, roughly, on the reference machine.
 _STEPS_PER_S = 20_000_000
@@ -89,55 +86,41 @@ def _steps(seconds: float, scale: float) -> int:
     return max(1000, int(_STEPS_PER_S * seconds * scale))
 
 
-@dataclass(frozen=True)
-class Shape:
-    """A named function with the builder of its items."""
-
-    name: str
-    func: Callable[[Any], Any]
-    build: Callable[[float], list[Any]]
-    description: str
-
-
 _BIG = 20 * 1024 * 1024
 
-SHAPES: tuple[Shape, ...] = (
-    Shape("coarse", countdown, lambda s: [_steps(0.2, s)] * 8, "8 items of ~0.2 s pure-Python countdown"),
-    Shape(
+SHAPES: tuple[Workload, ...] = (
+    Workload("coarse", countdown, lambda s: [_steps(0.2, s)] * 8, "8 items of ~0.2 s pure-Python countdown"),
+    Workload(
         "spectral_norm",
         spectral_norm,
         lambda s: [max(20, int(130 * s**0.5))] * 6,
         "6 items of the spectral-norm kernel",
     ),
-    Shape("json_loads", json_loads, lambda s: [max(10, int(400 * s))] * 8, "8 items of the json_loads kernel"),
-    Shape("fine", countdown, lambda s: [700] * max(1000, int(40_000 * s)), "40,000 items of ~35 us pure Python"),
-    Shape(
+    Workload("json_loads", json_loads, lambda s: [max(10, int(400 * s))] * 8, "8 items of the json_loads kernel"),
+    Workload("fine", countdown, lambda s: [700] * max(1000, int(40_000 * s)), "40,000 items of ~35 us pure Python"),
+    Workload(
         "mixed",
         wait_then_compute,
         lambda s: [(0.025 * s, _steps(0.025, s))] * 40,
         "40 items: sleep 25 ms, then compute ~25 ms",
     ),
-    Shape("io_wait", sleep_for, lambda s: [0.02 * s] * 200, "200 items that sleep 20 ms"),
-    Shape("big_args", length, lambda s: [bytes(int(_BIG * s))] * 16, "16 arguments of 20 MB bytes, trivial work"),
-    Shape(
+    Workload("io_wait", sleep_for, lambda s: [0.02 * s] * 200, "200 items that sleep 20 ms"),
+    Workload("big_args", length, lambda s: [bytes(int(_BIG * s))] * 16, "16 arguments of 20 MB bytes, trivial work"),
+    Workload(
         "ascending",
         countdown,
         lambda s: [_steps(0.002, s) * (1 + 49 * i // 31) for i in range(32)],
         "32 items whose cost grows 1x to 50x",
     ),
-    Shape("tiny", square, lambda s: list(range(max(2000, int(200_000 * s)))), "200,000 items of x * x"),
-    Shape("matmul", matmul, lambda s: list(range(max(2, int(12 * s)))), "NumPy 700x700 matmul, multithreaded BLAS"),
+    Workload("tiny", square, lambda s: list(range(max(2000, int(200_000 * s)))), "200,000 items of x * x"),
+    Workload("matmul", matmul, lambda s: list(range(max(2, int(12 * s)))), "NumPy 700x700 matmul, multithreaded BLAS"),
 )
 
 
-def by_name(name: str) -> Shape:
+def by_name(name: str) -> Workload:
     """The shape called ``name``.
 
     Raises:
         KeyError: no shape has that name.
     """
-    for shape in SHAPES:
-        if shape.name == name:
-            return shape
-    msg = f"no shape named {name!r}; known: {', '.join(s.name for s in SHAPES)}"
-    raise KeyError(msg)
+    return find(name, SHAPES)

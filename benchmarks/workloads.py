@@ -16,11 +16,8 @@ import hashlib
 import random
 import time
 import zlib
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
+from catalog import Workload, find
 
 __all__ = ["WORKLOADS", "Workload", "by_name"]
 
@@ -213,16 +210,6 @@ def _skewed_items(scale: float) -> list[int]:
     return items
 
 
-@dataclass(frozen=True)
-class Workload:
-    """A named function with the builder of its items."""
-
-    name: str
-    func: Callable[[Any], Any]
-    build: Callable[[float], list[Any]]
-    description: str
-
-
 WORKLOADS: tuple[Workload, ...] = (
     Workload("countdown", countdown, _countdown_items, "pure-Python `while n: n -= 1`, 32 items (GIL-bound)"),
     Workload("nbody", nbody, _nbody_items, "pure-Python n-body steps of the outer planets, 40 items (GIL-bound)"),
@@ -249,9 +236,4 @@ def by_name(name: str) -> Workload:
     Raises:
         KeyError: no workload has that name.
     """
-    for workload in WORKLOADS:
-        if workload.name == name:
-            return workload
-    known = ", ".join(w.name for w in WORKLOADS)
-    msg = f"no workload named {name!r}; known: {known}"
-    raise KeyError(msg)
+    return find(name, WORKLOADS)
