@@ -15,33 +15,19 @@ from autopar._core._decide import decide, forced_decision
 from autopar._core._sizing import CHUNKS_PER_WORKER, MAX_THREADS
 from autopar._core._workload import ASSUMED_ITEMS_UNKNOWN
 from autopar._model import Candidate, Decision, Measurements, Options, PlatformFacts
+from platforms import (
+    ALL_POSIX,
+    FREE_THREADED,
+    LINUX,
+    LINUX_314,
+    LINUX_NATIVE,
+    LINUX_THREADS,
+    MACOS,
+    NO_PROCESSES,
+    WINDOWS,
+)
 
 PROCESSES = {"fork", "forkserver", "spawn"}
-ALL_POSIX = ("fork", "spawn", "forkserver")
-
-LINUX = PlatformFacts(
-    system="linux", python_version=(3, 12), start_methods=ALL_POSIX, default_start_method="fork", cpu_count=2
-)
-#: A Python thread is running, so fork is unsafe.
-LINUX_THREADS = attrs.evolve(LINUX, python_threads=3)
-#: A BLAS pool started native threads, so fork is unsafe.
-LINUX_NATIVE = attrs.evolve(LINUX, native_threads=5)
-LINUX_314 = attrs.evolve(
-    LINUX, python_version=(3, 14), start_methods=("forkserver", "fork", "spawn"), default_start_method="forkserver"
-)
-MACOS = PlatformFacts(
-    system="darwin",
-    python_version=(3, 12),
-    start_methods=("spawn", "fork", "forkserver"),
-    default_start_method="spawn",
-    cpu_count=2,
-)
-WINDOWS = PlatformFacts(
-    system="windows", python_version=(3, 12), start_methods=("spawn",), default_start_method="spawn", cpu_count=2
-)
-FREE_THREADED = attrs.evolve(LINUX, python_version=(3, 13), gil_enabled=False)
-NO_PROCESSES = PlatformFacts(system="emscripten", python_version=(3, 12), cpu_count=2)
-
 AUTO = Options()
 
 

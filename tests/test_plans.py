@@ -24,19 +24,8 @@ from autopar._core._sizing import guided_size
 from autopar._core._workload import is_clearly_waiting, is_computing, probe_speedup
 from autopar._errors import SerializationError
 from autopar._model import Measurements, Options, PlatformFacts, SerialSample, Shipping
+from platforms import LINUX, LINUX_314, LINUX_THREADS, WINDOWS
 
-LINUX = PlatformFacts(
-    system="linux",
-    python_version=(3, 12),
-    start_methods=("fork", "spawn", "forkserver"),
-    default_start_method="fork",
-    cpu_count=2,
-)
-LINUX_THREADS = attrs.evolve(LINUX, python_threads=3)
-LINUX_314 = attrs.evolve(LINUX, python_version=(3, 14), default_start_method="forkserver")
-WINDOWS = PlatformFacts(
-    system="windows", python_version=(3, 12), start_methods=("spawn",), default_start_method="spawn", cpu_count=2
-)
 SHIPS = Shipping(name="f")
 LAMBDA = Shipping(
     name="<lambda>",
