@@ -16,6 +16,7 @@ from autopar._core import _sampling
 from autopar._core._decide import decide
 from autopar._model import Options
 from autopar._platform import probe_platform
+from autopar._thread_probe import probe_threads
 from autopar._worker import Failure
 
 
@@ -225,3 +226,31 @@ def test_second_call_skips_calibration(caplog: pytest.LogCaptureFixture) -> None
 def test_sample_target_is_a_module_constant() -> None:
     """The sample target is small: calibration stays a few percent of a one-second run."""
     assert _sampling.SERIAL_SAMPLE_S <= 0.05
+
+
+def test_thread_probe_that_cannot_start_a_thread_runs_its_items_in_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process or thread limit stops the second probe thread: the probe gives no reading, and every
+    item still runs exactly once, in order, with no probe thread left waiting."""
+    starts = 0
+    real_start = threading.Thread.start
+
+    def limited_start(thread: threading.Thread) -> None:
+        nonlocal starts
+        starts += 1
+        if starts > 1:
+            raise RuntimeError("can't start new thread")
+        real_start(thread)
+
+    ran: list[int] = []
+    results: list[int] = []
+    clock = FakeClock()
+    before = threading.active_count()
+    monkeypatch.setattr(threading.Thread, "start", limited_start)
+    reading = probe_threads(
+        ran.append, iter(range(6)), _sampling.ProbePlan(threads=3, per_thread=2), False, results, clock.clocks()
+    )
+    monkeypatch.undo()
+    assert reading is None
+    assert ran == list(range(6))
+    assert results == [None] * 6
+    assert threading.active_count() == before

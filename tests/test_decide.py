@@ -822,3 +822,19 @@ def test_function_holding_a_lock_falls_back_with_the_reason(name: str, facts: Pl
     decision = decide(held, facts, AUTO)
     assert decision.strategy not in PROCESSES
     assert "closure cell 'lock'" in reasons(decision)
+
+
+def test_no_usable_dev_shm_decides_among_serial_and_threads_and_says_why() -> None:
+    """Without a usable /dev/shm no process pool starts: no process candidate, and the reasons name /dev/shm."""
+    facts = attrs.evolve(LINUX, shm_problem="/dev/shm is mounted read-only")
+    decision = decide(GIL_1S, facts, AUTO)
+    assert strategies(decision) <= {"serial", "threads"}
+    assert "/dev/shm is mounted read-only: no process strategy" in reasons(decision)
+
+
+def test_threads_that_could_not_start_leave_serial_with_the_reason() -> None:
+    """When threads would not start (a process or thread limit), nothing else would either: serial, saying why."""
+    facts = attrs.evolve(LINUX, start_failures=(("threads", "RLIMIT_NPROC is 1"),))
+    decision = decide(IO_WAIT, facts, AUTO)
+    assert (decision.strategy, decision.workers) == ("serial", 1)
+    assert reasons(decision) == "threads could not start, so the rest runs serially in the caller: RLIMIT_NPROC is 1"

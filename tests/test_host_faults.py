@@ -98,6 +98,60 @@ _FILE_LIMIT = """
         print("auto ok", flush=True)
 """
 
+_PROCESS_LIMIT = """
+    import encodings.ascii, logging, multiprocessing.forkserver, multiprocessing.spawn, os, resource, sys, time
+    import psutil
+    import autopar
+
+    def spin(x):
+        return sum(i * i for i in range(200_000)) + x
+
+    def wait(x):
+        time.sleep(0.02)
+        return x
+
+    if __name__ == "__main__":
+        logging.basicConfig(level=logging.INFO, format="log %(message)s", stream=sys.stdout)
+        # Every code path once while new processes and threads may start (and modules may be read).
+        autopar.map(spin, range(4), strategy="fork", workers=2)
+        autopar.map(wait, range(4), strategy="threads", workers=2)
+        autopar.shutdown()
+        os.setgid(65534)
+        os.setuid(65534)  # nobody: a user with no other processes, whom RLIMIT_NPROC binds (root it does not)
+        me = psutil.Process()
+        tasks = sum(p.num_threads() for p in psutil.process_iter() if p.uids().real == 65534)
+        resource.setrlimit(resource.RLIMIT_NPROC, (tasks, tasks))
+        for strategy in ("fork", "threads"):
+            try:
+                autopar.map(spin, range(8), strategy=strategy, workers=2)
+            except autopar.WorkerStartError as exc:
+                print("forced", exc, flush=True)
+        print("spin", autopar.map(spin, range(24)) == [spin(x) for x in range(24)], flush=True)
+        print("wait", autopar.map(wait, range(40)) == list(range(40)), flush=True)
+        print("children", len(me.children()), "threads", me.num_threads(), flush=True)
+"""
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to become a user alone")
+def test_process_limit_forced_error_and_auto_fallback_to_serial(tmp_path: Path) -> None:
+    """Under RLIMIT_NPROC: forced fork and threads name the limit; auto runs CPU and waiting work serially."""
+    script = _write(tmp_path, _PROCESS_LIMIT)
+    done = helpers.run_python([str(script)], tmp_path, timeout=SCRIPT_TIMEOUT_S)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    forced = [line for line in out.splitlines() if line.startswith("forced")]
+    assert len(forced) == 2, out
+    assert forced[0].startswith("forced fork workers could not start: this process may start no more processes")
+    assert forced[1].startswith("forced threads workers could not start: this process may start no more processes")
+    assert all("RLIMIT_NPROC is" in line for line in forced)
+    assert "spin True" in out
+    assert "wait True" in out
+    assert "children 0 threads 1" in out
+    # The log names the strategy that ran, not the one that could not start.
+    assert "threads could not start, so the rest runs serially" in out or "running serial instead" in out
+    assert "log autopar: serial took" in out
+
 
 def _write(tmp_path: Path, script: str) -> Path:
     path = tmp_path / "script.py"

@@ -14,6 +14,7 @@ from autopar._core._safety import (
     method_verdict,
     method_verdicts,
     require_available,
+    ruled_out_by,
     usable_process_methods,
 )
 from autopar._errors import WorkerStartError
@@ -283,3 +284,22 @@ def test_function_not_even_sendable_by_value_leaves_only_fork(
 ) -> None:
     """A function holding a lock reaches only fork workers, which inherit it, and only where auto may fork."""
     assert usable_process_methods(facts, shippable=False, picklable=True) == expected
+
+
+@pytest.mark.parametrize("method", ALL_POSIX)
+def test_no_usable_dev_shm_rules_out_every_process_method(method: str) -> None:
+    """A missing or read-only /dev/shm: no method is available, auto has none, forcing one names /dev/shm."""
+    facts = attrs.evolve(LINUX, shm_problem="/dev/shm is mounted read-only")
+    verdict = method_verdict(method, facts)
+    assert (verdict.available, verdict.safe) == (False, False)
+    assert "/dev/shm is mounted read-only" in verdict.reason
+    assert auto_process_methods(facts) == ()
+    with pytest.raises(WorkerStartError, match=r"/dev/shm is mounted read-only.*strategy='threads'"):
+        require_available(method, facts)
+
+
+def test_a_process_limit_rules_out_every_start_method_and_other_causes_one() -> None:
+    """RLIMIT_NPROC binds fork, forkserver and spawn alike; an unnamed cause, or threads, rules out itself only."""
+    assert ruled_out_by("fork", "RLIMIT_NPROC") == PROCESS_METHODS
+    assert ruled_out_by("spawn", None) == ("spawn",)
+    assert ruled_out_by("threads", "RLIMIT_NPROC") == ("threads",)

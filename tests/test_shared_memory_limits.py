@@ -1,9 +1,9 @@
-"""``shared=`` where ``/dev/shm`` is too small or read-only: the call falls back to pickling, never SIGBUS.
+"""Where ``/dev/shm`` is too small, read-only or missing: ``shared=`` is pickled instead (never SIGBUS), and auto runs without processes.
 
 Each test runs a child interpreter in a mount namespace of its own
 (``unshare -m``, or ``unshare -rm`` without root) with a 1 MB tmpfs on
-``/dev/shm``, as a small container has, and is skipped where the machine
-allows neither.
+``/dev/shm``, as a small container has (or a read-only or missing one), and
+is skipped where the machine allows neither.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 import helpers
+from autopar._shared import pool_shm_problem
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -54,6 +55,13 @@ if __name__ == "__main__":
 
 def _in_small_shm(tmp_path: Path, args: list[str], mount_options: str = "size=1m") -> subprocess.CompletedProcess[str]:
     """Run the script with ``args`` in a mount namespace whose /dev/shm is a tmpfs mounted with ``mount_options``."""
+    script = tmp_path / "shared_in_small_shm.py"
+    script.write_text(_SCRIPT)
+    return _in_namespace(tmp_path, f"mount -t tmpfs -o {mount_options} tmpfs /dev/shm", [str(script), *args])
+
+
+def _in_namespace(tmp_path: Path, mount: str, args: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run Python with ``args`` in a mount namespace of its own, after the shell command ``mount`` there."""
     unshare = shutil.which("unshare")
     if unshare is None:
         pytest.skip("needs unshare (util-linux) to mount a small /dev/shm")
@@ -61,13 +69,10 @@ def _in_small_shm(tmp_path: Path, args: list[str], mount_options: str = "size=1m
     probe = subprocess.run([*namespace, "mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", "/dev/shm"], check=False)
     if probe.returncode != 0:
         pytest.skip("this machine allows no mount namespace with its own /dev/shm (unshare -m, unshare -rm)")
-    script = tmp_path / "shared_in_small_shm.py"
-    script.write_text(_SCRIPT)
-    mount = f'mount -t tmpfs -o {mount_options} tmpfs /dev/shm && exec "$0" "$@"'
     env = {**os.environ, "PYTHONPATH": helpers.SRC}
     env.pop("AUTOPAR_STRATEGY", None)
     return subprocess.run(
-        [*namespace, "sh", "-c", mount, sys.executable, str(script), *args],
+        [*namespace, "sh", "-c", f'{mount} && exec "$0" "$@"', sys.executable, *args],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -106,3 +111,61 @@ def test_shared_with_read_only_dev_shm_is_pickled_instead(tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["True", "[]"]
     assert "a shared-memory segment could not be created" in done.stderr
+
+
+def test_pool_shm_problem_reads_the_directory(tmp_path: Path) -> None:
+    """A writable directory has no problem; a missing one is named with the reason."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("multiprocessing uses /dev/shm on Linux only")
+    assert pool_shm_problem(str(tmp_path)) is None
+    missing = tmp_path / "missing"
+    assert pool_shm_problem(str(missing)) == f"{missing} cannot be used ('No such file or directory')"
+
+
+_WHOLE_CALL = """
+import logging, sys
+import psutil
+import autopar
+
+def spin(x):
+    return sum(i * i for i in range(200_000)) + x
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="log %(message)s")
+    for strategy in ("fork", "forkserver", "spawn"):
+        try:
+            autopar.map(spin, range(4), strategy=strategy, workers=2)
+        except autopar.WorkerStartError as exc:
+            print("forced", strategy, exc)
+    print("auto", autopar.map(spin, range(24)) == [spin(x) for x in range(24)])
+    print("explain", autopar.explain(spin, range(24)).reasons)
+    print("children", len(psutil.Process().children()))
+"""
+
+
+@pytest.mark.parametrize(
+    ("mount", "problem"),
+    [
+        ("mount -t tmpfs -o ro,size=1m tmpfs /dev/shm", "/dev/shm is mounted read-only"),
+        ("umount /dev/shm && mount -t tmpfs -o ro,size=1m tmpfs /dev", "/dev/shm cannot be used"),
+    ],
+    ids=["read-only", "missing"],
+)
+def test_whole_call_without_usable_dev_shm(tmp_path: Path, mount: str, problem: str) -> None:
+    """No usable /dev/shm: forced process strategies name it, auto runs the call right and says why."""
+    script = tmp_path / "no_shm.py"
+    script.write_text(_WHOLE_CALL)
+    done = _in_namespace(tmp_path, mount, [str(script)])
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    forced = [line for line in lines if line.startswith("forced")]
+    assert len(forced) == 3, done.stdout
+    assert all("cannot start worker processes here" in line and problem in line for line in forced), forced
+    assert "auto True" in lines
+    assert any(line.startswith("explain") and problem in line for line in lines), done.stdout
+    assert "children 0" in lines
+    assert "could not start" not in done.stderr  # auto knew before trying
+    info = _in_namespace(tmp_path, mount, ["-m", "autopar", "info"])
+    assert info.returncode == 0, info.stderr
+    assert "auto process methods  none" in info.stdout
+    assert problem in info.stdout

@@ -43,6 +43,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_forksafe",
         "_pickling",
         "_native",
+        "_limits",
         "_worker",
         "_shared",
         "_serialize",

@@ -25,6 +25,7 @@ from ._calibrate import calibrate
 from ._core._decide import decide
 from ._core._plans import Calibrate, Reuse, Run, plan_call, serial_decision
 from ._core._reasons import EXHAUSTED
+from ._core._safety import ruled_out_by
 from ._core._sizing import serial_batch_size
 from ._deadline import Deadline, starting_within
 from ._dispatch import serial_batches, unwrap
@@ -77,6 +78,8 @@ class Call:
             self.progress(0, self.n_items)
         self.caller_initialized = False
         self.speculation: Speculation | None = None
+        #: The decision the call ran instead of its own, when that one's pool could not start.
+        self.ran: Decision | None = None
         self.shared: SharedHandle | None = None
         self.call_func = func
         if opts.has_shared:
@@ -254,13 +257,14 @@ class Call:
             except WorkerStartError as exc:
                 if decision.forced:
                     raise
-                decision = self._decide_without(decision, exc)
+                decision = self.ran = self._decide_without(decision, exc)
             if decision.strategy == "serial":
                 return None
 
     def _decide_without(self, failed: Decision, exc: WorkerStartError) -> Decision:
         """Decide again without the start method that failed (re-plan an item_timeout call, which has no measurements)."""
-        failures = (*self.facts.start_failures, (failed.strategy, exc.reason or str(exc)))
+        why = exc.reason or str(exc)
+        failures = (*self.facts.start_failures, *((s, why) for s in ruled_out_by(failed.strategy, exc.limit)))
         self.facts = attrs.evolve(self.facts, start_failures=failures)
         m = failed.measurements
         decision = self.decide(remember=False) if m is None else decide(m, self.facts, self.opts)

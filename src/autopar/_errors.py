@@ -70,9 +70,11 @@ class WorkerStartError(AutoparError, OSError):
 
     Attributes:
         reason: the cause alone, without the strategy's name.
+        limit: the resource limit of this process behind it (``"RLIMIT_NPROC"``, ``"RLIMIT_NOFILE"``), or None.
     """
 
     reason: str = ""
+    limit: str | None = None
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""

@@ -60,6 +60,9 @@ class PlatformFacts:
     cloudpickle_available: bool = False
     #: This process is daemonic (a ``multiprocessing`` worker, ``Process(daemon=True)``): it may not have children.
     daemon: bool = False
+    #: Why ``multiprocessing`` cannot place the values a pool shares with its workers (a missing or
+    #: read-only ``/dev/shm`` on Linux), or None: then no process pool can start.
+    shm_problem: str | None = None
     #: Start methods whose workers could not start during this call (a limit), each with the reason.
     start_failures: tuple[tuple[str, str], ...] = ()
     #: ``concurrent.interpreters`` exists (Python 3.14 and later, a build with subinterpreters).

@@ -24,6 +24,7 @@ import psutil  # type: ignore[import-untyped,unused-ignore]
 from ._core import _safety
 from ._main_module import in_main_bootstrap, main_importable
 from ._model import PlatformFacts
+from ._shared import pool_shm_problem
 from ._worker import is_inside_worker as in_worker
 
 if TYPE_CHECKING:
@@ -221,6 +222,7 @@ def _static_facts() -> dict[str, Any]:
         "cpu_physical": cpu_count_physical(),
         "cloudpickle_available": importlib.util.find_spec("cloudpickle") is not None,
         "subinterpreters": sys.version_info >= (3, 14) and importlib.util.find_spec("_interpreters") is not None,
+        "shm_problem": pool_shm_problem(),
     }
 
 
@@ -292,9 +294,6 @@ def platform_report(facts: PlatformFacts) -> list[tuple[str, str]]:
         ("threads", f"{facts.python_threads} Python, {facts.native_threads} native"),
         ("memory", _memory_text(facts)),
         ("__main__", "importable file" if facts.main_importable else "not a file (REPL, python -c or notebook)"),
-        (
-            "cloudpickle",
-            "installed" if facts.cloudpickle_available else "not installed (pip install 'autopar[cloudpickle]')",
-        ),
+        ("cloudpickle", "installed" if facts.cloudpickle_available else "not installed (pip install cloudpickle)"),
     ]
     return rows

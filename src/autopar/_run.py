@@ -121,11 +121,14 @@ def run_map(func: Callable[[T], R], chunks: Iterable[T], call: dict[str, Any], d
 
 
 def _observe(call: Call, decision: Decision, elapsed_s: float, items: int) -> None:
-    """Log the call's wall time against the prediction; tell the cache, so a drifted entry is recalibrated."""
-    line = render_outcome(decision, elapsed_s, items)
+    """Log the call's wall time against the prediction; tell the cache, so a drifted entry is recalibrated.
+
+    A call whose pool could not start ran another decision (``call.ran``): its time says nothing of the entry.
+    """
+    line = render_outcome(call.ran or decision, elapsed_s, items)
     if line is not None:
         logger.info("%s", line)
-    if call.key is None or items <= 0 or decision.strategy == "serial":
+    if call.key is None or items <= 0 or decision.strategy == "serial" or call.ran is not None:
         return
     if _cache.observe(call.key, elapsed_s * decision.workers / items):
         logger.info("autopar: per-item time drifted; the next call recalibrates")

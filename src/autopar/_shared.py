@@ -22,6 +22,7 @@ inside the functions that need them).
 from __future__ import annotations
 
 import itertools
+import mmap
 import os
 import sys
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["CallWithShared", "SharedHandle", "SharedMemoryRef", "install_shared", "shared_objects"]
+__all__ = ["CallWithShared", "SharedHandle", "SharedMemoryRef", "install_shared", "pool_shm_problem", "shared_objects"]
 
 #: Objects passed to every call with ``shared=``, by key: set in the caller (threads, serial,
 #: and fork workers that inherit it) or installed by a spawned worker at start-up.
@@ -124,6 +125,28 @@ class SharedHandle:
         if segment is not None:
             segment.close()
             segment.unlink()
+
+
+def pool_shm_problem(shm_dir: str = "/dev/shm") -> str | None:
+    """Why ``multiprocessing`` cannot make the values its pools share with workers here, or None when it can.
+
+    On Linux it puts them in a file under ``/dev/shm`` whenever ``/dev/shm``
+    reports a page free (in the temporary directory only when it does not), so
+    a missing or read-only ``/dev/shm`` fails every process pool's start.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        stat = os.statvfs(shm_dir)
+    except OSError as exc:
+        return f"{shm_dir} cannot be used ({exc.strerror or exc!r})"
+    if stat.f_bavail * stat.f_frsize < mmap.PAGESIZE:
+        return None
+    if stat.f_flag & os.ST_RDONLY:
+        return f"{shm_dir} is mounted read-only"
+    if not os.access(shm_dir, os.W_OK):
+        return f"{shm_dir} is not writable by this user"
+    return None
 
 
 def _free_space_problem(shm_dir: str, size: int) -> str | None:

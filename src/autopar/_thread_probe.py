@@ -61,6 +61,25 @@ def await_threads_gone(count: int, clocks: Clocks, patience_s: float = _REAP_PAT
         clocks.sleep(_REAP_POLL_S)
 
 
+def _in_caller(func: Callable[[Any], Any], batches: list[list[Any]], capture_errors: bool, results: list[Any]) -> None:
+    """Run the probe's batches serially in the caller instead, keeping their results."""
+    for batch in batches:
+        results.extend(run_in_caller(func, batch, len(results), capture_errors))
+
+
+def _start_all(workers: list[threading.Thread], barrier: threading.Barrier) -> bool:
+    """Start every probe thread; False, with the started ones gone before any item, when one would not start."""
+    for count, worker in enumerate(workers):
+        try:
+            worker.start()
+        except RuntimeError:  # "can't start new thread": a process or thread limit
+            barrier.abort()
+            for started in workers[:count]:
+                started.join()
+            return False
+    return True
+
+
 def probe_threads(
     func: Callable[[Any], Any],
     source: Iterator[Any],
@@ -69,13 +88,12 @@ def probe_threads(
     results: list[Any],
     clocks: Clocks,
 ) -> ProbeReading | None:
-    """Run ``plan.threads`` batches at once and time them; None when the input ran out before a fair probe."""
+    """Run ``plan.threads`` batches at once and time them; None, with the batches run in the caller,
+    when the input ran out before a fair probe or a thread would not start (a process or thread limit)."""
     threads, per_thread = plan.threads, plan.per_thread
     batches = [b for b in (list(itertools.islice(source, per_thread)) for _ in range(threads)) if b]
-    if len(batches) < threads or len(batches[-1]) < per_thread:
-        # Too little input left for a fair probe: run it serially, keep the results.
-        for batch in batches:
-            results.extend(run_in_caller(func, batch, len(results), capture_errors))
+    if len(batches) < threads or len(batches[-1]) < per_thread:  # too little input left for a fair probe
+        _in_caller(func, batches, capture_errors, results)
         return None
     outputs: list[list[Any] | BaseException] = [[] for _ in batches]
     starts = [len(results) + i * per_thread for i in range(threads)]
@@ -83,7 +101,10 @@ def probe_threads(
     cpu = [0.0] * threads
 
     def work(i: int) -> None:
-        barrier.wait()
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:  # another probe thread would not start: the caller runs the batches
+            return
         started = clocks.thread()
         try:
             outputs[i] = run_chunk(func, batches[i], starts[i], capture_errors=capture_errors, in_process=False)
@@ -95,8 +116,9 @@ def probe_threads(
 
     before = os_threads()
     workers = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(threads)]
-    for worker in workers:
-        worker.start()
+    if not _start_all(workers, barrier):
+        _in_caller(func, batches, capture_errors, results)
+        return None
     barrier.wait()
     w0 = clocks.wall()
     for worker in workers:

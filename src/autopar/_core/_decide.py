@@ -40,11 +40,14 @@ __all__ = ["candidate", "cluster_excluded", "decide", "forced_decision", "serial
 
 
 def serial_exit(platform: PlatformFacts) -> str | None:
-    """Why this call must run serially whatever it measures (a nested call, a re-imported main), or None."""
+    """Why this call must run serially whatever it measures (a nested call, a re-imported main, no thread starts), or None."""
     if platform.in_worker:
         return _reasons.NESTED
     if platform.in_main_bootstrap:
         return _reasons.IN_BOOTSTRAP
+    for failed, why in platform.start_failures:
+        if failed == "threads":
+            return _reasons.no_threads(why)
     return None
 
 

@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING
 
 from .._render import format_seconds
 from ._costs import CLOSE_RATIO, DASK, DASK_FIRST_USE_S, MODELLED, thread_speedup, worker_startup_s
-from ._safety import DAEMONIC, PROCESS_METHODS, auto_process_methods, method_verdict, usable_process_methods
+from ._safety import (
+    DAEMONIC,
+    PROCESS_METHODS,
+    auto_process_methods,
+    method_verdict,
+    shm_text,
+    usable_process_methods,
+)
 from ._workload import ASSUMED_ITEMS_UNKNOWN, SKEW_RATIO, clean, probe_reading
 
 if TYPE_CHECKING:
@@ -24,6 +31,7 @@ __all__ = [
     "EXHAUSTED",
     "IN_BOOTSTRAP",
     "NESTED",
+    "no_threads",
     "BOOTSTRAP_WARNING",
     "candidate_note",
     "choice_reason",
@@ -47,6 +55,13 @@ EMPTY_INPUT = "empty input"
 EXHAUSTED = "the whole input ran during calibration"
 NESTED = "nested call inside an autopar worker: runs serially"
 IN_BOOTSTRAP = 'called while a child process imports __main__ (no `if __name__ == "__main__":` guard)'
+
+
+def no_threads(why: str) -> str:
+    """Why a call whose threads could not start runs serially (no pool of any kind would start either)."""
+    return f"threads could not start, so the rest runs serially in the caller: {why}"
+
+
 BOOTSTRAP_WARNING = (
     "autopar.map called while a worker process imports the main module: running serially. "
     'Put the call under `if __name__ == "__main__":` to run it in parallel.'
@@ -88,9 +103,11 @@ def shipping_message(name: str, problem: str, strategy: str) -> str:
 
 
 def start_reasons(platform: PlatformFacts, chosen: str) -> list[str]:
-    """Why process workers cannot start here: a daemonic process, or methods whose start failed in this call."""
+    """Why process workers cannot start here: a daemonic process, no usable ``/dev/shm``, or methods whose start failed in this call."""
     if platform.daemon:
         return [f"{DAEMONIC}: no process strategy"]
+    if platform.shm_problem is not None:
+        return [f"{shm_text(platform.shm_problem)}: no process strategy"]
     return [
         f"{method} workers could not start, so {chosen} runs instead: {why}" for method, why in platform.start_failures
     ]
@@ -101,7 +118,7 @@ def process_reasons(m: Measurements, platform: PlatformFacts, chosen: str) -> li
         return ["items or results cannot be pickled: no process strategy"]
     using = f"; using {chosen}" if chosen in PROCESS_METHODS else ""
     reasons = start_reasons(platform, chosen)
-    if platform.daemon:
+    if platform.daemon or platform.shm_problem is not None:
         return reasons
     fork = method_verdict("fork", platform)
     if fork.available and not fork.safe:

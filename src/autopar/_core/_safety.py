@@ -4,7 +4,7 @@ No OS calls here: ``_platform`` probes the facts, these functions only reason
 about them, so every branch is unit-tested with injected facts (Windows,
 macOS, Linux with and without threads, free-threaded builds, Python 3.14+).
 A method that exists may still be unable to start workers here: in a daemonic
-process (``multiprocessing`` forbids it children), or after its workers failed
+process (``multiprocessing`` forbids it children), without a usable ``/dev/shm``, or after its workers failed
 to start during this call (a process or open-file limit).
 """
 
@@ -25,6 +25,8 @@ __all__ = [
     "method_verdicts",
     "require_available",
     "require_interpreters",
+    "ruled_out_by",
+    "shm_text",
     "usable_process_methods",
 ]
 
@@ -36,14 +38,33 @@ DAEMONIC = (
 )
 
 
+def shm_text(problem: str) -> str:
+    """Why no process pool starts where ``multiprocessing`` has no usable ``/dev/shm``."""
+    return f"multiprocessing keeps the values each pool shares with its workers in /dev/shm, and {problem}"
+
+
 def cannot_start(method: str, facts: PlatformFacts) -> str | None:
     """Why ``method`` workers cannot start in this process now, or None when they can."""
     if facts.daemon:
         return DAEMONIC
+    if facts.shm_problem is not None:
+        return shm_text(facts.shm_problem)
     for failed, reason in facts.start_failures:
         if failed == method:
             return f"its workers could not start: {reason}"
     return None
+
+
+def ruled_out_by(strategy: str, limit: str | None) -> tuple[str, ...]:
+    """What a failed start of ``strategy`` rules out for the rest of the call.
+
+    A limit of the process (``RLIMIT_NPROC``, ``RLIMIT_NOFILE``) binds every
+    start method alike, so trying the next one would fail the same way; any
+    other cause rules out that strategy alone.
+    """
+    if limit is not None and strategy in PROCESS_METHODS:
+        return PROCESS_METHODS
+    return (strategy,)
 
 
 #: The strategy of subinterpreters in this process (Python 3.14 and later).

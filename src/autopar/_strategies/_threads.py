@@ -15,12 +15,14 @@ caller is never blocked on them: a retired pool's shutdown joins no thread.
 
 from __future__ import annotations
 
+import errno
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .._limits import start_error
 from .._worker import ChunkFailed, run_chunk
 
 if TYPE_CHECKING:
@@ -92,8 +94,13 @@ class ThreadPool(QueuedPool):
             threading.Thread(target=self._run, args=(spec,), name=f"autopar-thread-{i}", daemon=True)
             for i in range(workers)
         ]
-        for thread in self._threads:
-            thread.start()
+        for started, thread in enumerate(self._threads):
+            try:
+                thread.start()
+            except RuntimeError as exc:  # "can't start new thread": a process or thread limit
+                del self._threads[started:]
+                self.shutdown()
+                raise start_error(ThreadStrategy.name, exc, errno.EAGAIN) from exc
 
     def _run(self, spec: PoolSpec) -> None:
         if spec.initializer is not None:

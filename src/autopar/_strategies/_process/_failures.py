@@ -3,23 +3,21 @@
 A worker holds one task, so its death fails that chunk only.  The running item
 comes from the worker's shared slot (batch modes) or from how many results it
 streamed before dying (stream mode); the exit code is put into words, with the
-signal name and its likely cause.  A worker that could not start at all (a
-process or open-file limit, memory) becomes a ``WorkerStartError`` naming the limit.
+signal name and its likely cause.
 """
 
 from __future__ import annotations
 
-import errno
 import signal
 from typing import TYPE_CHECKING, Any
 
-from ..._errors import WorkerCrashedError, WorkerStartError
+from ..._errors import WorkerCrashedError
 
 if TYPE_CHECKING:
     from ..._types import Outcome
     from ._handle import WorkerProcess
 
-__all__ = ["crash_outcome", "describe_exit", "start_error", "timeout_outcome"]
+__all__ = ["crash_outcome", "describe_exit", "timeout_outcome"]
 
 _SIGNAL_HINTS = {"SIGSEGV": "a segmentation fault", "SIGKILL": "killed, possibly by the out-of-memory killer"}
 
@@ -67,38 +65,3 @@ def timeout_outcome(worker: WorkerProcess, method: str, item_timeout: float) -> 
     worker.stop(kill=True)
     msg = f"item {index} ran longer than item_timeout={item_timeout} s; its {method} worker was stopped"
     return (task_id, worker.partial, TimeoutError(msg))
-
-
-#: errno of a failed start -> (what it means, the resource limit behind it).
-_START_CAUSES = {
-    errno.EAGAIN: ("this process may start no more processes or threads", "RLIMIT_NPROC"),
-    errno.EMFILE: ("this process has too many open files", "RLIMIT_NOFILE"),
-    errno.ENFILE: ("the system has too many open files", None),
-    errno.ENOMEM: ("there is not enough memory to start a process", None),
-}
-
-
-def _limit_text(name: str | None) -> str:
-    if name is None:
-        return ""
-    try:
-        import resource
-    except ImportError:
-        return f"{name}, "
-    which = getattr(resource, name, None)
-    if which is None:
-        return f"{name}, "
-    soft, _ = resource.getrlimit(which)
-    return f"{name} is {'unlimited' if soft == resource.RLIM_INFINITY else soft}, "
-
-
-def start_error(method: str, exc: BaseException) -> WorkerStartError:
-    """The error for ``method`` workers that could not start, naming the cause of ``exc``."""
-    cause, limit = _START_CAUSES.get(getattr(exc, "errno", None) or -1, (None, None))
-    if cause is None:
-        cause = "the operating system refused" if isinstance(exc, OSError) else "the forkserver failed"
-    reason = f"{cause} ({_limit_text(limit)}{exc!r})"
-    error = WorkerStartError(f"{method} workers could not start: {reason}")
-    error.reason = reason
-    error.__cause__ = exc
-    return error

@@ -28,10 +28,11 @@ from typing import TYPE_CHECKING, Any
 from ..._deadline import start_time_left
 from ..._errors import WorkerCrashedError
 from ..._forksafe import at_fork_in_child, forget_process
+from ..._limits import start_error
 from ..._native import native_thread_env
 from ..._pickling import for_workers
 from ._child import process_main
-from ._failures import describe_exit, start_error
+from ._failures import describe_exit
 from ._popen import ClosingForkProcess
 from ._protocol import Init, Stop, decode, encode, raised
 
