@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 
 class InitFailedError(Exception):
@@ -72,3 +73,9 @@ def config_seen(_x: object) -> dict[str, object]:
     from autopar._config import current_config
 
     return dict(current_config())
+
+
+def config_after_a_wait(_x: object) -> dict[str, object]:
+    """The ``autopar.config()`` options the calling thread sees, after waiting 5 ms (work that threads overlap)."""
+    time.sleep(0.005)
+    return config_seen(_x)

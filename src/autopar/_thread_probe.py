@@ -8,6 +8,7 @@ so a fork afterwards sees no extra thread.
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import math
 import os
@@ -67,8 +68,13 @@ def _in_caller(func: Callable[[Any], Any], batches: list[list[Any]], capture_err
         results.extend(run_in_caller(func, batch, len(results), capture_errors))
 
 
-def _start_all(workers: list[threading.Thread], barrier: threading.Barrier) -> bool:
-    """Start every probe thread; False, with the started ones gone before any item, when one would not start."""
+def _start_all(work: Callable[[int], None], threads: int, barrier: threading.Barrier) -> list[threading.Thread] | None:
+    """Start ``threads`` threads running ``work(i)``, each in a copy of the caller's context (so items see the
+    caller's ``config()``, as on the thread pool); None, the started ones gone before any item, when one would not start.
+    """
+    workers = [
+        threading.Thread(target=contextvars.copy_context().run, args=(work, i), daemon=True) for i in range(threads)
+    ]
     for count, worker in enumerate(workers):
         try:
             worker.start()
@@ -76,8 +82,8 @@ def _start_all(workers: list[threading.Thread], barrier: threading.Barrier) -> b
             barrier.abort()
             for started in workers[:count]:
                 started.join()
-            return False
-    return True
+            return None
+    return workers
 
 
 def probe_threads(
@@ -115,8 +121,8 @@ def probe_threads(
             outputs[i] = exc
 
     before = os_threads()
-    workers = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(threads)]
-    if not _start_all(workers, barrier):
+    workers = _start_all(work, threads, barrier)
+    if workers is None:
         _in_caller(func, batches, capture_errors, results)
         return None
     barrier.wait()

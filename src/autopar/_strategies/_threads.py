@@ -5,7 +5,11 @@ Data flow::
     caller --submit--> tasks (queue.Queue) --> worker threads --> done (queue.Queue) --poll--> caller
 
 Threads share the interpreter, so nothing is pickled; under the GIL only code
-that releases it (C extensions, I/O) runs in parallel.
+that releases it (C extensions, I/O) runs in parallel.  Each chunk runs in a
+copy of the submitting caller's ``contextvars`` context (as ``asyncio.to_thread``
+runs its function), so ``autopar.config()`` scopes and the caller's other
+context variables are seen by the items on every build, whether or not new
+threads inherit their starter's context (free-threaded builds do by default).
 
 Warning: a thread cannot be killed.  When a call times out, is interrupted or
 cancelled, its running items go on until they return; the pool is retired
@@ -15,6 +19,7 @@ caller is never blocked on them: a retired pool's shutdown joins no thread.
 
 from __future__ import annotations
 
+import contextvars
 import errno
 import queue
 import threading
@@ -31,7 +36,8 @@ if TYPE_CHECKING:
 
 __all__ = ["QueuedPool", "ThreadPool", "ThreadStrategy"]
 
-_Task = tuple[int, Callable[[Any], Any], Sequence[Any], int, bool]
+#: (task id, function, items, index of the first, capture errors, the submitting caller's context).
+_Task = tuple[int, Callable[[Any], Any], Sequence[Any], int, bool, contextvars.Context]
 #: Seconds ``shutdown`` waits, for all threads together, for idle threads to exit.
 _JOIN_S = 0.5
 
@@ -112,14 +118,16 @@ class ThreadPool(QueuedPool):
             task = self._tasks.get()
             if task is None:
                 return
-            task_id, func, items, start, capture_errors = task
+            task_id, func, items, start, capture_errors, context = task
             generation = self._generation
             if self._init_error is not None:
                 outcome: Outcome = (task_id, None, self._init_error)
             else:
                 try:
                     current = self._while_current(items, generation)
-                    results = run_chunk(func, current, start, capture_errors=capture_errors, in_process=False)
+                    results = context.run(
+                        run_chunk, func, current, start, capture_errors=capture_errors, in_process=False
+                    )
                 except ChunkFailed as failed:
                     outcome = (task_id, failed.results, failed.wrapped.rebuild())
                 except BaseException as exc:  # SystemExit or KeyboardInterrupt raised by func
@@ -143,7 +151,9 @@ class ThreadPool(QueuedPool):
         self, task_id: int, func: Callable[[Any], Any], items: Sequence[Any], start: int, capture_errors: bool
     ) -> None:
         self._pending += 1
-        self._tasks.put((task_id, func, items, start, capture_errors))
+        # Each chunk runs in a copy of the caller's context, as asyncio.to_thread does: config() scopes and
+        # other context variables set around the call are seen by its items on every build.
+        self._tasks.put((task_id, func, items, start, capture_errors, contextvars.copy_context()))
 
     def shutdown(self) -> None:
         abandoned = self._retired  # cancelled: its threads may still run items nobody waits for
