@@ -136,6 +136,7 @@ def cpu_count(
     return max(1, min(limits))
 
 
+@functools.cache
 def cpu_count_physical() -> int | None:
     """The number of physical cores, or None where psutil cannot tell."""
     try:
@@ -219,7 +220,6 @@ def _static_facts() -> dict[str, Any]:
         "start_methods": tuple(multiprocessing.get_all_start_methods()),
         "cpu_count": cpu_count(),
         "cpu_logical": os.cpu_count() or 1,
-        "cpu_physical": cpu_count_physical(),
         "cloudpickle_available": importlib.util.find_spec("cloudpickle") is not None,
         "subinterpreters": sys.version_info >= (3, 14) and importlib.util.find_spec("_interpreters") is not None,
         "shm_problem": pool_shm_problem(),
@@ -238,13 +238,13 @@ def _memory_bytes() -> tuple[int, int]:
 def probe_platform(*, memory: bool = True) -> PlatformFacts:
     """The facts about this machine and interpreter, as of now.
 
-    The static parts (system, Python version, start methods, CPU counts, cloudpickle) are
+    The static parts (system, Python version, start methods, CPU counts, cloudpickle, ``/dev/shm``) are
     probed once per process; threads, the default start method, ``__main__``, the worker,
     bootstrap and daemon flags are re-read on each call (a forked child may differ).
 
     Args:
-        memory: also read total and available memory; ``False`` leaves both at 0 and saves
-            the system call (every ``map`` call probes without it: no rule reads memory).
+        memory: also read total and available memory and the physical core count; ``False`` leaves
+            them at 0 and None and saves the system calls (every ``map`` call probes without them: no rule reads them).
     """
     python_threads, native_threads = count_threads()
     memory_total, memory_available = _memory_bytes() if memory else (0, 0)
@@ -255,6 +255,7 @@ def probe_platform(*, memory: bool = True) -> PlatformFacts:
         native_threads=native_threads,
         memory_total_bytes=memory_total,
         memory_available_bytes=memory_available,
+        cpu_physical=cpu_count_physical() if memory else None,
         main_importable=main_importable(),
         in_worker=in_worker(),
         in_main_bootstrap=in_main_bootstrap(),

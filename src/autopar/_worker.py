@@ -83,10 +83,10 @@ def run_chunk(
     try:
         while True:
             try:
-                # One try around the loop, not one per item: this is the hot path of tiny work.
+                # One try around the loop, not one per item: this is the hot path of tiny work.  extend(map())
+                # loops in C, and keeps the results appended before a failure (the iterator is then past it).
                 if slot is None:
-                    for item in remaining:
-                        append(func(item))
+                    results.extend(map(func, remaining))
                 else:
                     for item in remaining:
                         slot.value = start + len(results)
