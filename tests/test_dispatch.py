@@ -15,6 +15,7 @@ from autopar._core._sizing import TAIL_CHUNKS_PER_WORKER
 from autopar._dispatch import Dispatch
 from autopar._model import PoolSpec
 from autopar._strategies._serial import SerialPool
+from autopar._worker import ChunkFailed, Failure, run_chunk
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -112,3 +113,26 @@ def test_map_shrinks_only_a_chosen_chunksize(chunksize: int | None, tail_shrinks
     assert (sizes[-1] == 1) is tail_shrinks
     if not tail_shrinks:
         assert sizes == [5, 5, 5, 5]
+
+
+@pytest.mark.parametrize("capture_errors", [False, True])
+def test_run_chunk_keeps_the_results_before_a_failure_and_goes_on_after_it(capture_errors: bool) -> None:
+    """In the caller (no slot): item 3 fails; items 0-2 keep their results, each item runs once, and with
+    capture_errors the items after it run too, in order."""
+    ran: list[int] = []
+
+    def fail_on_3(x: int) -> int:
+        ran.append(x)
+        if x == 3:
+            raise ValueError(x)
+        return x * 10
+
+    if capture_errors:
+        results = run_chunk(fail_on_3, range(6), 0, capture_errors=True, in_process=False)
+        assert [r if not isinstance(r, Failure) else "failed" for r in results] == [0, 10, 20, "failed", 40, 50]
+        assert ran == list(range(6))
+    else:
+        with pytest.raises(ChunkFailed) as info:
+            run_chunk(fail_on_3, range(6), 0, capture_errors=False, in_process=False)
+        assert (info.value.offset, info.value.results) == (3, [0, 10, 20])
+        assert ran == [0, 1, 2, 3]
