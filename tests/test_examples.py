@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 #: A deadlock guard, not a measurement: each example runs in a few seconds.
@@ -96,6 +98,19 @@ def test_cli_explain_hashing_json():
     decision = json.loads(out)
     assert "strategy" in decision
     assert decision["strategy"] in ("serial", "threads", "fork", "forkserver", "spawn")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no resource limits on Windows")
+def test_cli_info_names_the_limits_a_pool_start_meets():
+    """`python -m autopar info` lists RLIMIT_NPROC and RLIMIT_NOFILE with their values and what is in use."""
+    import resource
+
+    out = _run("-m", "autopar", "info")
+    rows = dict(line.split(None, 1) for line in out.splitlines() if line.startswith("  RLIMIT_"))
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    value = "unlimited" if soft == resource.RLIM_INFINITY else str(soft)
+    assert rows["RLIMIT_NOFILE"].startswith(f"{value} (open in this process: ")
+    assert "(processes and threads of this user: " in rows["RLIMIT_NPROC"]
 
 
 def test_model_per_worker_loads_the_model_once_per_worker():

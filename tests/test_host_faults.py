@@ -121,6 +121,8 @@ _PROCESS_LIMIT = """
         me = psutil.Process()
         tasks = sum(p.num_threads() for p in psutil.process_iter() if p.uids().real == 65534)
         resource.setrlimit(resource.RLIMIT_NPROC, (tasks, tasks))
+        from autopar._limits import limit_rows
+        print("info", tasks, dict(limit_rows())["RLIMIT_NPROC"], flush=True)
         for strategy in ("fork", "threads"):
             try:
                 autopar.map(spin, range(8), strategy=strategy, workers=2)
@@ -145,6 +147,8 @@ def test_process_limit_forced_error_and_auto_fallback_to_serial(tmp_path: Path) 
     assert forced[0].startswith("forced fork workers could not start: this process may start no more processes")
     assert forced[1].startswith("forced threads workers could not start: this process may start no more processes")
     assert all("RLIMIT_NPROC is" in line for line in forced)
+    info = next(line.split() for line in out.splitlines() if line.startswith("info"))
+    assert info[2] == info[1]  # autopar info shows the limit
     assert "spin True" in out
     assert "wait True" in out
     assert "children 0 threads 1" in out

@@ -78,12 +78,13 @@ def _load_function(spec: str) -> Any:
 
 
 def _info(_args: argparse.Namespace) -> int:
+    from ._limits import limit_rows
     from ._platform import platform_report
 
-    facts = autopar.probe_platform(memory=True)
-    width = max(len(k) for k, _ in platform_report(facts))
+    rows = platform_report(autopar.probe_platform(memory=True)) + limit_rows()
+    width = max(len(k) for k, _ in rows)
     print(f"autopar {autopar.__version__}")
-    for key, value in platform_report(facts):
+    for key, value in rows:
         print(f"  {key:<{width}}  {value}")
     return 0
 

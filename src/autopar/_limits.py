@@ -13,7 +13,7 @@ import errno
 
 from ._errors import WorkerStartError
 
-__all__ = ["start_error"]
+__all__ = ["limit_rows", "start_error"]
 
 #: errno of a failed start -> (what it means, the resource limit behind it).
 _START_CAUSES = {
@@ -52,3 +52,49 @@ def start_error(strategy: str, exc: BaseException, code: int | None = None) -> W
     error.limit = limit
     error.__cause__ = exc
     return error
+
+
+def _user_tasks() -> int | None:
+    """Processes and threads of this process's real user: what ``RLIMIT_NPROC`` counts on Linux."""
+    import psutil  # type: ignore[import-untyped,unused-ignore]
+
+    try:
+        uid = psutil.Process().uids().real
+        return sum(
+            p.info["num_threads"] or 0
+            for p in psutil.process_iter(["uids", "num_threads"])
+            if p.info["uids"] and p.info["uids"].real == uid
+        )
+    except (AttributeError, OSError, psutil.Error):
+        return None
+
+
+def _open_files() -> int | None:
+    """Descriptors open in this process: what ``RLIMIT_NOFILE`` bounds."""
+    import psutil  # type: ignore[import-untyped,unused-ignore]
+
+    try:
+        return int(psutil.Process().num_fds())
+    except (AttributeError, OSError, psutil.Error):
+        return None
+
+
+def limit_rows() -> list[tuple[str, str]]:
+    """Rows of (label, value) for ``autopar info``: the limits a pool's start meets, and what is in use now."""
+    try:
+        import resource
+    except ImportError:
+        return []
+    rows = []
+    for name, used, what in (
+        ("RLIMIT_NPROC", _user_tasks, "processes and threads of this user"),
+        ("RLIMIT_NOFILE", _open_files, "open in this process"),
+    ):
+        which = getattr(resource, name, None)
+        if which is None:
+            continue
+        soft, _ = resource.getrlimit(which)
+        count = used()
+        now = "" if count is None else f" ({what}: {count})"
+        rows.append((name, f"{'unlimited' if soft == resource.RLIM_INFINITY else soft}{now}"))
+    return rows
