@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autopar._core._costs import DEFAULT_WORKER_STARTUP_S, PROCESS_CHUNK_OVERHEAD_S, predict
+from autopar._core._costs import DEFAULT_WORKER_STARTUP_S, PROCESS_CHUNK_OVERHEAD_S, overlap, predict
 from autopar._core._decide import decide, forced_decision
 from autopar._core._sizing import CHUNKS_PER_WORKER, MAX_THREADS
 from autopar._core._workload import ASSUMED_ITEMS_UNKNOWN
@@ -771,9 +771,10 @@ def test_forced_decision_property(n_items: int | None, workers: int | None, cpus
 
 
 def test_items_half_waiting_half_computing_run_on_more_processes_than_cpus() -> None:
-    """40 items that sleep 25 ms, then compute 25 ms, on 2 CPUs: 4 processes overlap the waits on both cores."""
+    """40 items that sleep 25 ms, then compute 25 ms, on 2 CPUs: 8 processes, not the 4 that would
+    keep both cores busy only if every item waited and computed in step."""
     decision = decide(measure(40, 0.05, cpu_share=0.5, item_waits=1.0), LINUX, AUTO)
-    assert (decision.strategy, decision.workers) == ("fork", 4)
+    assert (decision.strategy, decision.workers) == ("fork", 8)
     assert "waits part of each item (CPU 50% of wall)" in reasons(decision)
     threads = candidate(decision, "threads")
     assert threads.workers > LINUX.cpu_count
@@ -838,3 +839,21 @@ def test_threads_that_could_not_start_leave_serial_with_the_reason() -> None:
     decision = decide(IO_WAIT, facts, AUTO)
     assert (decision.strategy, decision.workers) == ("serial", 1)
     assert reasons(decision) == "threads could not start, so the rest runs serially in the caller: RLIMIT_NPROC is 1"
+
+
+def test_overlap_approaches_the_cpu_bound_smoothly() -> None:
+    """Waiting items on process workers: below both bounds, rising with workers, 0.8 of the CPU bound at it."""
+    cap = 2 / 0.3
+    counts = (1, 2, 4, 6, 8, 16, 64)
+    values = [overlap(w, cap) for w in counts]
+    assert values == sorted(values)
+    assert all(overlap(w, cap) < min(w, cap) for w in counts)
+    assert overlap(2, 100.0) == pytest.approx(2, rel=0.01)
+    assert overlap(10, 10.0) == pytest.approx(10 * 2 ** (-1 / 3))
+    assert overlap(64, cap) == pytest.approx(cap, rel=0.01)
+
+
+def test_bench_mixed_items_get_twice_the_workers_their_cpu_share_calls_for() -> None:
+    """The cold bench's mixed items (CPU 30% of 35 ms) on 2 CPUs: 8 fork workers, where 4 ran 1.4x slower."""
+    decision = decide(measure(39, 0.035, cpu_share=0.3, item_waits=1.0), LINUX, AUTO)
+    assert (decision.strategy, decision.workers) == ("fork", 8)

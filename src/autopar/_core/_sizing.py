@@ -20,6 +20,7 @@ __all__ = [
     "CHUNKS_PER_WORKER",
     "MAX_ADAPTIVE_CHUNK",
     "MAX_THREADS",
+    "QUEUE_HEADROOM",
     "SERIAL_BATCH_S",
     "TARGET_CHUNK_S",
     "WINDOW_PER_WORKER",
@@ -40,6 +41,10 @@ MAX_THREADS = 32
 #: Most process workers per CPU for waiting work: each one overlaps its waits with the others'
 #: computing, but every one is a whole interpreter in memory.
 MAX_PROCESSES_PER_CPU = 4
+#: Process workers for work that mixes waiting and computing are also priced at this many times
+#: ``cpu_count / cpu_share``: items do not wait and compute in step, so at exactly that count the
+#: cores still sit idle at times (the cost model prices how much, ``_costs.overlap``).
+QUEUE_HEADROOM = 2.0
 #: Chunks per worker when items are even: enough to balance the last round, few enough to
 #: keep dispatch cheap.  A forced strategy with a known input length uses the same count.
 CHUNKS_PER_WORKER = 4
@@ -99,21 +104,23 @@ def worker_options(strategy: str, wl: Workload, options: Options) -> tuple[int, 
     with other items' computing: threads up to about ``cpu_count / cpu_share``
     and up to ``MAX_THREADS`` (the waits overlap, the computing under the GIL
     does not).  Work that mixes waiting and computing also gets process workers
-    above the CPU count, up to ``MAX_PROCESSES_PER_CPU`` per CPU, so the waits
-    of some overlap the computing of others on every core; work that clearly
-    waits stays on threads, whose near-total overlap needs no more processes.
+    above the CPU count, at ``cpu_count / cpu_share`` and ``QUEUE_HEADROOM``
+    times that, up to ``MAX_PROCESSES_PER_CPU`` per CPU, so the waits of some
+    overlap the computing of others on every core; work that clearly waits
+    stays on threads, whose near-total overlap needs no more processes.
     """
     base = workers_for(strategy, wl, options)
     if options.workers is not None or not wl.blocks or strategy == "serial":
         return (base,)
     if strategy == "threads":
-        extra = MAX_THREADS
+        extra: tuple[int, ...] = (MAX_THREADS,)
     elif wl.cpu_share > CLEARLY_WAITING_CPU_SHARE:
-        by_share = int(wl.cpu_count / max(wl.cpu_share, MIN_CPU_SHARE))
-        extra = min(by_share, MAX_PROCESSES_PER_CPU * wl.cpu_count)
+        by_share = wl.cpu_count / max(wl.cpu_share, MIN_CPU_SHARE)
+        cap = MAX_PROCESSES_PER_CPU * wl.cpu_count
+        extra = (min(int(by_share), cap), min(math.ceil(by_share * QUEUE_HEADROOM), cap))
     else:
         return (base,)
-    return tuple(sorted({base, min(max(extra, base), max(wl.remaining, 1))}))
+    return tuple(sorted({base, *(min(max(count, base), max(wl.remaining, 1)) for count in extra)}))
 
 
 def chunksize_for(wl: Workload, workers: int, item_s: float, overhead_s: float) -> int:
