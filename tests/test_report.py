@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import itertools
 import json
@@ -172,6 +173,19 @@ def test_executor_map_is_recorded() -> None:
     report = autopar.last_report()
     assert report is not None
     assert report.items == 30
+
+
+def test_amap_report_reaches_the_awaiting_thread() -> None:
+    """amap runs the call in a helper thread; its report is the event loop thread's last_report() once awaited."""
+
+    async def run() -> autopar.Report | None:
+        await autopar.amap(square, range(20), strategy="threads", workers=2, report=True)
+        return autopar.last_report()
+
+    report = asyncio.run(run())
+    assert report is not None
+    assert report.items == 20
+    assert autopar.last_report() is report
 
 
 def test_report_renders_a_table_and_json() -> None:

@@ -147,11 +147,18 @@ class Report:
 
     @property
     def efficiency(self) -> float:
-        """Working time of all workers over workers x wall time (the caller counts only for serial runs)."""
-        pool = [w for w in self.workers if w.name != "caller"] or list(self.workers)
-        if not pool or self.wall_s <= 0:
+        """Working time of every row (calibration included) over workers x wall time.
+
+        The workers are the decision's (a replaced worker takes the place of the one that died);
+        without a decision, the rows other than the caller's, or the caller alone.
+        """
+        if not self.workers or self.wall_s <= 0:
             return 0.0
-        return sum(w.working_s for w in self.workers) / (len(pool) * self.wall_s)
+        if self.decision is not None:
+            workers = self.decision.workers
+        else:
+            workers = sum(1 for w in self.workers if w.name != "caller") or 1
+        return sum(w.working_s for w in self.workers) / (workers * self.wall_s)
 
     @property
     def crashes(self) -> tuple[Incident, ...]:
@@ -275,5 +282,6 @@ def render_report(report: Report) -> str:
     return "\n".join(lines)
 
 
-# Public classes report the public path: in reprs and tracebacks, and when pickled by reference.
-Report.__module__ = WorkerReport.__module__ = Span.__module__ = SlowItem.__module__ = Incident.__module__ = "autopar"
+# The public class reports the public path: in reprs and tracebacks, and when pickled by reference.
+# Its parts (WorkerReport, Span, SlowItem, Incident) are reached through it, and keep this module's path.
+Report.__module__ = "autopar"

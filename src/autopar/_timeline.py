@@ -73,6 +73,7 @@ def _legend(ax: Axes, report: Report) -> None:
         Patch(facecolor=_CALIBRATION, hatch="//", label="calibration"),
         Patch(facecolor=_FAILED, label="failed"),
         Patch(facecolor=_SENDING, label="sending results"),
+        Patch(facecolor="white", edgecolor=_START_UP, label="waiting (a gap)"),
     ]
     predicted = report.predicted_s
     if predicted is not None:

@@ -191,7 +191,8 @@ class ProcessPool:
                 outcome = timeout_outcome(worker, self.method, item_timeout)
             if outcome is not None:
                 outcomes.append(outcome)
-                self._note(worker, held, outcome)
+                if self.recorder is not None:
+                    self._note(worker, held, outcome)
         return outcomes
 
     def _tell(self, worker: WorkerProcess, ended: float | None = None) -> None:
