@@ -15,7 +15,16 @@ import pytest
 import autopar
 from autopar._cli import main
 from conftest import PROCESS_STRATEGIES
-from helpers import crash_first_attempt_on_3, exit_on_3, fail_on_3, run_python, sleep_for, spin, square
+from helpers import (
+    crash_first_attempt_on_3,
+    exit_on_3,
+    fail_on_3,
+    run_python,
+    sleep_for,
+    sleep_on_3,
+    spin,
+    square,
+)
 
 ITEMS = 120
 #: matplotlib is looked up, never imported here: it imports NumPy, whose BLAS threads make fork unsafe later.
@@ -93,6 +102,24 @@ def test_report_lists_crash_and_retry_of_an_item(tmp_path: Path) -> None:
     assert [r.index for r in report.retries] == [3]
     assert sum(w.items for w in report.workers) == len(items) + 1
     assert covered(report).count(3) == 2
+    assert_phases_partition_lifetimes(report)
+
+
+def test_report_lists_a_crash_and_a_timeout_returned_as_results(tmp_path: Path) -> None:
+    """errors="return": a crash and an item timeout are listed with their items, and every item is counted once."""
+    items = [(str(tmp_path), x) for x in range(8)]
+    results = autopar.map(sleep_on_3, items, strategy="fork", workers=2, item_timeout=0.5, errors="return", report=True)
+    assert isinstance(results[3], TimeoutError)
+    report = autopar.last_report()
+    assert report is not None
+    assert [t.index for t in report.timeouts] == [3]
+    assert sum(w.items for w in report.workers) == len(items)
+    assert_phases_partition_lifetimes(report)
+    autopar.map(exit_on_3, range(8), strategy="fork", workers=2, errors="return", retries=0, report=True)
+    report = autopar.last_report()
+    assert report is not None
+    assert [c.index for c in report.crashes] == [3]
+    assert covered(report) == list(range(8))
     assert_phases_partition_lifetimes(report)
 
 
