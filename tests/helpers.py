@@ -482,3 +482,11 @@ def raise_base_on_50_counting(arg: tuple[str, str, int]) -> int:
     if x == 50:
         raise BASE_EXCEPTIONS[name](f"item {x}")
     return x * x
+
+
+def spin(x: int) -> int:
+    """Keep the CPU busy for half a millisecond (holding the GIL), then return x."""
+    until = time.perf_counter() + 0.0005
+    while time.perf_counter() < until:
+        pass
+    return x

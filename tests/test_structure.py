@@ -23,7 +23,7 @@ PACKAGE_DIR = Path(autopar.__file__).resolve().parent
 #: A package's ``__init__`` is named by the package (``_core``), and placed after the modules it imports.
 LAYERS: tuple[tuple[str, ...], ...] = (
     # 0: records and errors, standard library and attrs only.
-    ("_version", "_errors", "_types", "_render", "_model"),
+    ("_version", "_errors", "_types", "_render", "_model", "_timeline", "_report"),
     # 1: the rulebook: pure functions of records.
     (
         "_core",
@@ -56,6 +56,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_cache",
         "_progress",
         "_deadline",
+        "_recorder",
     ),
     # 3: strategies and their pools.
     (

@@ -35,7 +35,9 @@ if TYPE_CHECKING:
     from ._model import Candidate, Decision, Measurements, PlatformFacts
     from ._platform import cpu_count, probe_platform
     from ._pools import shutdown_all as shutdown
+    from ._recorder import last_report
     from ._registry import register_strategy, strategy_names
+    from ._report import Report
     from ._run import explain, imap, map
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "map",
     "imap",
     "explain",
+    "last_report",
     "amap",
     "aimap",
     "Executor",
@@ -58,6 +61,7 @@ __all__ = [
     "Candidate",
     "Measurements",
     "PlatformFacts",
+    "Report",
     "AutoparError",
     "WorkerCrashedError",
     "WorkerStartError",
@@ -71,6 +75,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "map": ("._run", "map"),
     "imap": ("._run", "imap"),
     "explain": ("._run", "explain"),
+    "last_report": ("._recorder", "last_report"),
     "amap": ("._asyncio", "amap"),
     "aimap": ("._asyncio", "aimap"),
     "Executor": ("._executor", "Executor"),
@@ -86,6 +91,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "Candidate": ("._model", "Candidate"),
     "Measurements": ("._model", "Measurements"),
     "PlatformFacts": ("._model", "PlatformFacts"),
+    "Report": ("._report", "Report"),
     "AutoparError": ("._errors", "AutoparError"),
     "WorkerCrashedError": ("._errors", "WorkerCrashedError"),
     "WorkerStartError": ("._errors", "WorkerStartError"),

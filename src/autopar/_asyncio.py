@@ -31,6 +31,7 @@ import contextvars
 import threading
 from typing import TYPE_CHECKING, Any
 
+from ._recorder import keep, last_report
 from ._run import given_options, run_imap
 
 if TYPE_CHECKING:
@@ -85,6 +86,9 @@ class _Pump:
             try:
                 self._results.close()  # type: ignore[attr-defined]
             finally:
+                report = last_report()  # this thread's: made only by this call, with report=True
+                if report is not None:
+                    self._post(keep, report)  # the event loop's thread reads it, before it sees the end
                 self._post(self._set_finished)
 
     def _set_finished(self) -> None:

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
     from ._core._plans import Speculate
     from ._model import Options, PoolSpec, Shipping
+    from ._recorder import Recorder
     from ._types import Pool
 
 __all__ = ["Call"]
@@ -78,10 +79,10 @@ class Call:
             self.progress(0, self.n_items)
         self.caller_initialized = False
         self.speculation: Speculation | None = None
-        #: The decision the call ran instead of its own, when that one's pool could not start.
-        self.ran: Decision | None = None
+        self.ran: Decision | None = None  # what ran instead of the decision, when its pool could not start
         self.shared: SharedHandle | None = None
         self.call_func = func
+        self.recorder: Recorder | None = None  # set by ``_run`` for report=True
         if opts.has_shared:
             self.shared = SharedHandle(opts.shared)
             self.call_func = CallWithShared(func, self.shared.key)  # type: ignore[arg-type]  # func(item, shared)
@@ -138,9 +139,11 @@ class Call:
         if plan.speculate is not None and remember:
             self.speculation = self._speculate(plan.speculate)
         if self.speculation is not None:
+            self._record_speculation(self.recorder)
             source = self.speculation.start(self.call_func, source, self.capture_errors)
             n_items = None if n_items is None else n_items - self.speculation.sent
             warm = warm | {(self.speculation.plan.method, self.speculation.plan.workers)}
+        began = time.perf_counter()
         try:
             cal = calibrate(
                 self.call_func,
@@ -157,10 +160,13 @@ class Call:
                 ship=self.ship,
             )
             early = [] if self.speculation is None else self.speculation.collect(self.deadline.check)
+            self._record_speculation(None)
         except BaseException:
             if self.speculation is not None:
                 self.speculation.abandon()
             raise
+        if self.recorder is not None:
+            self.recorder.calibrated(began, time.perf_counter(), len(cal.results), start=len(early))
         self.source = source
         self.prefix = early + cal.results
         self.exhausted = cal.exhausted
@@ -175,6 +181,11 @@ class Call:
             _cache.put(self.key, cal.measurements)
         logger.info("%s", decision)
         return decision
+
+    def _record_speculation(self, recorder: Recorder | None) -> None:
+        """Record the first items the speculation's workers run (``report=True``)."""
+        if self.recorder is not None and self.speculation is not None and self.speculation.pool is not None:
+            self.speculation.pool.record(recorder)
 
     def _speculate(self, plan: Speculate) -> Speculation | None:
         """Start the pool the plan names, built as that decision's pool would be (None if it cannot start)."""
@@ -218,7 +229,14 @@ class Call:
         m = decision.measurements
         first = serial_batch_size(m.item_wall_s) if m is not None else 1
         yield from serial_batches(
-            self.call_func, self.source, self.done, self.capture_errors, self.deadline.check, self.advance, first
+            self.call_func,
+            self.source,
+            self.done,
+            self.capture_errors,
+            self.deadline.check,
+            self.advance,
+            first,
+            self.recorder,
         )
 
     def _spec(self, decision: Decision, *, uses_processes: bool) -> PoolSpec:

@@ -1,4 +1,4 @@
-"""The ``autopar`` command line: ``info``, ``demo`` and ``explain MODULE:FUNCTION ITEMS``.
+"""The ``autopar`` command line: ``info``, ``demo`` and ``explain MODULE:FUNCTION ITEMS [--run] [--plot PATH]``.
 
 Uses the public API only.  A bad module, function or ITEMS is a one-line
 error and exit status 2, never a traceback.
@@ -101,6 +101,8 @@ def _explain(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {}
     if args.strategy:
         options["strategy"] = args.strategy
+    if args.run_call or args.plot:
+        return _run_and_report(func, items, options, args)
     try:
         decision = autopar.explain(func, items, **options)
     except (TypeError, ValueError) as exc:
@@ -109,6 +111,27 @@ def _explain(args: argparse.Namespace) -> int:
         print(json.dumps(decision.to_dict(), indent=2, default=str))
     else:
         print(decision)
+    return 0
+
+
+def _run_and_report(func: Any, items: Any, options: dict[str, Any], args: argparse.Namespace) -> int:
+    """Run the call with ``report=True``; print its report and draw its timeline to ``--plot``."""
+    if args.plot and not str(args.plot).lower().endswith((".png", ".svg", ".pdf")):
+        msg = f"--plot {args.plot!r}: name a .png, .svg or .pdf file"
+        raise _UsageError(msg)
+    try:
+        autopar.map(func, items, report=True, **options)
+    except (TypeError, ValueError) as exc:
+        raise _UsageError(str(exc)) from None
+    report = autopar.last_report()
+    assert report is not None
+    print(json.dumps(report.to_dict(), indent=2, default=str) if args.json else report)
+    if args.plot:
+        try:
+            report.plot(args.plot)
+        except ModuleNotFoundError as exc:
+            raise _UsageError(str(exc)) from None
+        print(f"timeline written to {args.plot}", file=sys.stderr)
     return 0
 
 
@@ -124,7 +147,11 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("function", metavar="MODULE:FUNCTION")
     explain.add_argument("items", metavar="ITEMS", help="a Python literal or range(...)")
     explain.add_argument("--strategy", help="force a strategy instead of auto")
-    explain.add_argument("--json", action="store_true", help="print the decision as JSON")
+    explain.add_argument("--json", action="store_true", help="print the decision (or the report) as JSON")
+    explain.add_argument(
+        "--run", dest="run_call", action="store_true", help="run the call and print its report (report=True)"
+    )
+    explain.add_argument("--plot", metavar="PATH", help="run the call and draw its timeline to PATH (.png or .svg)")
     explain.set_defaults(run=_explain)
     return parser
 

@@ -46,6 +46,7 @@ OPTION_NAMES = frozenset(
         "retry_on",
         "shared",
         "dask",
+        "report",
     }
 )
 
@@ -98,6 +99,13 @@ def _check_errors(value: Any, where: str) -> str:
         msg = f"{where}={value!r} is not accepted; use 'raise' or 'return'"
         raise ValueError(msg)
     return str(value)
+
+
+def _check_bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        msg = f"{where} must be True or False, not {value!r} ({type(value).__name__})"
+        raise TypeError(msg)
+    return value
 
 
 def _check_callable_or_none(value: Any, where: str) -> Callable[..., Any] | None:
@@ -154,6 +162,7 @@ _CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "retry_on": _check_retry_on,
     "shared": lambda value, where: value,
     "dask": _check_dask,
+    "report": _check_bool,
 }
 
 

@@ -22,11 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 from ._core._sizing import SERIAL_BATCH_S, TARGET_CHUNK_S, WINDOW_PER_WORKER, adapted_chunksize, guided_size
 from ._errors import WorkerCrashedError
-from ._worker import ChunkFailed, Failure, run_chunk
+from ._recorder import CALLER
+from ._worker import ChunkFailed, Failure, ItemClock, run_chunk
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+    from ._recorder import Recorder
     from ._types import Pool
 
 __all__ = ["ChunkSizer", "Dispatch", "serial_batches", "unwrap"]
@@ -71,12 +73,13 @@ def serial_batches(
     check_deadline: Callable[[], object],
     advance: Callable[[int], None],
     first_size: int = 1,
+    recorder: Recorder | None = None,
 ) -> Iterator[list[Any]]:
     """Run ``source`` in the caller, in batches of about ``SERIAL_BATCH_S``; yield each batch's results.
 
     ``first_size`` items make the first batch (the calibrated batch size, when there is one).
     Items before a failure are yielded first; then the function's exception is raised, with the
-    traceback as ``__cause__``.
+    traceback as ``__cause__``.  A ``recorder`` gets each batch's timing, on the caller's row.
     """
     sizer = ChunkSizer(0, target_s=SERIAL_BATCH_S, first=first_size)
     done = start
@@ -86,11 +89,18 @@ def serial_batches(
         if not batch:
             return
         started = time.perf_counter()
+        clock = None if recorder is None else ItemClock(func, done)
         try:
-            results = run_chunk(func, batch, done, capture_errors=capture_errors, in_process=False)
+            results = run_chunk(clock or func, batch, done, capture_errors=capture_errors, in_process=False)
         except ChunkFailed as failed:
+            error = failed.wrapped.rebuild()
+            if clock is not None and recorder is not None:
+                recorder.ran(CALLER, done, clock.timing(done), failed=True)
+                recorder.incident(done + failed.offset, error)
             yield unwrap(failed.results, capture_errors)
-            raise failed.wrapped.rebuild()  # noqa: B904 - its __cause__ is the traceback text
+            raise error  # noqa: B904 - its __cause__ is the traceback text
+        if clock is not None and recorder is not None:
+            recorder.ran(CALLER, done, clock.timing(done))
         sizer.observe(len(batch), time.perf_counter() - started)
         done += len(batch)
         advance(len(batch))
@@ -128,8 +138,11 @@ class Dispatch:
         check_deadline: Callable[[], float | None] = lambda: None,
         advance: Callable[[int], None] = lambda n: None,
         total: int | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         self.pool = pool
+        #: Told of every crash, timeout, retry and the exception that fails the call (``report=True``).
+        self.recorder = recorder
         self.func = func
         self.source = source
         self.next_start = start
@@ -222,7 +235,10 @@ class Dispatch:
             failed = offset + len(results)
             position = chunk.start + failed
             rest = count - len(results) - 1
-            if self._may_retry(position, error):
+            retried = self._may_retry(position, error)
+            if self.recorder is not None:
+                self.recorder.incident(position, error, retried=retried)
+            if retried:
                 rest += 1  # the failed item runs again with the rest
             else:
                 self._fill_slot(chunk, failed, Failure(error))
@@ -246,6 +262,8 @@ class Dispatch:
 
     def _fill_slot(self, chunk: _Chunk, index: int, value: Any) -> None:
         if isinstance(value, Failure) and self._may_retry(chunk.start + index, value.exception(), raised=True):
+            if self.recorder is not None:
+                self.recorder.incident(chunk.start + index, value.exception(), retried=True)
             self.queued.append((chunk, index, 1))
             return
         chunk.slots[index] = value

@@ -103,6 +103,8 @@ class Options:
     #: The Dask cluster: a ``distributed.Client`` or a scheduler address (from ``dask=`` or
     #: ``AUTOPAR_DASK_SCHEDULER``); None lets a default client of the program serve.
     dask: Any = None
+    #: Record the call for ``last_report()`` (``report=True``).
+    report: bool = False
 
     @property
     def forced(self) -> bool:

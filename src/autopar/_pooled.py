@@ -27,6 +27,9 @@ def run_pooled(call: Call, decision: Decision, spec: PoolSpec, pool: Pool, order
     Ctrl-C, or when it was built for this call only.
     """
     healthy = False
+    recorder = call.recorder
+    if recorder is not None:
+        pool.record(recorder)
     try:
         call.deadline.check()  # the pool took time to start: a timeout or cancellation since sends no work
         dispatch = Dispatch(
@@ -43,6 +46,7 @@ def run_pooled(call: Call, decision: Decision, spec: PoolSpec, pool: Pool, order
             advance=call.advance,
             # A chunk size the caller gave is kept to the end; a chosen one shrinks at the tail.
             total=call.n_items if call.opts.chunksize is None else None,
+            recorder=recorder,
         )
         yield from dispatch.chunks(ordered=ordered)
         healthy = True
@@ -55,4 +59,7 @@ def run_pooled(call: Call, decision: Decision, spec: PoolSpec, pool: Pool, order
         healthy = _pools.stays_healthy(exc)
         raise
     finally:
+        if recorder is not None:
+            recorder.pool_ended()
+            pool.record(None)
         _pools.release(pool, healthy=healthy and not is_single_use(spec))

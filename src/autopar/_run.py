@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from . import _cache
 from ._call import Call
 from ._config import resolve
+from ._recorder import Recorder, keep
 from ._render import render_outcome
 
 if TYPE_CHECKING:
@@ -51,14 +52,25 @@ def _run(
     opts: Options,
     ordered: bool,
     cancel: threading.Event | None = None,
+    kind: str = "map",
 ) -> tuple[Call, Decision, Iterator[Any]]:
+    recorder = Recorder(kind) if opts.report else None
     call = Call(func, iterable, opts, cancel)
+    call.recorder = recorder
     try:
         decision = call.decide()
-    except BaseException:
+    except BaseException as exc:
         call.close()
+        if recorder is not None:
+            keep(recorder.finish(None, call.done, exc))
         raise
     return call, decision, call.batches(decision, ordered)
+
+
+def _report(call: Call, decision: Decision, error: BaseException | None) -> None:
+    """Make the call's report this thread's ``last_report()`` (a call with ``report=True`` only)."""
+    if call.recorder is not None:
+        keep(call.recorder.finish(decision, call.done, error))
 
 
 def map(
@@ -111,11 +123,16 @@ def run_map(func: Callable[[T], R], chunks: Iterable[T], call: dict[str, Any], d
     started = time.perf_counter()
     run, decision, batches = _run(func, chunks, opts, ordered=True)
     out: list[R] = []
+    error = None
     try:
         for batch in batches:
             out.extend(batch)
+    except BaseException as exc:
+        error = exc
+        raise
     finally:
         run.close()
+        _report(run, decision, error)
     _observe(run, decision, time.perf_counter() - started, len(out))
     return out
 
@@ -180,12 +197,17 @@ def run_imap(
 def _lazy(
     func: Callable[[Any], Any], iterable: Iterable[Any], opts: Options, ordered: bool, cancel: threading.Event | None
 ) -> Iterator[Any]:
-    run, _, batches = _run(func, iterable, opts, ordered, cancel)
+    run, decision, batches = _run(func, iterable, opts, ordered, cancel, kind="imap")
+    error = None
     try:
         for batch in batches:
             yield from batch
+    except BaseException as exc:
+        error = None if isinstance(exc, GeneratorExit) else exc  # closed early: no error
+        raise
     finally:
         run.close()
+        _report(run, decision, error)
 
 
 def explain(func: Callable[[Any], Any], chunks: Iterable[Any], **options: Any) -> Decision:

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from ._model import PlatformFacts, PoolSpec
+    from ._recorder import Recorder
 
 __all__ = [
     "ErrorsMode",
@@ -70,6 +71,14 @@ class Pool(Protocol):
 
     def is_reusable(self) -> bool:
         """Whether the pool can serve another call."""
+        ...
+
+    def record(self, recorder: Recorder | None) -> None:
+        """Feed ``recorder`` with the timing of each task that follows (``report=True``).
+
+        ``None`` stops, and tells the recorder when each worker was created, began and was ready.
+        A pool that measures nothing ignores it.
+        """
         ...
 
     def shutdown(self) -> None:

@@ -8,15 +8,29 @@ and forkserver import it in every child before the first item.
 
 from __future__ import annotations
 
+import heapq
 import threading
-from typing import TYPE_CHECKING, Any
+import time
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._errors import ExceptionWithTraceback, capture
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-__all__ = ["ChunkFailed", "Failure", "is_inside_worker", "mark_process_worker", "run_chunk"]
+__all__ = [
+    "SLOWEST_KEPT",
+    "ChunkFailed",
+    "ChunkTiming",
+    "Failure",
+    "ItemClock",
+    "is_inside_worker",
+    "mark_process_worker",
+    "run_chunk",
+]
+
+#: Slowest items a recorded chunk keeps (and a report shows), as mpire keeps its five longest tasks.
+SLOWEST_KEPT = 5
 
 _local = threading.local()
 _in_process_worker = False
@@ -100,3 +114,46 @@ def run_chunk(
                 append(Failure(wrapped if in_process else wrapped.rebuild()))
     finally:
         _local.inside = False
+
+
+class ChunkTiming(NamedTuple):
+    """When a recorded chunk ran (``time.perf_counter()``: one system-wide clock on Linux, macOS and
+    Windows, so a worker's stamps compare with its caller's), how many items ran to an end,
+    and its slowest items as ``(seconds, input position)``."""
+
+    began: float
+    ended: float
+    items: int
+    slowest: tuple[tuple[float, int], ...]
+
+
+class ItemClock:
+    """``func``, timing every call: a recorded chunk (``report=True``) runs through one instead of ``func``.
+
+    Only recorded calls pay for it: two clock reads and a comparison per item.
+    """
+
+    __slots__ = ("_func", "_position", "_slowest", "began")
+
+    def __init__(self, func: Callable[[Any], Any], start: int) -> None:
+        self._func = func
+        self._position = start
+        self._slowest: list[tuple[float, int]] = []  # a min-heap of at most SLOWEST_KEPT
+        self.began = time.perf_counter()
+
+    def __call__(self, item: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return self._func(item)
+        finally:
+            seconds = time.perf_counter() - started
+            slowest = self._slowest
+            if len(slowest) < SLOWEST_KEPT:
+                heapq.heappush(slowest, (seconds, self._position))
+            elif seconds > slowest[0][0]:
+                heapq.heapreplace(slowest, (seconds, self._position))
+            self._position += 1
+
+    def timing(self, start: int) -> ChunkTiming:
+        """The chunk's timing, now that it ended; ``start`` is its first input position."""
+        return ChunkTiming(self.began, time.perf_counter(), self._position - start, tuple(self._slowest))

@@ -43,6 +43,7 @@ def check_public_types() -> None:
     assert_type(double.imap([1, 2]), Iterator[int])
     assert_type(label.map(range(3), strategy="serial"), list[str])
     assert_type(autopar.explain(square, [1, 2]), autopar.Decision)
+    assert_type(autopar.last_report(), autopar.Report | None)
 
 
 def rejected_calls() -> None:

@@ -53,7 +53,10 @@ __all__ = ["Executor"]
 
 _STRATEGIES = ("auto", "serial", "threads", *PROCESS_METHODS)
 #: The options of ``autopar.map`` an Executor honours (the others concern one map call only).
-_OPTIONS = frozenset({"chunksize", "timeout", "initializer", "initargs", "max_tasks_per_worker", "errors", "progress"})
+#: ``report`` records ``map`` under ``"auto"``, which runs through ``autopar.imap``.
+_OPTIONS = frozenset(
+    {"chunksize", "timeout", "initializer", "initargs", "max_tasks_per_worker", "errors", "progress", "report"}
+)
 
 
 class Executor(concurrent.futures.Executor):

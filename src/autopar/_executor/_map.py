@@ -197,6 +197,7 @@ def map_auto(
         "max_tasks_per_worker": opts.max_tasks_per_worker,
         "errors": opts.errors,
         "progress": opts.progress,
+        "report": opts.report or None,  # not given: a config(report=True) around the call still counts
     }
     call = validate_options(given_options(**call))
     return _imap_results(func, items, call, deadline)

@@ -212,6 +212,9 @@ class DaskPool:
             with contextlib.suppress(Exception):
                 self._client.cancel(futures)
 
+    def record(self, recorder: Any) -> None:
+        """Dask's own dashboard shows its task stream; a report holds the decision and the wall time."""
+
     def is_reusable(self) -> bool:
         return self._broken is None and not self._closed and self._client.status == "running"
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .._worker import ChunkFailed, run_chunk
+from .._recorder import CALLER
+from .._worker import ChunkFailed, ItemClock, run_chunk
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from .._model import PlatformFacts, PoolSpec
+    from .._recorder import Recorder
     from .._types import Outcome
 
 __all__ = ["SerialPool", "SerialStrategy"]
@@ -20,6 +22,7 @@ class SerialPool:
 
     def __init__(self, spec: PoolSpec) -> None:
         self.workers = 1
+        self._recorder: Recorder | None = None
         self._done: list[Outcome] = []
         if spec.initializer is not None:
             spec.initializer(*spec.initargs)
@@ -30,12 +33,15 @@ class SerialPool:
     def submit(
         self, task_id: int, func: Callable[[Any], Any], items: Sequence[Any], start: int, capture_errors: bool
     ) -> None:
+        clock = None if self._recorder is None else ItemClock(func, start)
         try:
-            results = run_chunk(func, items, start, capture_errors=capture_errors, in_process=False)
+            results = run_chunk(clock or func, items, start, capture_errors=capture_errors, in_process=False)
         except ChunkFailed as failed:
             self._done.append((task_id, failed.results, failed.wrapped.rebuild()))
         else:
             self._done.append((task_id, results, None))
+        if clock is not None and self._recorder is not None:
+            self._recorder.ran(CALLER, start, clock.timing(start), failed=self._done[-1][2] is not None)
 
     def poll(self, timeout: float | None) -> list[Outcome]:
         done, self._done = self._done, []
@@ -46,6 +52,9 @@ class SerialPool:
 
     def is_reusable(self) -> bool:
         return True
+
+    def record(self, recorder: Recorder | None) -> None:
+        self._recorder = recorder  # its one worker is the caller, there from the call's start
 
     def shutdown(self) -> None:
         self._done = []

@@ -28,10 +28,11 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._limits import start_error
-from .._worker import ChunkFailed, run_chunk
+from .._worker import ChunkFailed, ItemClock, run_chunk
 
 if TYPE_CHECKING:
     from .._model import PlatformFacts, PoolSpec
+    from .._recorder import Recorder
     from .._types import Outcome
 
 __all__ = ["QueuedPool", "ThreadPool", "ThreadStrategy"]
@@ -55,6 +56,11 @@ class QueuedPool:
     _pending: int
     _retired: bool
     _init_error: BaseException | None
+    #: Fed with each task's timing while a call is recorded (``record``).
+    recorder: Recorder | None = None
+
+    def record(self, recorder: Recorder | None) -> None:
+        self.recorder = recorder
 
     def poll(self, timeout: float | None) -> list[Outcome]:
         outcomes: list[Outcome] = []
@@ -96,8 +102,10 @@ class ThreadPool(QueuedPool):
         self._pending = 0
         self._retired = False
         self._init_error: BaseException | None = None
+        #: Per thread: when it was created, began running and finished its initializer (for a report).
+        self._starts = [[time.perf_counter()] * 3 for _ in range(workers)]
         self._threads = [
-            threading.Thread(target=self._run, args=(spec,), name=f"autopar-thread-{i}", daemon=True)
+            threading.Thread(target=self._run, args=(spec, i), name=f"autopar-thread-{i}", daemon=True)
             for i in range(workers)
         ]
         for started, thread in enumerate(self._threads):
@@ -108,25 +116,28 @@ class ThreadPool(QueuedPool):
                 self.shutdown()
                 raise start_error(ThreadStrategy.name, exc, errno.EAGAIN) from exc
 
-    def _run(self, spec: PoolSpec) -> None:
+    def _run(self, spec: PoolSpec, number: int) -> None:
+        self._starts[number][1] = time.perf_counter()
         if spec.initializer is not None:
             try:
                 spec.initializer(*spec.initargs)
             except BaseException as exc:  # SystemExit too: a thread that died here would leave its tasks unrun
                 self._init_error = exc
+        self._starts[number][2] = time.perf_counter()
         while True:
             task = self._tasks.get()
             if task is None:
                 return
             task_id, func, items, start, capture_errors, context = task
-            generation = self._generation
+            generation, recorder = self._generation, self.recorder
+            clock = None if recorder is None else ItemClock(func, start)
             if self._init_error is not None:
                 outcome: Outcome = (task_id, None, self._init_error)
             else:
                 try:
                     current = self._while_current(items, generation)
                     results = context.run(
-                        run_chunk, func, current, start, capture_errors=capture_errors, in_process=False
+                        run_chunk, clock or func, current, start, capture_errors=capture_errors, in_process=False
                     )
                 except ChunkFailed as failed:
                     outcome = (task_id, failed.results, failed.wrapped.rebuild())
@@ -135,6 +146,8 @@ class ThreadPool(QueuedPool):
                     outcome = (task_id, None, exc)
                 else:
                     outcome = (task_id, results, None)
+            if clock is not None and recorder is not None:
+                recorder.ran(f"worker {number}", start, clock.timing(start), failed=outcome[2] is not None)
             self._done.put((generation, outcome))
 
     def _while_current(self, items: Sequence[Any], generation: int) -> Iterator[Any]:
@@ -143,6 +156,12 @@ class ThreadPool(QueuedPool):
             if self._generation != generation:
                 return
             yield item
+
+    def record(self, recorder: Recorder | None) -> None:
+        if recorder is None and self.recorder is not None:
+            for number, (created, began, ready) in enumerate(self._starts):
+                self.recorder.worker(f"worker {number}", created, began, ready)
+        self.recorder = recorder
 
     def capacity(self) -> int:
         return max(self.workers * 2 - self._pending, 0)

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import pickle
 import signal
+import time
 from typing import TYPE_CHECKING, Any
 
 from ..._errors import ExceptionWithTraceback, SerializationError, capture
 from ..._native import limit_native_threads
 from ..._pickling import share_main_globals
 from ..._shared import install_shared
-from ..._worker import ChunkFailed, Failure, mark_process_worker, run_chunk
+from ..._worker import ChunkFailed, Failure, ItemClock, mark_process_worker, run_chunk
 from ._lifeline import hold_lifeline
 from ._protocol import Err, Func, Init, ItemDone, Message, Ok, Stop, Task, TaskDone, decode, encode
 
@@ -47,18 +48,18 @@ def _send(conn: Any, message: ItemDone | TaskDone | Ok | Err) -> None:
     conn.send_bytes(data)
 
 
-def _initialize(conn: Any, init: Callable[..., Any] | None, initargs: tuple[Any, ...]) -> bool:
+def _initialize(conn: Any, init: Callable[..., Any] | None, initargs: tuple[Any, ...], began: float) -> bool:
     error = None
     if init is not None:
         try:
             share_main_globals(init)(*initargs)
         except Exception as exc:
             error = capture(exc, check_pickle=True)
-    conn.send_bytes(encode(Init(error)))
+    conn.send_bytes(encode(Init(error, began, time.perf_counter())))
     return error is None
 
 
-def _stream_chunk(conn: Any, func: Callable[[Any], Any], task: Task, slot: Any) -> None:
+def _stream_chunk(conn: Any, func: Callable[[Any], Any], task: Task, slot: Any, clock: ItemClock | None) -> None:
     """Run a chunk sending each item's result (or exception) at once, so a crash loses nothing done."""
     for offset, item in enumerate(task.items):
         slot.value = task.start + offset
@@ -67,27 +68,34 @@ def _stream_chunk(conn: Any, func: Callable[[Any], Any], task: Task, slot: Any) 
         except Exception as exc:
             result = Failure(capture(exc, check_pickle=True))
         _send(conn, ItemDone(task.task_id, result))
-    _send(conn, TaskDone(task.task_id))
+    _send(conn, TaskDone(task.task_id, None if clock is None else clock.timing(task.start)))
 
 
 def _run_task(conn: Any, func: Callable[[Any], Any], task: Task, slot: Any) -> bool:
-    """Run ``task`` and send its outcome; False when ``func`` raised a BaseException that is no Exception."""
+    """Run ``task`` and send its outcome; False when ``func`` raised a BaseException that is no Exception.
+
+    A ``timed`` task runs through an ``ItemClock``, and its outcome carries the chunk's timing.
+    """
+    clock = ItemClock(func, task.start) if task.timed else None
+    if clock is not None:
+        func = clock
     try:
         if task.mode == "stream":
-            _stream_chunk(conn, func, task, slot)
+            _stream_chunk(conn, func, task, slot, clock)
             return True
         try:
             results = run_chunk(
                 func, task.items, task.start, capture_errors=task.mode == "capture", in_process=True, slot=slot
             )
         except ChunkFailed as failed:
-            _send(conn, Err(task.task_id, failed.wrapped, task.start + failed.offset, failed.results))
+            timing = None if clock is None else clock.timing(task.start)
+            _send(conn, Err(task.task_id, failed.wrapped, task.start + failed.offset, failed.results, timing))
             return True
     except BaseException as exc:  # SystemExit, KeyboardInterrupt...: never an item's result
         # Sent back so the call ends with it in the caller; then this worker ends, as it was asked.
         _send(conn, Err(task.task_id, capture(exc, check_pickle=True), slot.value, []))
         return False
-    _send(conn, Ok(task.task_id, results))
+    _send(conn, Ok(task.task_id, results, None if clock is None else clock.timing(task.start)))
     return True
 
 
@@ -142,6 +150,7 @@ def process_main(
     caller, watched as ``lifeline`` says (``hold_lifeline``), and quietly when the
     pipe to the caller breaks: nobody is left to read a result or a traceback.
     """
+    began = time.perf_counter()  # the end of start-up, in a report
     hold_lifeline(lifeline)
     mark_process_worker()
     # The caller owns Ctrl-C: it terminates workers itself, so a worker never dies mid-result.
@@ -151,7 +160,7 @@ def process_main(
     if shared is not None:
         install_shared(*shared)
     try:
-        if _initialize(conn, init, initargs):
+        if _initialize(conn, init, initargs, began):
             _serve(conn, slot, inherit)
     except (BrokenPipeError, ConnectionResetError):
         return

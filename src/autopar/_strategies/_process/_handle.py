@@ -66,6 +66,17 @@ class WorkerProcess:
         self.tasks_done = 0
         #: Its ``Init`` is still unread: the pool did not wait for it (``ProcessPool(ready_later=True)``).
         self.awaiting_init = False
+        #: For a report: its row number in the pool, and when it was created, began and was ready
+        #: (``time.perf_counter()``; taken once per worker, recorded or not).
+        self.number = 0
+        self.created = time.perf_counter()
+        self.began = self.ready = self.created
+        #: For a recorded call (``recording``): the running task's timing as received, when it was
+        #: sent, and the bytes of its task and of its outcome.
+        self.recording = False
+        self.timing: Any = None
+        self.sent_at = 0.0
+        self.bytes_in = self.bytes_out = 0
         self.conn, child_conn = ctx.Pipe(duplex=True)
         try:
             self.slot = ctx.Value("q", -1, lock=False)
@@ -250,4 +261,5 @@ def read_init(worker: WorkerProcess, method: str) -> BaseException | None:
         msg = f"a {method} worker died while starting, with {describe_exit(exitcode)}"
         raise WorkerCrashedError(msg, None, exitcode) from exc
     assert isinstance(message, Init), message
+    worker.began, worker.ready = max(message.began, worker.created), max(message.ready, worker.created)
     return None if message.error is None else raised(message.error)

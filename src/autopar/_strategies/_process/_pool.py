@@ -22,6 +22,7 @@ workers.  The messages are drawn in ``_protocol``.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import multiprocessing.connection
 import time
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from ..._model import PlatformFacts, PoolSpec
+    from ..._recorder import Recorder
     from ..._types import Outcome
 
 __all__ = ["ProcessPool", "ProcessStrategy"]
@@ -45,6 +47,9 @@ __all__ = ["ProcessPool", "ProcessStrategy"]
 
 class ProcessPool:
     """``workers`` processes of one start method, each running one task at a time."""
+
+    #: Fed with each task's timing while a call is recorded (``record``).
+    recorder: Recorder | None = None
 
     def __init__(self, method: str, workers: int, spec: PoolSpec, *, ready_later: bool = False) -> None:
         """Start ``workers`` workers and wait until each ran its initializer.
@@ -66,10 +71,11 @@ class ProcessPool:
         self._done: list[Outcome] = []
         self._func_blob: tuple[object, bytes] | None = None
         self._workers: list[WorkerProcess] = []
+        self._numbers = itertools.count()
         started = time.perf_counter()
         waits = not (ready_later and spec.initializer is None)
         try:
-            fresh = start_workers(self._ctx, spec, workers, self._workers)
+            fresh = self._number(start_workers(self._ctx, spec, workers, self._workers))
             if waits:
                 self._await_ready(fresh)
             else:
@@ -83,6 +89,12 @@ class ProcessPool:
             raise
         #: Seconds until every worker was ready; None when the pool did not wait for them to boot.
         self.startup_s = time.perf_counter() - started if waits else None
+
+    def _number(self, workers: list[WorkerProcess]) -> list[WorkerProcess]:
+        """Give each new worker its row number in a report."""
+        for worker in workers:
+            worker.number = next(self._numbers)
+        return workers
 
     def _await_ready(self, workers: list[WorkerProcess]) -> None:
         error = await_ready(workers, self.method)
@@ -99,11 +111,14 @@ class ProcessPool:
             if worker.task is not None:
                 # It died holding a task: keep what it sent before dying, and report the
                 # crash at the next poll, never drop it.
+                held = worker.task
                 self._done.append(self._drain_dead(worker))
+                self._note(worker, held, self._done[-1])
             worker.stop(kill=True)
+            self._tell(worker, ended=time.perf_counter())
             self._workers.remove(worker)
         try:
-            self._await_ready(start_workers(self._ctx, self._spec, len(dead), self._workers))
+            self._await_ready(self._number(start_workers(self._ctx, self._spec, len(dead), self._workers)))
         except BaseException:
             self._broken = self._broken or RuntimeError("workers failed to start")
             raise
@@ -132,7 +147,8 @@ class ProcessPool:
         self._replace_dead()
         key, func_blob = self._blob_for(func)
         try:
-            task_blob = encode(Task(task_id, list(items), start, self._receiver.mode(capture_errors)))
+            timed = self.recorder is not None
+            task_blob = encode(Task(task_id, list(items), start, self._receiver.mode(capture_errors), timed))
         except Exception as exc:
             msg = f"an item of input positions {start}..{start + len(items) - 1} could not be pickled to send to a {self.method} worker: {exc!r}"
             raise SerializationError(msg) from exc
@@ -142,6 +158,9 @@ class ProcessPool:
                 worker.conn.send_bytes(func_blob)
             worker.func_key = key
         worker.begin(task_id, start, len(items))
+        if timed:
+            worker.recording, worker.timing, worker.bytes_out = True, None, 0
+            worker.sent_at, worker.bytes_in = time.perf_counter(), len(task_blob)
         with contextlib.suppress(OSError):  # a worker that died since the last poll is reported by its sentinel
             worker.conn.send_bytes(task_blob)
 
@@ -162,7 +181,7 @@ class ProcessPool:
         )
         outcomes: list[Outcome] = []
         for worker in busy:
-            outcome = None
+            outcome, held = None, worker.task
             # A worker that sent its result and then died: read the result before reporting a crash.
             if worker.conn in ready or (worker.process.sentinel in ready and worker.conn.poll()):
                 outcome = self._receive(worker)
@@ -172,7 +191,40 @@ class ProcessPool:
                 outcome = timeout_outcome(worker, self.method, item_timeout)
             if outcome is not None:
                 outcomes.append(outcome)
+                if self.recorder is not None:
+                    self._note(worker, held, outcome)
         return outcomes
+
+    def _tell(self, worker: WorkerProcess, ended: float | None = None) -> None:
+        """Tell the recorder when ``worker`` was created, began, was ready (and ended)."""
+        if self.recorder is not None:
+            self.recorder.worker(f"worker {worker.number}", worker.created, worker.began, worker.ready, ended)
+
+    def _note(self, worker: WorkerProcess, held: tuple[int, int, int] | None, outcome: Outcome) -> None:
+        """Tell the recorder how the task ``worker`` held went: its timing, or its loss with the worker."""
+        if self.recorder is None or held is None:
+            return
+        _, start, size = held
+        name, now, timing = f"worker {worker.number}", time.perf_counter(), worker.timing
+        worker.timing = None
+        if timing is not None:
+            failed = outcome[2] is not None
+            self.recorder.ran(
+                name, start, timing, sent=now, failed=failed, bytes_in=worker.bytes_in, bytes_out=worker.bytes_out
+            )
+            return
+        # No timing came back: the worker died, was killed, or its outcome could not be read.
+        done = min(len(outcome[1] or ()) + 1, size)
+        self.recorder.lost(name, start, done, worker.sent_at, now, bytes_in=worker.bytes_in)
+        self._tell(worker, ended=now if worker.stopped else None)
+
+    def record(self, recorder: Recorder | None) -> None:
+        """Feed ``recorder`` with the timings of the tasks that follow; None stops, telling it every worker's start-up."""
+        if recorder is None:
+            for worker in self._workers:
+                self._tell(worker)
+                worker.recording = False
+        self.recorder = recorder
 
     def _receive(self, worker: WorkerProcess) -> Outcome | None:
         """Read what ``worker`` sent: an outcome when its task is finished, else None (stream mode)."""

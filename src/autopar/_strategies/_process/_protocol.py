@@ -7,7 +7,7 @@ worker holds one task at a time::
       |                                                    |  runs the initializer
       | <-- Init(error) ---------------------------------- |  once; error None when it succeeded
       | --- Func(blob) ----------------------------------> |  when the function changes
-      | --- Task(task_id, items, start, mode) -----------> |  slot.value = position of the running item
+      | --- Task(task_id, items, start, mode, timed) ----> |  slot.value = position of the running item
       |                                                    |
       |       mode "raise" or "capture" (batch):           |
       | <-- Ok(task_id, results) ------------------------- |  "capture": failed items hold a Failure
@@ -25,6 +25,8 @@ worker holds one task at a time::
 
 The worker sends errors as ``ExceptionWithTraceback``; they unpickle in the
 caller as the exception itself, with the worker's traceback as ``__cause__``.
+A ``timed`` task (``report=True``) is answered with the chunk's ``ChunkTiming``
+in its ``Ok``, ``Err`` or ``TaskDone``; untimed, those fields stay None.
 A payload that names something of the caller's ``__main__`` (a function, a
 class, an instance of one) goes by value with cloudpickle (``_pickling``):
 autopar's workers never import the main module.  Standard library,
@@ -35,10 +37,13 @@ worker imports this module.
 from __future__ import annotations
 
 import pickle
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from ..._errors import ExceptionWithTraceback
 from ..._pickling import dumps
+
+if TYPE_CHECKING:
+    from ..._worker import ChunkTiming
 
 __all__ = [
     "Err",
@@ -64,9 +69,15 @@ SentError = ExceptionWithTraceback | BaseException
 
 
 class Init(NamedTuple):
-    """Worker to caller, once after start-up: the initializer's exception, or None."""
+    """Worker to caller, once after start-up: the initializer's exception, or None.
+
+    ``began`` and ``ready`` (``time.perf_counter()``, comparable across processes) say when the
+    worker began running autopar code and when its initializer returned, for ``report=True``.
+    """
 
     error: SentError | None
+    began: float = 0.0
+    ready: float = 0.0
 
 
 class Func(NamedTuple):
@@ -86,6 +97,8 @@ class Task(NamedTuple):
     items: list[Any]
     start: int
     mode: Mode
+    #: The call is recorded (``report=True``): the outcome carries the chunk's ``ChunkTiming``.
+    timed: bool = False
 
 
 class Stop(NamedTuple):
@@ -103,6 +116,7 @@ class TaskDone(NamedTuple):
     """Worker to caller, stream mode: every item of the task was sent."""
 
     task_id: int
+    timing: ChunkTiming | None = None
 
 
 class Ok(NamedTuple):
@@ -110,6 +124,7 @@ class Ok(NamedTuple):
 
     task_id: int
     results: list[Any]
+    timing: ChunkTiming | None = None
 
 
 class Err(NamedTuple):
@@ -119,6 +134,7 @@ class Err(NamedTuple):
     error: SentError
     position: int | None
     results: list[Any]
+    timing: ChunkTiming | None = None
 
 
 #: Every message, either way.

@@ -56,6 +56,8 @@ class BatchReceiver:
             message = decode(data)
         except Exception as exc:
             return (task_id, None, _unpickle_error(self._method, exc))
+        if isinstance(message, (Ok, Err)) and message.timing is not None:
+            worker.timing, worker.bytes_out = message.timing, len(data)
         if isinstance(message, Ok):
             return (task_id, message.results, None)
         if isinstance(message, Err):
@@ -87,6 +89,8 @@ class StreamReceiver:
         task_id = worker.task[0]
         while True:
             data = worker.conn.recv_bytes()
+            if worker.recording:
+                worker.bytes_out += len(data)
             try:
                 message = decode(data)
             except Exception as exc:
@@ -97,6 +101,8 @@ class StreamReceiver:
                 if worker.conn.poll():
                     continue
                 return None
+            if isinstance(message, (TaskDone, Err)):
+                worker.timing = message.timing
             if isinstance(message, TaskDone):
                 return (task_id, worker.partial, None)
             if isinstance(message, Err):
