@@ -26,7 +26,14 @@ import attrs
 from . import _pools
 from ._calibrate import Clocks, sample_measurements
 from ._config import resolve
-from ._core._joblib import assumed_items, joblib_decision, joblib_facts, keeps_sampling, next_batch
+from ._core._joblib import (
+    assumed_items,
+    forced_joblib_decision,
+    joblib_decision,
+    joblib_facts,
+    keeps_sampling,
+    next_batch,
+)
 from ._core._plans import serial_decision
 from ._core._reasons import EXHAUSTED
 from ._core._sampling import probe_plan, sample_done
@@ -36,7 +43,7 @@ from ._errors import WorkerStartError
 from ._gather import call_facts
 from ._joblib_batch import run_batch
 from ._joblib_pool import start_driver
-from ._model import Decision, SerialSample
+from ._model import Decision, Measurements, SerialSample
 from ._sample import add_batch, run_in_caller
 from ._serialize import shipping
 from ._transfer import measure_pickling
@@ -47,7 +54,7 @@ if TYPE_CHECKING:
     from ._core._joblib import JoblibRequest
     from ._core._sampling import ProbePlan
     from ._joblib_pool import PoolDriver
-    from ._model import Measurements, PlatformFacts
+    from ._model import PlatformFacts
     from ._transfer import PickleCost
 
 __all__ = ["Router"]
@@ -101,6 +108,11 @@ class Router:
         self._probed = False
         self._driver: PoolDriver | None = None
         self._retired: list[PoolDriver] = []
+        if self.options.forced:
+            # A forced strategy runs without a sample, as autopar.map runs it; its pool starts with the first batch.
+            self.decision = forced_joblib_decision(facts, self.options, request)
+            self.phase = "forced"
+            self.batch_size = self.decision.chunksize
 
     # -- joblib's side ----------------------------------------------------------------------------------------------
 
@@ -109,6 +121,8 @@ class Router:
         with self._lock:
             job = (self._seen, batch, future)
             self._seen += len(batch)
+            if self.phase == "forced" and self.decision is not None and self.decision.strategy == "serial":
+                self.phase = "caller"
             in_caller = self.phase in ("sample", "caller")
             if in_caller:
                 self._queue.append(job)
@@ -246,6 +260,17 @@ class Router:
             return driver, decision
         return self._start_pool(attrs.evolve(decision, strategy="serial", workers=1), m)
 
+    def _start_forced(self) -> None:
+        """Start the forced decision's pool (serial runs in the caller), on the first batch."""
+        assert self.decision is not None
+        if self.decision.strategy == "serial":
+            self.phase = "caller"
+            return
+        m = Measurements(n_items=self.request.n_tasks)
+        self._driver, self.decision = self._start_pool(self.decision, m)
+        logger.info("%s", self.decision)
+        self.phase = "pool"
+
     # -- the thread probe -------------------------------------------------------------------------------------------
 
     def _start_probe(self, plan: ProbePlan) -> None:
@@ -260,6 +285,8 @@ class Router:
     def _route(self, job: _Job) -> None:
         """Send a batch to the probe (within its quota), hold it until the probe's decision, or to the pool."""
         with self._lock:
+            if self.phase == "forced":
+                self._start_forced()
             probe = self._probe
             driver: PoolDriver | None
             if self.phase == "probe" and probe is not None:

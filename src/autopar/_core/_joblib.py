@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from ._costs import CLOSE_RATIO
-from ._decide import decide, serial_exit
+from ._decide import decide, forced_decision, serial_exit
 from ._safety import PROCESS_METHODS
 from ._sampling import MAX_SAMPLE_ITEMS, next_batch_size
 from ._sizing import MAX_ADAPTIVE_CHUNK, serial_batch_size
@@ -34,6 +34,7 @@ __all__ = [
     "assumed_items",
     "check_require",
     "configured_workers",
+    "forced_joblib_decision",
     "joblib_decision",
     "joblib_facts",
     "keeps_sampling",
@@ -193,3 +194,22 @@ def joblib_decision(m: Measurements, facts: PlatformFacts, options: Options, req
         reasons.append(f"n_jobs={request.n_jobs} bounds the workers")
         decision = attrs.evolve(decision, workers=request.n_jobs)
     return attrs.evolve(decision, reasons=tuple(reasons))
+
+
+def forced_joblib_decision(facts: PlatformFacts, options: Options, request: JoblibRequest) -> Decision:
+    """A strategy forced by configuration runs without a sample, within ``n_jobs``; sharedmem turns processes to threads."""
+    if request.sharedmem and options.strategy in PROCESS_METHODS:
+        options = attrs.evolve(options, strategy="threads")
+    decision = forced_decision(joblib_facts(facts, request), options, request.n_tasks)
+    reasons = (
+        (*decision.reasons, "require='sharedmem': threads instead")
+        if options.strategy == "threads" and request.sharedmem
+        else decision.reasons
+    )
+    return attrs.evolve(
+        decision,
+        workers=min(decision.workers, request.n_jobs),
+        chunksize=max(decision.chunksize, 1),
+        reasons=reasons,
+        limit_native_threads=decision.strategy in PROCESS_METHODS,
+    )
