@@ -27,7 +27,10 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from . import _pools
+from ._core._joblib import joblib_decision
 from ._core._safety import PROCESS_METHODS
+from ._core._sizing import MAX_ADAPTIVE_CHUNK
+from ._errors import WorkerStartError
 from ._joblib_batch import run_batch
 from ._pool_spec import is_single_use, pool_spec
 from ._serialize import shipping
@@ -36,10 +39,12 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from concurrent.futures import Future
 
-    from ._model import Decision, Options, PlatformFacts
+    from ._core._joblib import JoblibRequest
+    from ._core._sampling import ProbePlan
+    from ._model import Decision, Measurements, Options, PlatformFacts
     from ._types import Pool
 
-__all__ = ["PoolDriver", "start_driver"]
+__all__ = ["PoolDriver", "Probe", "probe_quota", "start_decided", "start_driver"]
 
 logger = logging.getLogger("autopar")
 
@@ -47,6 +52,8 @@ logger = logging.getLogger("autopar")
 _POLL_S = 0.005
 #: Seconds ``stop`` waits for the driver thread (a deadlock guard: it checks its stop flag every ``_POLL_S``).
 _JOIN_S = 30.0
+#: Start methods that fail to start are left out and the decision taken again, at most this many times.
+_START_ATTEMPTS = 3
 
 
 class PoolDriver:
@@ -195,3 +202,47 @@ def start_driver(
         spec = attrs.evolve(spec, native_threads=inner_threads)
     pool = _pools.acquire(name, workers, spec, facts)
     return PoolDriver(pool, single_use=is_single_use(spec), on_done=on_done)
+
+
+@attrs.define
+class Probe:
+    """The thread probe under way: its driver, its quota and what it measured."""
+
+    plan: ProbePlan
+    driver: PoolDriver
+    started_s: float
+    sent: int = 0
+    done: int = 0
+    cpu_s: float = 0.0
+
+
+def probe_quota(plan: ProbePlan) -> int:
+    """Tasks the thread probe runs: ``per_thread`` on each thread (at most an adaptive chunk's worth)."""
+    return plan.threads * min(plan.per_thread, MAX_ADAPTIVE_CHUNK)
+
+
+def start_decided(
+    decision: Decision,
+    m: Measurements,
+    facts: PlatformFacts,
+    options: Options,
+    request: JoblibRequest,
+    inner_threads: int | None,
+) -> tuple[PoolDriver, Decision, PlatformFacts]:
+    """The driver of ``decision``'s pool; a start method whose workers fail to start is left out, and decided again.
+
+    Serial, once the caller has gone back to joblib's wait, runs on one thread.  Returns the
+    driver, the decision it runs and the facts with any start failure recorded.
+    """
+    for _ in range(_START_ATTEMPTS):
+        name, workers = decision.strategy, decision.workers
+        if name == "serial":
+            name, workers = "threads", 1
+        try:
+            return start_driver(decision, name, workers, options, facts, inner_threads), decision, facts
+        except WorkerStartError as exc:
+            facts = attrs.evolve(facts, start_failures=(*facts.start_failures, (name, exc.reason or str(exc))))
+            logger.warning("autopar: %s; deciding again", exc)
+            decision = joblib_decision(m, facts, options, request)
+    serial = attrs.evolve(decision, strategy="serial", workers=1)
+    return start_driver(serial, "threads", 1, options, facts, inner_threads), serial, facts

@@ -39,10 +39,9 @@ from ._core._reasons import EXHAUSTED
 from ._core._sampling import probe_plan, sample_done
 from ._core._sizing import MAX_ADAPTIVE_CHUNK, serial_batch_size
 from ._core._workload import probe_speedup
-from ._errors import WorkerStartError
 from ._gather import call_facts
 from ._joblib_batch import run_batch
-from ._joblib_pool import start_driver
+from ._joblib_pool import Probe, probe_quota, start_decided, start_driver
 from ._model import Decision, Measurements, SerialSample
 from ._sample import add_batch, run_in_caller
 from ._serialize import shipping
@@ -61,25 +60,6 @@ __all__ = ["Router"]
 
 logger = logging.getLogger("autopar")
 _Job = tuple[int, Any, "Future[Any]"]
-#: Start methods that fail to start are left out and the decision taken again, at most this many times.
-_START_ATTEMPTS = 3
-
-
-@attrs.define
-class _Probe:
-    """The thread probe under way: its driver, its quota and what it measured."""
-
-    plan: ProbePlan
-    driver: PoolDriver
-    started_s: float
-    sent: int = 0
-    done: int = 0
-    cpu_s: float = 0.0
-
-
-def _quota(plan: ProbePlan) -> int:
-    """Tasks the thread probe runs: ``per_thread`` on each thread (at most an adaptive chunk's worth)."""
-    return plan.threads * min(plan.per_thread, MAX_ADAPTIVE_CHUNK)
 
 
 class Router:
@@ -104,7 +84,7 @@ class Router:
         self._failed = False
         self._seen = 0
         self._cost: PickleCost | None = None
-        self._probe: _Probe | None = None
+        self._probe: Probe | None = None
         self._probed = False
         self._driver: PoolDriver | None = None
         self._retired: list[PoolDriver] = []
@@ -240,25 +220,15 @@ class Router:
             driver.put(*job)
 
     def _start_pool(self, decision: Decision, m: Measurements) -> tuple[PoolDriver, Decision]:
-        """The driver of the decided pool; serial after the caller left runs on one thread."""
-        for _ in range(_START_ATTEMPTS):
-            name, workers = decision.strategy, decision.workers
-            if name == "serial":
-                name, workers = "threads", 1
-            probe = self._probe
-            if probe is not None and (name, workers) == ("threads", probe.plan.threads):
-                self._probe = None
-                return probe.driver, decision
-            try:
-                driver = start_driver(decision, name, workers, self.options, self.facts, self._inner_threads)
-            except WorkerStartError as exc:
-                failures = (*self.facts.start_failures, (name, exc.reason or str(exc)))
-                self.facts = attrs.evolve(self.facts, start_failures=failures)
-                logger.warning("autopar: %s; deciding again", exc)
-                decision = joblib_decision(m, self.facts, self.options, self.request)
-                continue
-            return driver, decision
-        return self._start_pool(attrs.evolve(decision, strategy="serial", workers=1), m)
+        """The driver of the decided pool (the probe's when it is the same); serial here runs on one thread."""
+        probe = self._probe
+        if probe is not None and (decision.strategy, decision.workers) == ("threads", probe.plan.threads):
+            self._probe = None
+            return probe.driver, decision
+        driver, decision, self.facts = start_decided(
+            decision, m, self.facts, self.options, self.request, self._inner_threads
+        )
+        return driver, decision
 
     def _start_forced(self) -> None:
         """Start the forced decision's pool (serial runs in the caller), on the first batch."""
@@ -278,7 +248,7 @@ class Router:
         driver = start_driver(
             placeholder, "threads", plan.threads, self.options, self.facts, None, on_done=self._probe_done
         )
-        self._probe = _Probe(plan=plan, driver=driver, started_s=self.clocks.wall())
+        self._probe = Probe(plan=plan, driver=driver, started_s=self.clocks.wall())
         self.batch_size = min(plan.per_thread, MAX_ADAPTIVE_CHUNK)
         self.phase = "probe"
 
@@ -290,7 +260,7 @@ class Router:
             probe = self._probe
             driver: PoolDriver | None
             if self.phase == "probe" and probe is not None:
-                if probe.sent >= _quota(probe.plan):
+                if probe.sent >= probe_quota(probe.plan):
                     self._held.append(job)
                     return
                 probe.sent += len(job[1])
@@ -308,7 +278,7 @@ class Router:
                 return
             probe.done += tasks
             probe.cpu_s += cpu_s
-            if probe.done < max(probe.sent, _quota(probe.plan)):
+            if probe.done < max(probe.sent, probe_quota(probe.plan)):
                 return
         elapsed = self.clocks.wall() - probe.started_s
         speedup = probe_speedup(self.sample, elapsed, probe.done, probe.cpu_s)
