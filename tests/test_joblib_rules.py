@@ -7,6 +7,7 @@ import pytest
 
 from autopar._core._decide import decide
 from autopar._core._joblib import (
+    MAX_CALLER_BATCH,
     JoblibRequest,
     assumed_items,
     check_require,
@@ -15,11 +16,11 @@ from autopar._core._joblib import (
     joblib_facts,
     keeps_sampling,
     next_batch,
+    probe_items,
     workers_bound,
 )
 from autopar._core._safety import PROCESS_METHODS
 from autopar._core._sampling import MAX_SAMPLE_ITEMS
-from autopar._core._sizing import MAX_ADAPTIVE_CHUNK
 from autopar._model import Measurements, Options, SerialSample
 from platforms import LINUX
 
@@ -148,6 +149,13 @@ def test_batches_double_while_sampling_and_stay_bounded() -> None:
     """The caller's batches double as the serial sample's do, and never pass an adaptive chunk."""
     assert next_batch(SerialSample(), 1) == 1
     assert next_batch(SerialSample(count=3, wall_s=1e-3), 2) == 4
-    assert next_batch(SerialSample(count=7, wall_s=1e-3), 6000) == MAX_ADAPTIVE_CHUNK
+    assert next_batch(SerialSample(count=7, wall_s=1e-3), 6000) == MAX_CALLER_BATCH
     big = SerialSample(count=MAX_SAMPLE_ITEMS, wall_s=MAX_SAMPLE_ITEMS * 1e-6)
-    assert 1 <= next_batch(big, 50) <= MAX_ADAPTIVE_CHUNK
+    assert 1 <= next_batch(big, 50) <= MAX_CALLER_BATCH
+
+
+def test_prefer_threads_probes_early_and_others_probe_for_the_assumed_length() -> None:
+    """prefer='threads' plans the probe as for a long stream; other calls for the tasks the decision assumes."""
+    assert probe_items(JoblibRequest(n_jobs=2, prefer="threads"), 3) is None
+    assert probe_items(JoblibRequest(n_jobs=2), 3) == 6
+    assert probe_items(JoblibRequest(n_jobs=2, prefer="threads", n_tasks=40), 3) == 40

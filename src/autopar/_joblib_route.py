@@ -33,6 +33,7 @@ from ._core._joblib import (
     joblib_facts,
     keeps_sampling,
     next_batch,
+    probe_items,
 )
 from ._core._plans import serial_decision
 from ._core._reasons import EXHAUSTED
@@ -184,11 +185,10 @@ class Router:
             return
         m = self._measurements()
         if not self._probed:
-            self._probed = True
-            # A stream of unknown length is probed as autopar probes a stream: its probe runs real tasks.
-            probing = m if self.request.n_tasks is not None else attrs.evolve(m, n_items=None)
+            probing = attrs.evolve(m, n_items=probe_items(self.request, self.sample.count))
             plan = probe_plan(self.sample, probing, joblib_facts(self.facts, self.request), allowed=True)
             if plan is not None:
+                self._probed = True
                 self._start_probe(plan)
                 return
         self._decide(m, in_caller=True)

@@ -24,7 +24,7 @@ from ._costs import CLOSE_RATIO
 from ._decide import decide, forced_decision, serial_exit
 from ._safety import PROCESS_METHODS
 from ._sampling import MAX_SAMPLE_ITEMS, next_batch_size
-from ._sizing import MAX_ADAPTIVE_CHUNK, serial_batch_size
+from ._sizing import serial_batch_size
 
 if TYPE_CHECKING:
     from .._model import Candidate, Decision, Measurements, Options, PlatformFacts, SerialSample
@@ -39,10 +39,16 @@ __all__ = [
     "joblib_facts",
     "keeps_sampling",
     "next_batch",
+    "probe_items",
     "workers_bound",
 ]
 
 _PREFER = (None, "threads", "processes")
+#: Most tasks in a batch the caller runs.  joblib builds ``n_jobs`` batches of ``delayed`` calls at a
+#: time and keeps them alive until they ran; past a few hundred tasks per batch the garbage collector's
+#: passes over them cost more than the batch dispatch they save (50,000 tiny tasks ran 12% faster in
+#: batches of 256 than of 8,192, on the 2-core machine of ``benchmarks/sklearn_backend.py``).
+MAX_CALLER_BATCH = 256
 _REQUIRE = (None, "sharedmem")
 
 
@@ -133,10 +139,23 @@ def keeps_sampling(decision: Decision, request: JoblibRequest) -> bool:
 
 
 def next_batch(sample: SerialSample, last: int) -> int:
-    """Tasks in the next batch the caller runs: doubling as the serial sample does, up to about 10 ms of work."""
+    """Tasks in the next batch the caller runs: doubling as the serial sample does, up to ``MAX_CALLER_BATCH``."""
     if sample.count < MAX_SAMPLE_ITEMS:
-        return min(next_batch_size(sample, last), MAX_ADAPTIVE_CHUNK)
-    return min(max(last, serial_batch_size(sample.per_item_s)), MAX_ADAPTIVE_CHUNK)
+        return min(next_batch_size(sample, last), MAX_CALLER_BATCH)
+    return min(max(last, serial_batch_size(sample.per_item_s)), MAX_CALLER_BATCH)
+
+
+def probe_items(request: JoblibRequest, seen: int) -> int | None:
+    """The task count the thread probe's plan assumes (None: a long stream, as ``autopar.imap`` assumes).
+
+    ``prefer="threads"`` says the library expects its tasks to release the GIL (scikit-learn's forests
+    do): threads are probed as soon as the sample is in, as on a long stream, and a probe of GIL-bound
+    tasks costs little, since it runs them at serial speed.  Otherwise the probe is planned for the
+    tasks the decision assumes (``assumed_items``), so it runs only where the rest of the call dwarfs it.
+    """
+    if request.prefer == "threads" and request.n_tasks is None:
+        return None
+    return assumed_items(request.n_tasks, seen)
 
 
 def _kinds(prefer: str | None) -> tuple[str, ...]:
