@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import autopar
+import helpers
 from conftest import live_children, wait_until
 
 joblib = pytest.importorskip("joblib")
@@ -154,6 +155,50 @@ def test_timeout_raises_and_stops_the_workers() -> None:
     ):
         Parallel(n_jobs=2, timeout=0.5)(delayed(time.sleep)(s) for s in [0.0, 0.0, 30, 30])
     assert wait_until(lambda: live_children() - _server() - before == set(), timeout=10)
+
+
+_CTRL_C_SCRIPT = """
+import multiprocessing, os, signal, sys, threading, time
+import autopar
+import autopar.joblib
+from joblib import Parallel, delayed, parallel_config
+
+def sleep_item(path):
+    open(path, "w").close()
+    time.sleep(60)
+
+def interrupt(directory, running):
+    while len(os.listdir(directory)) < running:
+        time.sleep(0.005)
+    global interrupted_at
+    interrupted_at = time.monotonic()
+    os.kill(os.getpid(), signal.SIGINT)
+
+if __name__ == "__main__":
+    strategy, directory = sys.argv[1], sys.argv[2]
+    threading.Thread(target=interrupt, args=(directory, 2), daemon=True).start()
+    try:
+        with autopar.config(strategy=strategy), parallel_config(backend="autopar"):
+            Parallel(n_jobs=2)(delayed(sleep_item)(os.path.join(directory, str(i))) for i in range(50))
+    except KeyboardInterrupt:
+        returned_s = time.monotonic() - interrupted_at
+        print(f"returned_s={returned_s:.3f} workers_left={len(multiprocessing.active_children())}")
+"""
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("strategy", ["forkserver", "spawn"])
+def test_ctrl_c_stops_the_workers_and_raises(strategy: str, tmp_path: Path) -> None:
+    """SIGINT while both process workers run a 60 s task: KeyboardInterrupt within 2 s, no worker left."""
+    script = tmp_path / "interrupt_me.py"
+    script.write_text(_CTRL_C_SCRIPT)
+    started = tmp_path / "started"
+    started.mkdir()
+    done = helpers.run_python([str(script), strategy, str(started)], tmp_path, timeout=100)
+    assert "returned_s=" in done.stdout, done.stdout + done.stderr
+    report = {k: float(v) for k, v in (part.split("=") for part in done.stdout.split())}
+    assert report["returned_s"] < 2.0, report
+    assert report["workers_left"] == 0
 
 
 def test_nested_calls_inside_a_worker_run_serially() -> None:
