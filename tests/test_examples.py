@@ -146,3 +146,14 @@ def test_survive_bad_items_returns_failures_by_index():
         "item 21: ValueError: item 21 is malformed",
         "item 42 after its retry: 1764",
     ]
+
+
+@pytest.mark.timeout(180)
+def test_sklearn_backend_runs_scikit_learn_on_autopar():
+    """sklearn_backend.py runs cross-validation, a grid search and a forest on the "autopar" joblib backend."""
+    pytest.importorskip("sklearn")
+    out = _example("sklearn_backend.py")
+    assert "cross_val_score: mean accuracy 0.847" in out
+    assert "GridSearchCV: best C" in out
+    assert "forest: 400 rows of probabilities, on " in out
+    assert "autopar decision:" in out

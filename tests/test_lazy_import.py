@@ -28,6 +28,7 @@ HEAVY_MODULES = (
     "concurrent.futures.process",
     "multiprocessing.pool",
     "numpy",
+    "joblib",
 )
 
 

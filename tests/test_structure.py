@@ -37,6 +37,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_core._plans",
         "_core._submit",
         "_core._identity",
+        "_core._joblib",
     ),
     # 2: what runs in a worker, and lookups of the machine, the options and the caches.
     (
@@ -57,6 +58,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_progress",
         "_deadline",
         "_recorder",
+        "_joblib_batch",
     ),
     # 3: strategies and their pools.
     (
@@ -93,9 +95,12 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_executor._buffered",
         "_executor._map",
         "_executor",
+        "_joblib_pool",
+        "_joblib_route",
+        "_joblib_backend",
     ),
     # 6: the public package.
-    ("__init__",),
+    ("__init__", "joblib"),
     # 7: the command line, over the public API.
     ("_demo", "_cli", "__main__"),
 )

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
     from ._model import PlatformFacts, SerialSample, Shipping
 
-__all__ = ["Calibration", "Clocks", "calibrate"]
+__all__ = ["Calibration", "Clocks", "calibrate", "sample_measurements"]
 
 #: How many items and results to pickle to price process pools.
 _PICKLE_SAMPLES = 3
@@ -105,7 +105,7 @@ def calibrate(
     cost = measure_pickling(func, head, results[:_PICKLE_SAMPLES], clocks.wall)
     ship = ship or shipping(func)
     measured = attrs.evolve(
-        _measurements(sample, cost, ship, n_items),
+        sample_measurements(sample, cost, ship, n_items),
         worker_startup_s=dict(worker_startup_s or {}),
         warm_pools=warm_pools,
         initializer_s=initializer_s,
@@ -128,7 +128,8 @@ def _recording(source: Iterator[Any], head: list[Any]) -> Iterator[Any]:
         yield item
 
 
-def _measurements(sample: SerialSample, cost: PickleCost, ship: Shipping, n_items: int | None) -> Measurements:
+def sample_measurements(sample: SerialSample, cost: PickleCost, ship: Shipping, n_items: int | None) -> Measurements:
+    """The per-item measurements of a serial sample and a pickling price."""
     count = max(sample.count, 1)
     return Measurements(
         n_items=n_items,

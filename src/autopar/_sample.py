@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from ._calibrate import Clocks
 
-__all__ = ["run_in_caller", "sample_serially"]
+__all__ = ["add_batch", "run_in_caller", "sample_serially"]
 
 
 def run_in_caller(func: Callable[[Any], Any], batch: list[Any], start: int, capture_errors: bool) -> list[Any]:
@@ -31,7 +31,10 @@ def run_in_caller(func: Callable[[Any], Any], batch: list[Any], start: int, capt
         raise failed.wrapped.rebuild()  # noqa: B904 - its __cause__ is the traceback text
 
 
-def _add(sample: SerialSample, batch: int, wall: float, cpu: float, process: float, waits: int | None) -> SerialSample:
+def add_batch(
+    sample: SerialSample, batch: int, wall: float, cpu: float, process: float, waits: int | None
+) -> SerialSample:
+    """``sample`` with one more timed batch of ``batch`` items added."""
     return SerialSample(
         count=sample.count + batch,
         wall_s=sample.wall_s + wall,
@@ -64,6 +67,6 @@ def sample_serially(
         wall = clocks.wall() - w0
         v1 = clocks.waits()
         waits = None if v0 is None or v1 is None else v1 - v0
-        sample = _add(sample, len(batch), wall, clocks.thread() - c0, clocks.process() - p0, waits)
+        sample = add_batch(sample, len(batch), wall, clocks.thread() - c0, clocks.process() - p0, waits)
         size = next_batch_size(sample, size)
     return sample, False

@@ -18,4 +18,5 @@ In dependency order:
 * ``_plans``: what a call does first (``plan_call``), and whether process workers start at once.
 * ``_submit``: where ``Executor.submit`` sends a function's later calls.
 * ``_identity``: what identifies a function across calls.
+* ``_joblib``: joblib's ``n_jobs``, ``prefer`` and ``require``, and the decision of a ``Parallel`` call.
 """
