@@ -7,16 +7,11 @@ import pytest
 
 from autopar._core._costs import DASK_FIRST_USE_S, predict
 from autopar._core._decide import decide
-from autopar._model import ClusterFacts, Decision, Measurements, Options, PlatformFacts
+from autopar._model import ClusterFacts, Decision, Measurements, Options
+from platforms import LINUX
 
 #: A two-core laptop where fork is safe.
-LAPTOP = PlatformFacts(
-    system="linux",
-    python_version=(3, 12),
-    start_methods=("fork", "spawn", "forkserver"),
-    default_start_method="fork",
-    cpu_count=2,
-)
+LAPTOP = LINUX
 #: 256 cores: 256 single-threaded worker processes, 5 ms away, 1 ms of scheduler time per task, 100 MB/s.
 BIG_CLUSTER = ClusterFacts(
     address="tcp://10.0.0.1:8786",

@@ -25,7 +25,7 @@ from ._calibrate import calibrate
 from ._core._decide import decide
 from ._core._plans import Calibrate, Reuse, Run, plan_call, serial_decision
 from ._core._reasons import EXHAUSTED
-from ._core._safety import ruled_out_by
+from ._core._safety import with_start_failure
 from ._core._sizing import serial_batch_size
 from ._deadline import Deadline, starting_within
 from ._dispatch import serial_batches, unwrap
@@ -281,9 +281,7 @@ class Call:
 
     def _decide_without(self, failed: Decision, exc: WorkerStartError) -> Decision:
         """Decide again without the start method that failed (re-plan an item_timeout call, which has no measurements)."""
-        why = exc.reason or str(exc)
-        failures = (*self.facts.start_failures, *((s, why) for s in ruled_out_by(failed.strategy, exc.limit)))
-        self.facts = attrs.evolve(self.facts, start_failures=failures)
+        self.facts = with_start_failure(self.facts, failed.strategy, exc)
         m = failed.measurements
         decision = self.decide(remember=False) if m is None else decide(m, self.facts, self.opts)
         logger.warning("autopar: %s; running %s instead", exc, decision.strategy)

@@ -28,7 +28,7 @@ import attrs
 
 from . import _pools
 from ._core._joblib import joblib_decision
-from ._core._safety import PROCESS_METHODS
+from ._core._safety import PROCESS_METHODS, with_start_failure
 from ._core._sizing import MAX_ADAPTIVE_CHUNK
 from ._errors import WorkerStartError
 from ._joblib_batch import run_batch
@@ -241,7 +241,7 @@ def start_decided(
         try:
             return start_driver(decision, name, workers, options, facts, inner_threads), decision, facts
         except WorkerStartError as exc:
-            facts = attrs.evolve(facts, start_failures=(*facts.start_failures, (name, exc.reason or str(exc))))
+            facts = with_start_failure(facts, name, exc)
             logger.warning("autopar: %s; deciding again", exc)
             decision = joblib_decision(m, facts, options, request)
     serial = attrs.evolve(decision, strategy="serial", workers=1)

@@ -10,6 +10,8 @@ to start during this call (a process or open-file limit).
 
 from __future__ import annotations
 
+import attrs
+
 from .._errors import WorkerStartError
 from .._model import MethodVerdict, PlatformFacts
 
@@ -26,6 +28,7 @@ __all__ = [
     "require_available",
     "require_interpreters",
     "ruled_out_by",
+    "with_start_failure",
     "shm_text",
     "usable_process_methods",
 ]
@@ -65,6 +68,13 @@ def ruled_out_by(strategy: str, limit: str | None) -> tuple[str, ...]:
     if limit is not None and strategy in PROCESS_METHODS:
         return PROCESS_METHODS
     return (strategy,)
+
+
+def with_start_failure(facts: PlatformFacts, strategy: str, exc: WorkerStartError) -> PlatformFacts:
+    """``facts`` with the start of ``strategy`` failed as ``exc`` says, and every method that rules out."""
+    why = exc.reason or str(exc)
+    failed = tuple((method, why) for method in ruled_out_by(strategy, exc.limit))
+    return attrs.evolve(facts, start_failures=(*facts.start_failures, *failed))
 
 
 #: The strategy of subinterpreters in this process (Python 3.14 and later).
