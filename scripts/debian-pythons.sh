@@ -292,11 +292,15 @@ cmd_test() {
         say "test-extra packages that do not install on $v (log: $ROOT$venv/install.log): $(tr '\n' ' ' <"$ROOT$venv/.autopar-missing")"
     fi
     local status=0
+    if [[ -z ${AUTOPAR_RERUN_FAILED:-} ]]; then
+        run_pytest "$v" -p no:cacheprovider "$@" || status=$?
+        return "$status"
+    fi
     # pytest's cache (which tests failed) lives in the chroot, never in the checkout.
     local cache=/tmp/autopar-pytest-cache-$v
     rm -rf "$ROOT$cache"
     run_pytest "$v" -o "cache_dir=$cache" "$@" || status=$?
-    if [[ $status -eq 1 && -n ${AUTOPAR_RERUN_FAILED:-} ]]; then
+    if [[ $status -eq 1 ]]; then
         # A test that failed once may have met a loaded machine: it runs once more, alone; a real
         # failure fails again.  The first failures stay in the log above.
         say "pytest on $v: rerunning the tests that failed, once"
