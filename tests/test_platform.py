@@ -14,6 +14,7 @@ import attrs
 import pytest
 
 import helpers
+from autopar._info import platform_report
 from autopar._main_module import in_main_bootstrap, main_importable
 from autopar._model import PlatformFacts
 from autopar._platform import (
@@ -22,7 +23,6 @@ from autopar._platform import (
     cpu_count_physical,
     in_worker,
     is_gil_enabled,
-    platform_report,
     probe_platform,
 )
 
@@ -351,6 +351,34 @@ def test_count_threads_rises_when_thread_started() -> None:
     assert python_during == python_before + 1
     assert native_during >= native_before + 1
     assert native_during >= python_during
+
+
+def test_native_thread_count_matches_psutil() -> None:
+    """The native thread count (read from ``/proc`` on Linux) is the one psutil gives."""
+    import psutil
+
+    release = threading.Event()
+    threads = [threading.Thread(target=release.wait) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        _, native = count_threads()
+        expected = psutil.Process().num_threads()
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(timeout=SUBPROCESS_TIMEOUT_S)
+    assert native == expected
+
+
+def test_first_serial_call_on_linux_does_not_import_psutil(tmp_path: Path) -> None:
+    """On Linux, a call's facts come from ``/proc`` and ``os``: psutil (about 10 ms to import) stays unloaded."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("other systems read thread counts through psutil")
+    code = "import sys, autopar; autopar.map(abs, [-1, 2], strategy='serial'); print('psutil' in sys.modules)"
+    done = helpers.run_python(["-c", code], tmp_path, timeout=SUBPROCESS_TIMEOUT_S)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
 
 
 # --- report -----------------------------------------------------------------------------------------------------------

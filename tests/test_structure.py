@@ -51,6 +51,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_transfer",
         "_main_module",
         "_platform",
+        "_info",
         "_registry",
         "_config",
         "_warn",

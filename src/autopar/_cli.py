@@ -78,8 +78,8 @@ def _load_function(spec: str) -> Any:
 
 
 def _info(_args: argparse.Namespace) -> int:
+    from ._info import platform_report
     from ._limits import limit_rows
-    from ._platform import platform_report
 
     rows = platform_report(autopar.probe_platform(memory=True)) + limit_rows()
     width = max(len(k) for k, _ in rows)

@@ -14,14 +14,10 @@ import math
 import multiprocessing
 import multiprocessing.context
 import os
-import platform
 import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
-import psutil  # type: ignore[import-untyped,unused-ignore]
-
-from ._core import _safety
 from ._main_module import in_main_bootstrap, main_importable
 from ._model import PlatformFacts
 from ._shared import pool_shm_problem
@@ -30,7 +26,6 @@ from ._worker import is_inside_worker as in_worker
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ._model import MethodVerdict
 
 __all__ = [
     "count_threads",
@@ -38,11 +33,8 @@ __all__ = [
     "cpu_count_physical",
     "in_worker",
     "is_gil_enabled",
-    "platform_report",
     "probe_platform",
 ]
-
-_GiB = 1024**3
 
 
 # --- CPUs -------------------------------------------------------------------------------------------------------------
@@ -96,9 +88,13 @@ def _cgroup_v1_cpus(root: str) -> int | None:
 
 def _default_affinity() -> set[int] | None:
     """The CPUs this process may run on, or None where the platform cannot say."""
-    try:
-        if hasattr(os, "sched_getaffinity"):
+    if hasattr(os, "sched_getaffinity"):
+        try:
             return set(os.sched_getaffinity(0))
+        except OSError:
+            return None
+    psutil = _psutil()
+    try:
         process = psutil.Process()
         if hasattr(process, "cpu_affinity"):  # absent on macOS
             return {int(cpu) for cpu in process.cpu_affinity()}
@@ -139,6 +135,7 @@ def cpu_count(
 @functools.cache
 def cpu_count_physical() -> int | None:
     """The number of physical cores, or None where psutil cannot tell."""
+    psutil = _psutil()
     try:
         count = psutil.cpu_count(logical=False)
     except (OSError, psutil.Error):
@@ -158,7 +155,27 @@ def is_gil_enabled() -> bool:
 @functools.lru_cache(maxsize=1)
 def _process(pid: int) -> Any:
     """A psutil handle on this process; keyed by pid so a forked child gets its own."""
-    return psutil.Process(pid)
+    return _psutil().Process(pid)
+
+
+def _psutil() -> Any:
+    """psutil, imported on first use: it costs about 10 ms, and Linux answers most questions without it."""
+    import psutil  # type: ignore[import-untyped,unused-ignore]
+
+    return psutil
+
+
+def _native_thread_count() -> int | None:
+    """The OS threads of this process, from ``/proc`` where there is one (Linux), else from psutil, else None."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        pass
+    psutil = _psutil()
+    try:
+        return int(_process(os.getpid()).num_threads())
+    except (OSError, psutil.Error):
+        return None
 
 
 def count_threads() -> tuple[int, int]:
@@ -168,11 +185,8 @@ def count_threads() -> tuple[int, int]:
     see; where psutil cannot count them, the Python count stands in.
     """
     python_threads = threading.active_count()
-    try:
-        native_threads = int(_process(os.getpid()).num_threads())
-    except (OSError, psutil.Error):
-        native_threads = python_threads
-    return python_threads, native_threads
+    native_threads = _native_thread_count()
+    return python_threads, python_threads if native_threads is None else native_threads
 
 
 # --- facts ------------------------------------------------------------------------------------------------------------
@@ -228,6 +242,7 @@ def _static_facts() -> dict[str, Any]:
 
 def _memory_bytes() -> tuple[int, int]:
     """(total, available) bytes of memory, or zeros where psutil cannot tell."""
+    psutil = _psutil()
     try:
         memory = psutil.virtual_memory()
         return int(memory.total), int(memory.available)
@@ -261,40 +276,3 @@ def probe_platform(*, memory: bool = True) -> PlatformFacts:
         in_main_bootstrap=in_main_bootstrap(),
         daemon=bool(multiprocessing.current_process().daemon),
     )
-
-
-# --- report -----------------------------------------------------------------------------------------------------------
-
-
-def _verdict_text(verdict: MethodVerdict) -> str:
-    if not verdict.available:
-        return f"not available: {verdict.reason}"
-    return f"available, {'safe' if verdict.safe else 'unsafe'}: {verdict.reason}"
-
-
-def _memory_text(facts: PlatformFacts) -> str:
-    total, available = facts.memory_total_bytes / _GiB, facts.memory_available_bytes / _GiB
-    return f"{total:.1f} GiB total, {available:.1f} GiB available" if total else "not probed"
-
-
-def platform_report(facts: PlatformFacts) -> list[tuple[str, str]]:
-    """Rows of (label, value) describing ``facts``, for ``autopar info``."""
-    major, minor = facts.python_version
-    build = "GIL enabled" if facts.gil_enabled else "free-threaded, GIL disabled"
-    auto = _safety.auto_process_methods(facts)
-    physical = "unknown" if facts.cpu_physical is None else str(facts.cpu_physical)
-    rows = [
-        ("OS", f"{facts.system} ({platform.platform()})"),
-        ("Python", f"{platform.python_implementation()} {major}.{minor}, {build}"),
-        ("start methods", f"{', '.join(facts.start_methods) or 'none'} (default: {facts.default_start_method})"),
-    ]
-    rows.extend((verdict.method, _verdict_text(verdict)) for verdict in _safety.method_verdicts(facts))
-    rows += [
-        ("auto process methods", ", ".join(auto) if auto else "none (auto uses serial or threads)"),
-        ("CPUs", f"{facts.cpu_logical} logical, {physical} physical, {facts.cpu_count} usable"),
-        ("threads", f"{facts.python_threads} Python, {facts.native_threads} native"),
-        ("memory", _memory_text(facts)),
-        ("__main__", "importable file" if facts.main_importable else "not a file (REPL, python -c or notebook)"),
-        ("cloudpickle", "installed" if facts.cloudpickle_available else "not installed (pip install cloudpickle)"),
-    ]
-    return rows
