@@ -3,6 +3,8 @@
 #
 #   scripts/debian-pythons.sh setup                        build or update the chroot (once per machine)
 #   scripts/debian-pythons.sh test 3.14 [pytest args...]   run the suite on one version (runs setup first)
+#   scripts/debian-pythons.sh run 3.14 ARGS...             run that version's python ARGS in the checkout
+#                                                           (a benchmark, say: run 3.14 benchmarks/main_guard.py)
 #
 # Needs root (debootstrap, mount, chroot) on a Debian-like host with apt.  The chroot lives outside
 # the checkout, in ${AUTOPAR_CHROOT:-/var/cache/autopar/sid}, and is reused between runs; the
@@ -278,14 +280,29 @@ cmd_setup() {
     done
 }
 
-cmd_test() {
-    [[ $# -ge 1 ]] || usage
+prepare() {  # prepare VERSION: the chroot, its mounts and the version's venv
     local v=$1
-    shift
     [[ " ${VERSIONS[*]} " == *" $v "* ]] || die "unknown version $v (one of: ${VERSIONS[*]})"
     setup
     mount_all
     make_venv "$v"
+}
+
+cmd_run() {
+    [[ $# -ge 2 ]] || usage
+    local v=$1
+    shift
+    prepare "$v"
+    local status=0
+    run_in_src "$v" "/opt/venv-$v/bin/python" "$@" || status=$?
+    return "$status"
+}
+
+cmd_test() {
+    [[ $# -ge 1 ]] || usage
+    local v=$1
+    shift
+    prepare "$v"
     local venv=/opt/venv-$v
     say "$(in_root "$venv/bin/python" -VV)"
     if [[ -s $ROOT$venv/.autopar-missing ]]; then
@@ -311,6 +328,13 @@ cmd_test() {
 }
 
 run_pytest() {  # run_pytest VERSION PYTEST-ARGS...
+    local v=$1 status=0
+    shift
+    run_in_src "$v" "/opt/venv-$v/bin/python" -m pytest "$@" || status=$?
+    return "$status"
+}
+
+run_in_src() {  # run_in_src VERSION COMMAND...: in /src, with the version's venv first on PATH, time-limited
     local v=$1 venv=/opt/venv-$1 status=0
     shift
     # In the background, so that Ctrl-C reaches the traps at once (cleanup stops the run).
@@ -318,12 +342,12 @@ run_pytest() {  # run_pytest VERSION PYTEST-ARGS...
         env -i "PATH=/usr/sbin:/usr/bin:/sbin:/bin" chroot "$ROOT" /bin/sh -c 'cd /src && exec "$@"' sh \
         env HOME=/root LANG=C.UTF-8 LC_ALL=C.UTF-8 "TERM=${TERM:-dumb}" "AUTOPAR_RUN=$RUN_TOKEN" \
         "PATH=$venv/bin:/usr/local/bin:/usr/bin:/bin" ${CI:+CI=$CI} \
-        "$venv/bin/python" -m pytest "$@" </dev/null &
+        "$@" </dev/null &
     TEST_PID=$!
     wait "$TEST_PID" || status=$?
     TEST_PID=
     if [[ $status -eq 124 || $status -eq 137 ]]; then
-        say "pytest on $v did not finish within $TEST_TIMEOUT: stopped"
+        say "$* on $v did not finish within $TEST_TIMEOUT: stopped"
     fi
     kill_leftovers
     return "$status"
@@ -334,6 +358,10 @@ setup) cmd_setup ;;
 test)
     shift
     cmd_test "$@"
+    ;;
+run)
+    shift
+    cmd_run "$@"
     ;;
 *) usage ;;
 esac

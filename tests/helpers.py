@@ -456,6 +456,15 @@ def pid_and_square(x: int) -> tuple[int, int]:
     return os.getpid(), x * x
 
 
+def pid_and_slow_square(x: int) -> tuple[int, int]:
+    """(this process's pid, x squared), after about 0.25 s of computing, 1 s for item 1 (the caller's first sample).
+
+    A pool started in the background boots while the caller measures item 1, even on a loaded machine.
+    """
+    countdown(25_000_000 if x == 1 else 6_000_000)
+    return os.getpid(), x * x
+
+
 def fail_on_0(x: int) -> int:
     """Raise ValueError for item 0, the item a first call hands to a worker."""
     if x == 0:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable
 
 import attrs
@@ -254,3 +258,35 @@ def test_thread_probe_that_cannot_start_a_thread_runs_its_items_in_the_caller(mo
     assert ran == list(range(6))
     assert results == [None] * 6
     assert threading.active_count() == before
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
+def test_queued_clock_reads_time_spent_behind_another_process_on_the_same_cpu() -> None:
+    """The sample's ``queued`` clock (Linux schedstat) grows while another process holds this thread's CPU."""
+    clock = Clocks().queued
+    if clock() is None:
+        pytest.skip("this kernel gives no schedstat for threads")
+    cpu = min(os.sched_getaffinity(0))
+    before = os.sched_getaffinity(0)
+    rival = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        os.sched_setaffinity(rival.pid, {cpu})
+        os.sched_setaffinity(0, {cpu})  # this thread only: pytest's others keep theirs
+        time.sleep(0.05)
+        q0, w0, c0 = clock(), time.perf_counter(), time.thread_time()
+        n = 3_000_000
+        while n:
+            n -= 1
+        q1, w1, c1 = clock(), time.perf_counter(), time.thread_time()
+    finally:
+        os.sched_setaffinity(0, before)
+        rival.kill()
+        rival.wait(timeout=30)
+    assert q0 is not None
+    assert q1 is not None
+    queued, wall, cpu_s = q1 - q0, w1 - w0, c1 - c0
+    # Sharing one CPU with a busy loop, the thread waits for it a good part of the time, and
+    # wall time is about CPU time plus time queued (the rest is scheduling slack).
+    assert queued > 0.2 * wall, (queued, wall, cpu_s)
+    assert cpu_s + queued == pytest.approx(wall, rel=0.25)

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from autopar._core._costs import DEFAULT_WORKER_STARTUP_S, PROCESS_CHUNK_OVERHEAD_S, overlap, predict
 from autopar._core._decide import decide, forced_decision
 from autopar._core._sizing import CHUNKS_PER_WORKER, MAX_THREADS
-from autopar._core._workload import ASSUMED_ITEMS_UNKNOWN
-from autopar._model import Candidate, Decision, Measurements, Options, PlatformFacts
+from autopar._core._workload import ASSUMED_ITEMS_UNKNOWN, is_computing, workload
+from autopar._model import Candidate, Decision, Measurements, Options, PlatformFacts, SerialSample
 from platforms import (
     ALL_POSIX,
     FREE_THREADED,
@@ -690,6 +690,33 @@ def test_low_cpu_share_without_waits_counts_as_computing() -> None:
     decision = decide(contended, LINUX, AUTO)
     assert decision.strategy != "threads"
     assert "waits more than it computes" not in reasons(decision)
+
+
+def test_time_queued_for_a_cpu_is_not_waiting() -> None:
+    """CPU-bound items on a loaded machine, with a few GIL hand-offs counted as waits, still compute.
+
+    Measured: 0.3 s of countdown ran 1.18 s of wall with 0.41 s of thread CPU and 26 voluntary
+    switches (a helper thread took the GIL now and then); 0.75 s of it the thread queued behind
+    other processes for a CPU.  Without that queue time the share is 0.35 and the model took it
+    for waiting work, with six process workers on two CPUs.
+    """
+    loaded = measure(7, 1.18, cpu_share=0.41 / 1.18)
+    queued = attrs.evolve(loaded, item_waits=26.0, item_queued_s=0.75)
+    work = workload(queued, LINUX)
+    assert work.cpu_share > 0.9
+    assert not work.blocks
+    assert decide(queued, LINUX, AUTO).workers == LINUX.cpu_count
+    # The same wall and CPU with the queue time unknown read as waiting work.
+    assert workload(attrs.evolve(loaded, item_waits=26.0), LINUX).blocks
+
+
+def test_a_sample_is_computing_when_its_cpu_fills_the_time_it_was_not_queued() -> None:
+    """``is_computing`` discounts the time the thread queued for a CPU; unknown queue time keeps the waits rule."""
+    busy = SerialSample(count=1, wall_s=1.18, cpu_s=0.41, process_s=0.41, max_item_s=1.18, waits=26)
+    assert not is_computing(busy)
+    assert is_computing(attrs.evolve(busy, queued_s=0.75))
+    # Queued a little, blocked most of the time: waiting.
+    assert not is_computing(attrs.evolve(busy, queued_s=0.05))
 
 
 def test_waiting_work_with_measured_waits_uses_threads_despite_a_noisy_probe() -> None:

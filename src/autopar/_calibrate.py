@@ -50,14 +50,24 @@ def _thread_waits() -> int | None:
         return None
 
 
+def _thread_queued() -> float | None:
+    """Seconds the calling thread has waited, runnable, for a CPU (Linux's schedstat), else None."""
+    try:
+        with open("/proc/thread-self/schedstat", "rb") as stat:
+            return int(stat.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 @attrs.frozen
 class Clocks:
-    """The clocks calibration reads (wall, this thread's CPU, this process's CPU, this thread's waits) and its sleep."""
+    """The clocks calibration reads (wall, this thread's CPU, this process's CPU, its waits, its time queued) and its sleep."""
 
     wall: Callable[[], float] = time.perf_counter
     thread: Callable[[], float] = time.thread_time
     process: Callable[[], float] = time.process_time
     waits: Callable[[], int | None] = _thread_waits
+    queued: Callable[[], float | None] = _thread_queued
     sleep: Callable[[float], None] = time.sleep
 
 
@@ -138,6 +148,7 @@ def sample_measurements(sample: SerialSample, cost: PickleCost, ship: Shipping, 
         item_process_cpu_s=sample.process_s / count,
         item_wall_max_s=sample.max_item_s,
         item_waits=None if sample.waits is None else sample.waits / count,
+        item_queued_s=None if sample.queued_s is None else sample.queued_s / count,
         func_pickle_bytes=cost.func_bytes,
         item_pickle_bytes=cost.item_bytes,
         result_pickle_bytes=cost.result_bytes,

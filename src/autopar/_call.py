@@ -18,8 +18,6 @@ from collections.abc import Iterable, Iterator, Sized
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from . import _cache, _pools
 from ._calibrate import calibrate
 from ._core._decide import decide
@@ -38,7 +36,7 @@ from ._progress import make_progress
 from ._registry import get_strategy
 from ._serialize import shipping
 from ._shared import CallWithShared, SharedHandle
-from ._speculation import Speculation
+from ._speculation import Speculation, begin, measured_with
 from ._warn import warn_unsafe
 
 if TYPE_CHECKING:
@@ -48,6 +46,7 @@ if TYPE_CHECKING:
     from ._core._plans import Speculate
     from ._model import Options, PoolSpec, Shipping
     from ._recorder import Recorder
+    from ._speculation_thread import BackgroundSpeculation
     from ._types import Pool
 
 __all__ = ["Call"]
@@ -78,7 +77,7 @@ class Call:
         if self.progress is not None:
             self.progress(0, self.n_items)
         self.caller_initialized = False
-        self.speculation: Speculation | None = None
+        self.speculation: Speculation | BackgroundSpeculation | None = None
         self.ran: Decision | None = None  # what ran instead of the decision, when its pool could not start
         self.shared: SharedHandle | None = None
         self.call_func = func
@@ -142,7 +141,6 @@ class Call:
             self._record_speculation(self.recorder)
             source = self.speculation.start(self.call_func, source, self.capture_errors)
             n_items = None if n_items is None else n_items - self.speculation.sent
-            warm = warm | {(self.speculation.plan.method, self.speculation.plan.workers)}
         began = time.perf_counter()
         try:
             cal = calibrate(
@@ -172,7 +170,7 @@ class Call:
         self.exhausted = cal.exhausted
         self.deadline.check()
         self.advance(len(self.prefix))
-        measured = attrs.evolve(cal.measurements, speculative_items=len(early))
+        measured = measured_with(self.speculation, cal.measurements)
         logger.debug("autopar calibration: %s", measured)
         if self.exhausted:
             return serial_decision(EXHAUSTED)
@@ -187,11 +185,11 @@ class Call:
         if self.recorder is not None and self.speculation is not None and self.speculation.pool is not None:
             self.speculation.pool.record(recorder)
 
-    def _speculate(self, plan: Speculate) -> Speculation | None:
+    def _speculate(self, plan: Speculate) -> Speculation | BackgroundSpeculation | None:
         """Start the pool the plan names, built as that decision's pool would be (None if it cannot start)."""
         spec = self._spec(Decision(strategy=plan.method, workers=plan.workers, chunksize=1), uses_processes=True)
         with starting_within(self.deadline):
-            return Speculation.begin(plan, spec, self.facts)
+            return begin(plan, spec, self.facts)
 
     def _initialize_caller(self) -> float:
         """Run the initializer in the calling thread once; return the seconds it took."""

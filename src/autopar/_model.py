@@ -178,6 +178,8 @@ class Measurements:
     #: Voluntary context switches of the running thread per item (blocking waits), None if unknown.
     #: Low thread CPU with no waits means other processes took the CPU, not that the function waits.
     item_waits: float | None = None
+    #: Seconds per item the running thread queued for a CPU behind other processes, None if unknown.
+    item_queued_s: float | None = None
     func_pickle_bytes: int = 0
     item_pickle_bytes: float = 0.0
     result_pickle_bytes: float = 0.0
@@ -242,6 +244,9 @@ class SerialSample:
     max_item_s: float = 0.0
     #: Voluntary context switches of the running thread (blocking waits), None where unknown.
     waits: int | None = 0
+    #: Seconds the running thread was ready to run but queued behind other processes for a CPU
+    #: (Linux's schedstat), None where unknown: part of the wall time that is not the items' own waiting.
+    queued_s: float | None = None
 
     @property
     def per_item_s(self) -> float:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import sys
+import threading
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "acquire",
+    "add_starter",
     "idle_threads",
     "live_pools",
     "measured_startup_s",
@@ -53,6 +55,10 @@ _lock = fork_safe_lock()
 _idle: defaultdict[_Key, list[Pool]] = defaultdict(list)
 _busy: dict[int, tuple[_Key, Pool]] = {}
 _startup_s: dict[str, float] = {}
+#: Threads starting a pool off a call's thread (a first call's speculation); exit waits for them.
+_starters: set[threading.Thread] = set()
+#: Longest wait for such a thread at exit: pool starts are bounded by their own start-up limit.
+_STARTER_JOIN_S = 60.0
 
 
 def acquire(
@@ -109,8 +115,22 @@ def measured_startup_s() -> dict[str, float]:
         return dict(_startup_s)
 
 
+def add_starter(thread: threading.Thread) -> None:
+    """Have ``shutdown_all`` wait for ``thread``, which starts a pool it will release here."""
+    with _lock:
+        _starters.add(thread)
+        for done in [t for t in _starters if not t.is_alive() and t is not thread]:
+            _starters.discard(done)
+
+
 def shutdown_all() -> None:
-    """Shut down every idle pool (busy ones are shut down by their call)."""
+    """Shut down every idle pool (busy ones are shut down by their call), once pools being started are in."""
+    with _lock:
+        starters = list(_starters)
+        _starters.clear()
+    for thread in starters:
+        if thread is not threading.current_thread():
+            thread.join(_STARTER_JOIN_S)
     with _lock:
         pools = [p for pools in _idle.values() for p in pools]
         _idle.clear()
@@ -135,6 +155,7 @@ def _forget_after_fork() -> None:
     """In a forked child: drop the parent's pools without touching them (they still serve the parent)."""
     _idle.clear()
     _busy.clear()
+    _starters.clear()
 
 
 at_fork_in_child(_forget_after_fork)

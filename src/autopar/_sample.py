@@ -32,9 +32,16 @@ def run_in_caller(func: Callable[[Any], Any], batch: list[Any], start: int, capt
 
 
 def add_batch(
-    sample: SerialSample, batch: int, wall: float, cpu: float, process: float, waits: int | None
+    sample: SerialSample,
+    batch: int,
+    wall: float,
+    cpu: float,
+    process: float,
+    waits: int | None,
+    queued: float | None = None,
 ) -> SerialSample:
-    """``sample`` with one more timed batch of ``batch`` items added."""
+    """``sample`` with one more timed batch of ``batch`` items added (``queued``: its seconds queued for a CPU)."""
+    known = queued is not None and (sample.queued_s is not None or sample.count == 0)
     return SerialSample(
         count=sample.count + batch,
         wall_s=sample.wall_s + wall,
@@ -42,6 +49,7 @@ def add_batch(
         process_s=sample.process_s + process,
         max_item_s=max(sample.max_item_s, wall / batch),
         waits=None if waits is None or sample.waits is None else sample.waits + waits,
+        queued_s=(sample.queued_s or 0.0) + queued if known and queued is not None else None,
     )
 
 
@@ -62,11 +70,12 @@ def sample_serially(
         batch = list(itertools.islice(source, size))
         if not batch:
             return sample, True
-        v0, w0, c0, p0 = clocks.waits(), clocks.wall(), clocks.thread(), clocks.process()
+        q0, v0, w0, c0, p0 = clocks.queued(), clocks.waits(), clocks.wall(), clocks.thread(), clocks.process()
         results.extend(run_in_caller(func, batch, len(results), capture_errors))
         wall = clocks.wall() - w0
-        v1 = clocks.waits()
+        v1, q1 = clocks.waits(), clocks.queued()
         waits = None if v0 is None or v1 is None else v1 - v0
-        sample = add_batch(sample, len(batch), wall, clocks.thread() - c0, clocks.process() - p0, waits)
+        queued = None if q0 is None or q1 is None else q1 - q0
+        sample = add_batch(sample, len(batch), wall, clocks.thread() - c0, clocks.process() - p0, waits, queued)
         size = next_batch_size(sample, size)
     return sample, False

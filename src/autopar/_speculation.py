@@ -12,6 +12,10 @@ ahead of the sample's), and keeps the pool if the decision is that pool::
            --the rest-------> calibrate in the caller (positions k..)
     collect(): pool.poll until every task is back -> results, or Failure in its slot
     held pool --> the call's dispatch if the decision is (method, workers); else released
+
+This is the fork variant: ``start()`` costs about 2 ms per worker, so the pool
+starts in the caller.  Slower start methods start from a thread
+(``_speculation_thread.BackgroundSpeculation``); ``begin`` picks the variant the plan asks for.
 """
 
 from __future__ import annotations
@@ -20,28 +24,42 @@ import itertools
 import logging
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from . import _pools
-from ._core._plans import SPECULATIVE_MAX_ITEM_BYTES
-from ._errors import SerializationError, WorkerCrashedError, WorkerStartError
+from ._errors import SerializationError, WorkerStartError
 from ._pool_spec import is_single_use
+from ._speculation_thread import BackgroundSpeculation, fits_blind, poll_into
 from ._strategies._process._pool import ProcessPool
-from ._transfer import stated_size
-from ._worker import Failure
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from ._core._plans import Speculate
-    from ._model import PlatformFacts, PoolSpec
+    from ._model import Measurements, PlatformFacts, PoolSpec
     from ._types import Pool
 
-__all__ = ["Speculation"]
+__all__ = ["Speculation", "begin", "measured_with"]
 
 logger = logging.getLogger("autopar")
 
 
+def begin(plan: Speculate, spec: PoolSpec, facts: PlatformFacts) -> Speculation | BackgroundSpeculation | None:
+    """The speculation ``plan`` asks for, started; None when its pool cannot start (the caller measures alone)."""
+    if plan.in_background:
+        return BackgroundSpeculation(plan, spec, facts)
+    return Speculation.begin(plan, spec, facts)
+
+
+def measured_with(speculation: Speculation | BackgroundSpeculation | None, m: Measurements) -> Measurements:
+    """``m`` with the items the speculation's workers ran, and its pool as warm once its start-up is paid or under way."""
+    if speculation is None:
+        return m
+    return attrs.evolve(m, speculative_items=speculation.in_workers, warm_pools=speculation.warm(m.warm_pools))
+
+
 class Speculation:
-    """A pool started before measuring, and the first items it runs."""
+    """A pool started in the caller before measuring, and the first items it runs."""
 
     def __init__(self, plan: Speculate, spec: PoolSpec, facts: PlatformFacts) -> None:
         self.plan = plan
@@ -82,8 +100,7 @@ class Speculation:
     def _send(self, func: Callable[[Any], Any], item: Any, position: int, capture_errors: bool) -> bool:
         """Submit ``item`` as its own task; False when it is too big to send blind, or cannot be pickled."""
         assert self.pool is not None
-        size = stated_size(item)
-        if size is not None and size > SPECULATIVE_MAX_ITEM_BYTES:
+        if not fits_blind(item):
             return False
         try:
             self.pool.submit(position, func, [item], position, capture_errors)
@@ -95,16 +112,17 @@ class Speculation:
         """The results of the items sent, in input order; a failed item holds a ``Failure`` in its slot."""
         assert self.pool is not None
         slots: list[Any] = [None] * self.sent
-        missing = set(range(self.sent))
-        while missing:
-            for task_id, results, error in self.pool.poll(check_deadline()):
-                missing.discard(task_id)
-                if results:
-                    slots[task_id] = results[0]
-                else:
-                    slots[task_id] = Failure(error)
-                    self._healthy = self._healthy and not isinstance(error, WorkerCrashedError)
+        self._healthy = poll_into(self.pool, slots, self.sent, check_deadline) and self._healthy
         return slots
+
+    @property
+    def in_workers(self) -> int:
+        """How many first items the workers ran."""
+        return self.sent
+
+    def warm(self, pools: frozenset[tuple[str, int]]) -> frozenset[tuple[str, int]]:
+        """``pools`` (idle pools, by strategy and workers) with this one: its workers are up."""
+        return pools | {(self.plan.method, self.plan.workers)}
 
     def take(self, method: str, workers: int) -> tuple[Pool, PoolSpec] | None:
         """The pool and its spec for a decision of ``method`` with ``workers``; else release it, and None."""

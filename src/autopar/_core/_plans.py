@@ -40,8 +40,12 @@ __all__ = [
     "speculation_plan",
 ]
 
-#: Start methods cheap enough to start before a call knows whether it needs processes.
+#: Start methods cheap enough to start in the caller before a call knows whether it needs processes
+#: (``start()`` costs about 2 ms per worker, and the children boot in a few ms).
 SPECULATIVE_METHODS = ("fork",)
+#: Other start methods (a forkserver, spawn) take 50-300 ms to boot their workers: a thread starts
+#: them, and only if calibration still runs this long after it began, which short work never does.
+BACKGROUND_AFTER_S = 0.02
 #: Largest item (as it states its size) sent to a worker before the call knows what sending costs:
 #: a bigger one could cost more to send than it saves, so it runs in the caller.
 SPECULATIVE_MAX_ITEM_BYTES = 64 * 1024
@@ -76,6 +80,10 @@ class Speculate:
     method: str
     workers: int
     items: int
+    #: The pool starts in a thread of the caller, ``after_s`` into calibration, and its workers get
+    #: their items once booted (until then the caller can take them back); else at once, in the caller.
+    in_background: bool = False
+    after_s: float = 0.0
 
 
 @attrs.frozen
@@ -141,26 +149,31 @@ def plan_call(
 
 
 def speculation_plan(facts: PlatformFacts, opts: Options, n_items: int | None, shipping: Shipping) -> Speculate | None:
-    """Whether a first call starts process workers before it measures, and how many items they get.
+    """Whether a first call starts process workers while it measures, and how many items they get.
 
-    Only where the cheapest usable start method is ``fork`` (``start()`` costs the
-    caller about 2 ms per worker, and the children boot in a few ms): a pool of
-    one worker per CPU, with every CPU but the caller's given one first item.
-    A call with an initializer or a shared object, or of fewer than two items,
-    measures in the caller alone.
+    A pool of the most preferred usable start method, one worker per CPU, with
+    every CPU but the caller's given one first item.  ``fork`` starts at once in
+    the caller; slower methods start in the background once calibration has run
+    ``BACKGROUND_AFTER_S``, so that short work, which will not need them, never
+    pays for them.  A call with an initializer or a shared object, or of fewer
+    than two items, measures in the caller alone.
     """
     if facts.cpu_count < 2 or opts.initializer is not None or opts.has_shared or opts.max_tasks_per_worker:
         return None
     if n_items is not None and n_items < 2:
         return None
     usable = usable_process_methods(facts, shippable=shipping.shippable, picklable=True)
-    if usable[:1] != SPECULATIVE_METHODS:
+    if not usable:
         return None
     workers = facts.cpu_count if opts.workers is None else opts.workers
     items = min(workers, facts.cpu_count) - 1
     if n_items is not None:
         items = min(items, n_items - 1)
-    return Speculate(method=usable[0], workers=workers, items=items) if items > 0 else None
+    if items <= 0:
+        return None
+    if usable[0] in SPECULATIVE_METHODS:
+        return Speculate(method=usable[0], workers=workers, items=items)
+    return Speculate(usable[0], workers, items, in_background=True, after_s=BACKGROUND_AFTER_S)
 
 
 def _forced_plan(

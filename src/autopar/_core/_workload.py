@@ -131,7 +131,9 @@ def _thread_fraction(m: Measurements, platform: PlatformFacts, share: float, wai
 def workload(m: Measurements, platform: PlatformFacts) -> Workload:
     """Reduce measurements to the workload the cost model prices."""
     wall = clean(m.item_wall_s)
-    share = min(clean(m.item_cpu_s) / wall, 1.0) if wall else 1.0
+    # Time queued behind other processes for a CPU is the machine's load, not the item waiting.
+    ran = max(wall - clean(m.item_queued_s or 0.0), clean(m.item_cpu_s))
+    share = min(clean(m.item_cpu_s) / ran, 1.0) if ran else 1.0
     if m.item_waits is not None and m.item_waits < MIN_WAITS_PER_ITEM:
         # The thread never blocked: the CPU it lacked went to other processes, not to waiting.
         share = 1.0
@@ -157,12 +159,18 @@ def _native(sample: SerialSample) -> bool:
 
 
 def is_computing(sample: SerialSample) -> bool:
-    """The sample computed in its thread: no blocking waits (or CPU near wall) and no native threads."""
+    """The sample computed in its thread: no native threads, and no blocking waits or CPU near the time it ran.
+
+    The time it ran is its wall time less the time it queued for a CPU behind other
+    processes, where known: a loaded machine does not make computing work look waiting.
+    """
     if sample.wall_s <= 0 or _native(sample):
         return False
-    if sample.waits is not None:
-        return sample.waits < MIN_WAITS_PER_ITEM * max(sample.count, 1)
-    return sample.cpu_s >= COMPUTING_CPU_SHARE * sample.wall_s
+    if sample.waits is not None and sample.waits < MIN_WAITS_PER_ITEM * max(sample.count, 1):
+        return True
+    if sample.waits is not None and sample.queued_s is None:
+        return False
+    return sample.cpu_s >= COMPUTING_CPU_SHARE * max(sample.wall_s - (sample.queued_s or 0.0), sample.cpu_s)
 
 
 def is_clearly_waiting(sample: SerialSample) -> bool:

@@ -1,0 +1,190 @@
+"""The first items of a first call in forkserver or spawn workers, started from a thread while the caller measures.
+
+A forkserver or spawn pool takes 50-300 ms to boot, too long to start in the
+caller before it knows whether the call needs processes.  ``BackgroundSpeculation``
+starts it from a thread, and only once calibration has run ``plan.after_s``
+(short work never pays for it).  That thread hands the first items to the
+workers once they have booted; an item not handed over when calibration ends is
+taken back and runs in the caller, so a decision against processes never waits
+for workers to boot::
+
+    thread: wait after_s (calibration over: stop) -> acquire pool (workers boot)
+            -> under the lock, submit each first item the caller has not claimed
+    caller: calibrate; collect(): claim the rest, run them here, poll the submitted
+            take(): join the thread, the pool serves the call; release(): the thread gives it back
+
+``_speculation`` holds the fork variant, started in the caller, and chooses between them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from . import _pools
+from ._core._plans import SPECULATIVE_MAX_ITEM_BYTES
+from ._errors import SerializationError, WorkerCrashedError
+from ._pool_spec import is_single_use
+from ._transfer import stated_size
+from ._worker import Failure, run_chunk
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from ._core._plans import Speculate
+    from ._model import PlatformFacts, PoolSpec
+    from ._types import Pool
+
+__all__ = ["BackgroundSpeculation", "fits_blind", "poll_into"]
+
+logger = logging.getLogger("autopar")
+
+
+def fits_blind(item: Any) -> bool:
+    """Whether ``item`` may be sent before the call knows what sending costs (its stated size is small)."""
+    size = stated_size(item)
+    return size is None or size <= SPECULATIVE_MAX_ITEM_BYTES
+
+
+def poll_into(pool: Pool, slots: list[Any], count: int, check_deadline: Callable[[], float | None]) -> bool:
+    """Fill ``slots[:count]`` with the results of tasks ``0..count-1``; False if a worker crashed."""
+    healthy = True
+    missing = set(range(count))
+    while missing:
+        for task_id, results, error in pool.poll(check_deadline()):
+            missing.discard(task_id)
+            if results:
+                slots[task_id] = results[0]
+            else:
+                slots[task_id] = Failure(error)
+                healthy = healthy and not isinstance(error, WorkerCrashedError)
+    return healthy
+
+
+class BackgroundSpeculation:
+    """A pool of a slow start method, started by a thread during calibration and fed once booted."""
+
+    def __init__(self, plan: Speculate, spec: PoolSpec, facts: PlatformFacts) -> None:
+        self.plan = plan
+        self.spec = spec
+        self.facts = facts
+        #: The pool, once the call took it (``take``); the thread's pool until then is ``_pool``.
+        self.pool: Pool | None = None
+        #: The first items set aside for the workers: each one's result comes from ``collect``.
+        self.sent = 0
+        #: The thread began starting the pool (calibration outlasted ``plan.after_s``).
+        self.started = False
+        self._items: list[Any] = []
+        self._func: Callable[[Any], Any] | None = None
+        self._capture_errors = False
+        self._lock = threading.Lock()
+        self._calibrated = threading.Event()
+        # Under the lock: the thread's pool, the items it submitted, and whether the caller took the rest.
+        self._pool: Pool | None = None
+        self._given = 0
+        self._claimed = False
+        self._orphaned = False
+        self._healthy = True
+        self._reusable = not is_single_use(spec)
+        self._thread = threading.Thread(target=self._feed, name="autopar-speculation", daemon=True)
+
+    def start(self, func: Callable[[Any], Any], source: Iterator[Any], capture_errors: bool) -> Iterator[Any]:
+        """Set the first items aside for the workers and start the thread; return the rest of ``source``."""
+        head = list(itertools.islice(source, self.plan.items))
+        keep = next((i for i, item in enumerate(head) if not fits_blind(item)), len(head))
+        self._items, self.sent = head[:keep], keep
+        self._func, self._capture_errors = func, capture_errors
+        _pools.add_starter(self._thread)
+        self._thread.start()
+        return itertools.chain(head[keep:], source)
+
+    def _feed(self) -> None:
+        if self._calibrated.wait(self.plan.after_s):
+            return  # short work: no pool
+        self.started = True
+        plan = self.plan
+        try:
+            pool = _pools.acquire(plan.method, plan.workers, self.spec, self.facts)  # waits for the workers to boot
+        except Exception as exc:  # WorkerStartError, or an OSError of the platform: the caller runs the items
+            logger.debug("autopar: no %s workers during calibration: %s", plan.method, exc)
+            return
+        with self._lock:
+            if self._orphaned:
+                orphan = True
+            else:
+                orphan, self._pool = False, pool
+                self._submit(pool)
+        if orphan:
+            _pools.release(pool, healthy=self._healthy and self._reusable)
+
+    def _submit(self, pool: Pool) -> None:
+        """Under the lock: hand the first items the caller has not claimed to the booted workers."""
+        assert self._func is not None
+        while not self._claimed and self._given < self.sent:
+            position = self._given
+            try:
+                pool.submit(position, self._func, [self._items[position]], position, self._capture_errors)
+            except SerializationError:
+                return  # the caller runs it and the rest
+            self._given += 1
+
+    def collect(self, check_deadline: Callable[[], float | None]) -> list[Any]:
+        """The first items' results, in input order: those not yet handed to a worker run here, now."""
+        assert self._func is not None
+        self._calibrated.set()
+        with self._lock:
+            self._claimed = True
+            given, pool = self._given, self._pool
+        slots: list[Any] = [None] * self.sent
+        for position in range(given, self.sent):
+            item = self._items[position]
+            slots[position] = run_chunk(self._func, [item], position, capture_errors=True, in_process=False)[0]
+        if given:
+            assert pool is not None
+            self._healthy = poll_into(pool, slots, given, check_deadline) and self._healthy
+        self._items = []
+        return slots
+
+    @property
+    def in_workers(self) -> int:
+        """How many first items the workers ran (the others ran in the caller)."""
+        return self._given
+
+    def warm(self, pools: frozenset[tuple[str, int]]) -> frozenset[tuple[str, int]]:
+        """``pools`` with this one if the thread began starting it: its start-up is (being) paid already."""
+        return pools | {(self.plan.method, self.plan.workers)} if self.started else pools
+
+    def take(self, method: str, workers: int) -> tuple[Pool, PoolSpec] | None:
+        """The pool and its spec for a decision of ``method`` with ``workers`` (waiting for it to boot); else None."""
+        if (method, workers) != (self.plan.method, self.plan.workers) or not self._healthy:
+            self.release()
+            return None
+        self._thread.join()
+        with self._lock:
+            pool, self._pool = self._pool, None
+        return None if pool is None else (pool, self.spec)
+
+    def _detach(self) -> Pool | None:
+        """Stop the thread from starting anything more; its pool if it has one (else it releases it itself)."""
+        self._calibrated.set()
+        with self._lock:
+            self._claimed = True
+            pool, self._pool = self._pool, None
+            self._orphaned = pool is None
+        return pool
+
+    def abandon(self) -> None:
+        """Stop what the workers run and shut the pool down (a timeout, Ctrl-C, an error in the caller)."""
+        self._healthy = False
+        pool = self._detach()
+        if pool is not None:
+            pool.cancel()
+            _pools.release(pool, healthy=False)
+
+    def release(self) -> None:
+        """Give the pool back for later calls, if the call did not use it (one still booting, once booted)."""
+        pool = self._detach()
+        if pool is not None:
+            _pools.release(pool, healthy=self._healthy and self._reusable)
