@@ -8,6 +8,13 @@ Figures are serial time divided by the call's time (higher is better), medians
 of ``--repeats`` runs; the number of module-level runs is checked as well.
 Results go to ``benchmarks/results/main_guard.md``.
 
+Auto runs with this machine's platform facts, and with the facts of the other
+platforms a user may run it on (``FACTS``): the script replaces what autopar's
+probe reports by those facts, so the rules decide as they would there (the start
+method they pick is then this machine's own: Windows's spawn is Linux's spawn
+here).  Run it under Python 3.14 (``scripts/debian-pythons.sh run 3.14
+benchmarks/main_guard.py``) for the real 3.14 rows.
+
     .venv/bin/python benchmarks/main_guard.py [--repeats 3]
 """
 
@@ -39,15 +46,30 @@ _CALL = {
 }
 _BODY = "t0 = time.perf_counter()\n{call}\nprint(json.dumps(time.perf_counter() - t0))\n"
 
+#: Platform facts auto may be run with, as changes to this machine's (empty: its own).
+FACTS: dict[str, str] = {
+    "here": "",
+    "Linux 3.14": "python_version=(3, 14), default_start_method='forkserver'",
+    "macOS": "system='darwin', default_start_method='spawn'",
+    "Windows": "system='windows', start_methods=('spawn',), default_start_method='spawn'",
+}
+#: Replaces what autopar's probe reports (before the timed call, like the rest of the set-up).
+_FACTS_PRELUDE = """
+import attrs, autopar._gather as _gather
+_probe = _gather.probe_platform
+_gather.probe_platform = lambda **kw: attrs.evolve(_probe(**kw), {changes})
+"""
 
-def _script(contender: str, method: str, guarded: bool, n: int) -> str:
+
+def _script(contender: str, method: str, guarded: bool, n: int, facts: str = "here") -> str:
     # joblib's loky backend picks its own start method; see the table's note.
     kw = "" if contender == "joblib" or method == "auto" else f", strategy={method!r}, workers=2"
     call = _CALL[contender].format(kw=kw).replace("ITEMS", f"[{n}] * 8")
     body = _BODY.format(call=call)
     if guarded:
         body = 'if __name__ == "__main__":\n' + "".join("    " + line + "\n" for line in body.splitlines())
-    return _HEAD + body
+    prelude = _FACTS_PRELUDE.format(changes=FACTS[facts]) if FACTS[facts] else ""
+    return _HEAD + prelude + body
 
 
 def _run(source: str, workdir: Path) -> tuple[float, int]:
@@ -76,20 +98,26 @@ def _calibrate_n() -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", help="comma-separated strategies (fork, forkserver, spawn, auto, joblib)")
     args = parser.parse_args()
+    only = set(args.only.split(",")) if args.only else None
     n = _calibrate_n()
-    rows = [("autopar", m, g) for m in ("fork", "forkserver", "spawn", "auto") for g in (False, True)]
-    rows += [("joblib", "auto", False), ("joblib", "auto", True)]
+    rows = [("autopar", m, g, "here") for m in ("fork", "forkserver", "spawn") for g in (False, True)]
+    rows += [("autopar", "auto", g, facts) for facts in FACTS for g in (False, True)]
+    rows += [("joblib", "auto", False, "here"), ("joblib", "auto", True, "here")]
+    rows = [r for r in rows if only is None or (r[0] if r[0] == "joblib" else r[1]) in only]
     lines = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         serial = statistics.median(_run(_script("autopar", "serial", True, n), workdir)[0] for _ in range(args.repeats))
-        for contender, method, guarded in rows:
-            runs = [_run(_script(contender, method, guarded, n), workdir) for _ in range(args.repeats)]
+        for contender, method, guarded, facts in rows:
+            runs = [_run(_script(contender, method, guarded, n, facts), workdir) for _ in range(args.repeats)]
             ratio = serial / statistics.median(s for s, _ in runs)
             module_runs = max(r for _, r in runs)
             label = "guarded" if guarded else "no guard"
-            lines.append(f"| {contender} | {method} | {label} | {ratio:.2f}x | {module_runs} |")
+            where = "this machine's" if facts == "here" else facts
+            strategy = f"{method}, {where} facts" if method == "auto" and contender == "autopar" else method
+            lines.append(f"| {contender} | {strategy} | {label} | {ratio:.2f}x | {module_runs} |")
             print(lines[-1], flush=True)
     header = [
         f"## {time.strftime('%Y-%m-%d')}: Python {platform.python_version()}, {platform.system()}, "
@@ -97,6 +125,7 @@ def main() -> None:
         "",
         f"Serial: {serial:.2f} s.  Ratio: serial time / call time (higher is better).",
         "joblib runs its default loky backend (2 jobs), which picks its own start method.",
+        "Auto with another platform's facts: the rules decide as there; the processes are this machine's.",
         "",
         "| library | strategy | script | speed-up | module-level runs |",
         "|---|---|---|---|---|",

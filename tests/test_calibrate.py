@@ -42,8 +42,13 @@ class FakeClock:
             self.wall_s += seconds
 
     def clocks(self, waits: int | None = 0) -> Clocks:
+        # Fake time never queues for a CPU.
         return Clocks(
-            wall=lambda: self.wall_s, thread=lambda: self.cpu_s, process=lambda: self.cpu_s, waits=lambda: waits
+            wall=lambda: self.wall_s,
+            thread=lambda: self.cpu_s,
+            process=lambda: self.cpu_s,
+            waits=lambda: waits,
+            queued=lambda: 0.0,
         )
 
 

@@ -68,7 +68,8 @@ _POOL_WORKER = """
 _DAEMON = """
     import multiprocessing
     import autopar
-    from autopar._platform import platform_report, probe_platform
+    from autopar._info import platform_report
+    from autopar._platform import probe_platform
 
     def spin(x):
         return sum(i * i for i in range(2000)) + x
