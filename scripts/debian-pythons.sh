@@ -3,6 +3,7 @@
 #
 #   scripts/debian-pythons.sh setup                        build or update the chroot (once per machine)
 #   scripts/debian-pythons.sh test 3.14 [pytest args...]   run the suite on one version (runs setup first)
+#   scripts/debian-pythons.sh run 3.14 [python args...]    run that version's python in the checkout (a benchmark, say)
 #
 # Needs root (debootstrap, mount, chroot) on a Debian-like host with apt.  The chroot lives outside
 # the checkout, in ${AUTOPAR_CHROOT:-/var/cache/autopar/sid}, and is reused between runs; the
@@ -26,7 +27,7 @@ say() { printf '[debian-pythons] %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 
 usage() {
-    sed -n '2,6p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,7p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -311,6 +312,12 @@ cmd_test() {
 }
 
 run_pytest() {  # run_pytest VERSION PYTEST-ARGS...
+    local v=$1
+    shift
+    run_python "$v" -m pytest "$@"
+}
+
+run_python() {  # run_python VERSION PYTHON-ARGS...
     local v=$1 venv=/opt/venv-$1 status=0
     shift
     # In the background, so that Ctrl-C reaches the traps at once (cleanup stops the run).
@@ -318,19 +325,34 @@ run_pytest() {  # run_pytest VERSION PYTEST-ARGS...
         env -i "PATH=/usr/sbin:/usr/bin:/sbin:/bin" chroot "$ROOT" /bin/sh -c 'cd /src && exec "$@"' sh \
         env HOME=/root LANG=C.UTF-8 LC_ALL=C.UTF-8 "TERM=${TERM:-dumb}" "AUTOPAR_RUN=$RUN_TOKEN" \
         "PATH=$venv/bin:/usr/local/bin:/usr/bin:/bin" ${CI:+CI=$CI} \
-        "$venv/bin/python" -m pytest "$@" </dev/null &
+        "$venv/bin/python" "$@" </dev/null &
     TEST_PID=$!
     wait "$TEST_PID" || status=$?
     TEST_PID=
     if [[ $status -eq 124 || $status -eq 137 ]]; then
-        say "pytest on $v did not finish within $TEST_TIMEOUT: stopped"
+        say "python$v did not finish within $TEST_TIMEOUT: stopped"
     fi
     kill_leftovers
     return "$status"
 }
 
+cmd_run() {
+    [[ $# -ge 1 ]] || usage
+    local v=$1
+    shift
+    [[ " ${VERSIONS[*]} " == *" $v "* ]] || die "unknown version $v (one of: ${VERSIONS[*]})"
+    setup
+    mount_all
+    make_venv "$v"
+    run_python "$v" "$@"
+}
+
 case $1 in
 setup) cmd_setup ;;
+run)
+    shift
+    cmd_run "$@"
+    ;;
 test)
     shift
     cmd_test "$@"

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pytest
 
 import autopar
+import autopar._call as autopar_call
+import autopar._pools as autopar_pools
 import helpers
 import interp_helpers as ih
+import interp_indirect
+import interp_native_dep
 from autopar._core._safety import interpreters_ship_problem, interpreters_verdict
 from autopar._model import PlatformFacts
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 HAS_INTERPRETERS = autopar.probe_platform().subinterpreters
 needs_interpreters = pytest.mark.skipif(not HAS_INTERPRETERS, reason="subinterpreters need Python 3.14 or later")
@@ -128,7 +137,7 @@ def test_interpreters_report_items_that_do_not_pickle_as_serialization_error() -
 @needs_interpreters
 @pytest.mark.timeout(60)
 def test_interpreters_report_a_module_that_does_not_load_there_with_its_import_error() -> None:
-    """An extension module without subinterpreter support fails the call with its ImportError (issue 17)."""
+    """An extension module without subinterpreter support fails the call with its ImportError."""
     with pytest.raises(ImportError, match="subinterpreters"):
         autopar.map(ih.needs_psutil, range(4), strategy="interpreters", workers=1)
 
@@ -158,9 +167,87 @@ def test_interpreters_reject_options_they_cannot_honour() -> None:
         autopar.map(ih.square, range(4), strategy="interpreters", max_tasks_per_worker=2)
 
 
+@pytest.fixture(name="spawn_only")
+def _spawn_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This machine as auto sees it, with spawn its only process start (as on Windows) and no start-up measured yet."""
+    real = autopar_call.call_facts
+    facts = attrs.evolve(real(), start_methods=("spawn",), default_start_method="spawn", cpu_count=2)
+    monkeypatch.setattr(autopar_call, "call_facts", lambda: facts)
+    monkeypatch.setattr(autopar_pools, "measured_startup_s", dict)
+
+
+@pytest.mark.skipif(HAS_INTERPRETERS, reason="this Python has subinterpreters")
 @pytest.mark.timeout(60)
-def test_auto_never_chooses_interpreters() -> None:
-    """Auto leaves interpreters out: it is forced only until its measured trial exists."""
-    decision = autopar.explain(helpers.countdown, [20_000] * 16)
-    assert decision.strategy != "interpreters"
+def test_auto_leaves_interpreters_out_before_3_14() -> None:
+    """Before Python 3.14 auto neither chooses subinterpreters nor lists them."""
+    decision = autopar.explain(ih.spin, [100_000] * 16)
     assert all(c.strategy != "interpreters" for c in decision.candidates)
+    assert not any("interpreters" in reason for reason in decision.reasons)
+
+
+@needs_interpreters
+@pytest.mark.timeout(120)
+@pytest.mark.usefixtures("spawn_only")
+def test_auto_runs_pure_python_work_in_interpreters_where_only_spawn_starts_processes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With spawn as the only process start, auto runs GIL-bound pure Python in a pool of subinterpreters."""
+    items = [300_000] * 60
+    decision = autopar.explain(ih.spin, items)
+    assert decision.strategy == "interpreters", str(decision)
+    assert any("trial" in reason for reason in decision.reasons)
+    with caplog.at_level(logging.INFO, logger="autopar"):
+        assert autopar.map(ih.spin, items) == [0] * 60
+    assert "interpreters with" in caplog.text
+    assert "trial of the first item" not in caplog.text
+    assert ("interpreters", decision.workers) in autopar_pools.warm_pools()
+
+
+@needs_interpreters
+@pytest.mark.timeout(120)
+@pytest.mark.usefixtures("spawn_only")
+@pytest.mark.parametrize(
+    ("func", "words"),
+    [
+        # Its module imports psutil through another module: the function does not load there.
+        (interp_indirect.square_once_indirect, "psutil"),
+        # It imports psutil itself, lazily: the first item raises ImportError there.
+        (ih.square_once_after_psutil, "subinterpreters"),
+    ],
+    ids=["module-does-not-load", "lazy-import-fails"],
+)
+def test_auto_falls_back_when_the_trial_in_a_subinterpreter_fails(
+    func: Any, words: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failed trial sends the call to the next candidate, says why, and runs every item exactly once."""
+    explained = tmp_path / "explained"  # explain() runs a sample in the caller
+    explained.mkdir()
+    decision = autopar.explain(func, [(str(explained), x) for x in range(100)])
+    assert decision.strategy == "interpreters", str(decision)
+    ran = tmp_path / "ran"
+    ran.mkdir()
+    items = [(str(ran), x) for x in range(100)]
+    with caplog.at_level(logging.INFO, logger="autopar"):
+        results = autopar.map(func, items)
+    assert results == [x * x for x in range(100)]
+    assert sorted(int(p.name) for p in ran.iterdir()) == list(range(100))  # each item ran once
+    warning = next(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert "trial of the first item in a subinterpreter failed" in warning
+    assert words in warning
+    # The next call of the same function remembers it and does not try again.
+    caplog.clear()
+    again = tmp_path / "again"
+    again.mkdir()
+    with caplog.at_level(logging.INFO, logger="autopar"):
+        autopar.map(func, [(str(again), x) for x in range(100)])
+    assert "interpreters not a candidate: the trial" in caplog.text
+    assert not any(r.levelno == logging.WARNING for r in caplog.records)
+
+
+@needs_interpreters
+@pytest.mark.timeout(60)
+def test_auto_leaves_out_functions_whose_modules_use_extension_modules() -> None:
+    """A function whose module uses psutil is not tried in subinterpreters, and explain() says why."""
+    decision = autopar.explain(interp_native_dep.plus_cpus, [1] * 8)
+    assert decision.strategy != "interpreters"
+    assert any("interpreters not a candidate" in r and "psutil" in r for r in decision.reasons), decision.reasons

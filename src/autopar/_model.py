@@ -192,6 +192,9 @@ class Measurements:
     ship_reason: str = ""
     #: Items and results can be pickled at all (a fork pool can inherit an unpicklable function).
     data_picklable: bool = True
+    #: Why auto-selection does not run the function in subinterpreters, or None when it may
+    #: (by default it may not: nothing checked that its modules load there).
+    interpreters_problem: str | None = "its modules were not checked for subinterpreters"
     #: Seconds to start one worker of each process start method (measured or default).
     worker_startup_s: Mapping[str, float] = attrs.field(factory=dict)
     #: Per-worker set-up cost (initializer), seconds.
@@ -221,6 +224,9 @@ class Shipping:
     fork_problem: str | None = None
     #: cloudpickle can send it by value instead (False: it holds a lock, a socket, ...).
     by_value: bool = False
+    #: Why auto-selection does not run it in subinterpreters (``_core._safety.interpreters_auto_problem``),
+    #: or None when it may.
+    interpreters_problem: str | None = "its modules were not checked for subinterpreters"
 
     @property
     def shippable(self) -> bool:

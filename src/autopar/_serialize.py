@@ -8,14 +8,21 @@ and nested functions go by value with cloudpickle.  ``shipping`` works out
 which, once per call, and for a function that cannot go even by value (a lock
 or a socket in a global or a closure cell) names the object and what holds it.
 ``pickle_function`` pickles a function for process workers.
+On Python 3.14+ it also gathers what auto-selection's rule for subinterpreters
+reads (``_core._safety.interpreters_auto_problem``): the packages the
+function's module refers to that hold a loaded extension module.
 """
 
 from __future__ import annotations
 
+import importlib.machinery
 import pickle
+import sys
 import types
 from typing import TYPE_CHECKING, Any
 
+from ._core._identity import unwrap_function
+from ._core._safety import interpreters_auto_problem
 from ._errors import SerializationError
 from ._model import Shipping
 from ._pickling import by_value, dumps
@@ -23,7 +30,7 @@ from ._pickling import by_value, dumps
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["pickle_function", "ship_problem", "shipping"]
+__all__ = ["extension_packages", "pickle_function", "ship_problem", "shipping"]
 
 
 #: Why a function of ``__main__`` goes by value; fork workers still find it by reference, since they
@@ -88,14 +95,55 @@ def _by_value_problem(func: Callable[..., Any]) -> str | None:
     return None
 
 
+def _top(name: object) -> str | None:
+    return name.partition(".")[0] if isinstance(name, str) and name else None
+
+
+def extension_packages(module_name: str | None) -> tuple[str, ...]:
+    """Packages outside the standard library, referred to by the module's globals, that hold a loaded extension module.
+
+    The module's own package counts, and so does the module of every function
+    or class in its globals (``from numpy import array`` refers to NumPy).
+    """
+    module = sys.modules.get(module_name or "")
+    if module is None:
+        return ()
+    referred = {_top(module_name)}
+    for value in list(vars(module).values()):
+        referred.add(
+            _top(value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", None))
+        )
+    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    with_extensions = set()
+    for name, loaded in list(sys.modules.items()):
+        top = _top(name)
+        if top in referred and top not in sys.stdlib_module_names:
+            file = getattr(loaded, "__file__", None)
+            if isinstance(file, str) and file.endswith(suffixes):
+                with_extensions.add(top)
+    return tuple(sorted(p for p in with_extensions if p is not None))
+
+
+def _interpreters_problem(func: Callable[..., Any], by_reference: bool) -> str | None:
+    """Why auto does not try ``func`` in subinterpreters (only worked out where they exist)."""
+    if sys.version_info < (3, 14):
+        return "subinterpreters need Python 3.14 or later"
+    target = unwrap_function(func)
+    module, qualname = getattr(target, "__module__", None), getattr(target, "__qualname__", None)
+    packages = extension_packages(module) if by_reference else ()
+    return interpreters_auto_problem(module, qualname, by_reference=by_reference, extension_packages=packages)
+
+
 def shipping(func: Callable[..., Any]) -> Shipping:
-    """Whether process workers can receive ``func``, worked out once for a call."""
+    """Whether process workers (and subinterpreters, for auto) can receive ``func``, worked out once for a call."""
     problem = ship_problem(func)
     if problem is None:
-        return Shipping(name=getattr(func, "__qualname__", repr(func)))
+        name = getattr(func, "__qualname__", repr(func))
+        return Shipping(name=name, interpreters_problem=_interpreters_problem(func, by_reference=True))
     fails = _by_value_problem(func)
     return Shipping(
         name=getattr(func, "__qualname__", repr(func)),
+        interpreters_problem=_interpreters_problem(func, by_reference=False),
         problem=problem if fails is None else f"{problem}, and {fails}",
         fork_problem=None if problem == _MAIN_FUNCTION else problem,
         by_value=fails is None,

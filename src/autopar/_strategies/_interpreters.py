@@ -34,6 +34,7 @@ import pickle
 import queue
 import sys
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from .._errors import SerializationError, capture
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
 __all__ = ["InterpreterPool", "InterpreterStrategy", "run_chunk_here"]
 
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
+#: Seconds a new pool waits for its subinterpreters to be ready (a deadlock guard: they take about 0.1 s).
+_READY_WAIT_S = 30.0
 
 
 def _dumps_outcome(value: tuple[Any, ...]) -> bytes:
@@ -121,19 +124,34 @@ class InterpreterPool(QueuedPool):
         self._retired = False
         self._init_error: BaseException | None = None
         self._path = list(sys.path)
+        ready = [threading.Event() for _ in range(workers)]
+        started = time.perf_counter()
         self._threads = [
-            threading.Thread(target=self._run, args=(interpreters, init), name=f"autopar-interp-{i}", daemon=True)
+            threading.Thread(
+                target=self._run, args=(interpreters, init, ready[i]), name=f"autopar-interp-{i}", daemon=True
+            )
             for i in range(workers)
         ]
         for thread in self._threads:
             thread.start()
+        # Wait for every subinterpreter to be ready, as process pools wait for their workers: the cost
+        # model learns the start-up measured here (``_pools.measured_startup_s``).
+        deadline = started + _READY_WAIT_S
+        waited = all(event.wait(max(deadline - time.perf_counter(), 0)) for event in ready)
+        self.startup_s = time.perf_counter() - started if waited else None
 
-    def _run(self, interpreters: Any, init: bytes | None) -> None:
-        interp = interpreters.create()
+    def _run(self, interpreters: Any, init: bytes | None, ready: threading.Event) -> None:
+        try:
+            interp = interpreters.create()
+        except BaseException:
+            ready.set()  # no interpreter: the pool stops waiting for this one
+            raise
         try:
             # As spawn does for its children: the caller's import path, so its modules are found there too.
             interp.prepare_main(path=tuple(self._path))
             interp.exec("import sys; sys.path[:] = path; del path")
+            _warm(interp)
+            ready.set()
             if init is not None:
                 error = _call(interp, initialize_here, init)
                 # The pickled wrapper loads as the initializer's exception, its traceback text as __cause__.
@@ -148,6 +166,7 @@ class InterpreterPool(QueuedPool):
                     outcome = _outcome(task_id, _call(interp, run_chunk_here, blob), start, size)
                 self._done.put((generation, outcome))
         finally:
+            ready.set()
             interp.close()
 
     def capacity(self) -> int:
@@ -171,6 +190,14 @@ class InterpreterPool(QueuedPool):
         for thread in self._threads:
             # Idle workers close their subinterpreter and exit at once; one stuck in user code is left to finish.
             thread.join(timeout=5)
+
+
+def _warm(interp: Any) -> None:
+    """Import this module in ``interp`` ahead of its first chunk; a failure shows when a chunk runs."""
+    try:
+        interp.exec(f"import {__name__}")
+    except Exception:  # concurrent.interpreters.ExecutionFailed: _call reports it with the chunk
+        return
 
 
 def _call(interp: Any, func: Callable[[bytes], bytes], blob: bytes) -> bytes | BaseException:
