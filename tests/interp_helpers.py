@@ -104,3 +104,10 @@ def square_once_after_psutil(arg: tuple[str, int]) -> int:
     import psutil  # noqa: F401
 
     return square_once(arg)
+
+
+def interpreter_id(_x: object = None) -> int:
+    """The id of the interpreter running this call (0 for the main one)."""
+    from concurrent import interpreters  # type: ignore[attr-defined]  # Python 3.14+
+
+    return int(interpreters.get_current().id)

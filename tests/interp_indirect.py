@@ -1,13 +1,17 @@
-"""A worker function whose module loads psutil through another pure-Python module.
+"""A worker function whose module loads psutil at import, through a module it keeps no reference to.
 
-Auto's rule for subinterpreters sees no extension module among this module's
-globals, so only the trial in a subinterpreter finds that it does not load there.
+Auto's rule for subinterpreters follows what the module's globals refer to and
+sees no extension module, so only the trial in a subinterpreter finds that this
+module does not load there (as with plugins imported for their side effects).
 """
 
 from __future__ import annotations
 
-import interp_native_dep  # noqa: F401 - imported for what it imports
+import importlib
+
 from interp_helpers import square_once
+
+importlib.import_module("interp_native_dep")  # imports psutil
 
 __all__ = ["square_once_indirect"]
 

@@ -11,14 +11,17 @@ import attrs
 import pytest
 
 import autopar
+import autopar._cache as autopar_cache
 import autopar._call as autopar_call
 import autopar._pools as autopar_pools
 import helpers
 import interp_helpers as ih
 import interp_indirect
 import interp_native_dep
+import interp_uses_dep
 from autopar._core._safety import interpreters_ship_problem, interpreters_verdict
-from autopar._model import PlatformFacts
+from autopar._model import Measurements, PlatformFacts
+from autopar._serialize import extension_packages
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -209,7 +212,7 @@ def test_auto_runs_pure_python_work_in_interpreters_where_only_spawn_starts_proc
 @pytest.mark.parametrize(
     ("func", "words"),
     [
-        # Its module imports psutil through another module: the function does not load there.
+        # Its module imports psutil at import, through a module it keeps no reference to.
         (interp_indirect.square_once_indirect, "psutil"),
         # It imports psutil itself, lazily: the first item raises ImportError there.
         (ih.square_once_after_psutil, "subinterpreters"),
@@ -220,15 +223,19 @@ def test_auto_falls_back_when_the_trial_in_a_subinterpreter_fails(
     func: Any, words: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A failed trial sends the call to the next candidate, says why, and runs every item exactly once."""
-    explained = tmp_path / "explained"  # explain() runs a sample in the caller
-    explained.mkdir()
-    decision = autopar.explain(func, [(str(explained), x) for x in range(100)])
-    assert decision.strategy == "interpreters", str(decision)
+    # Measurements of GIL-bound items of 5 ms, as calibration finds them on a quiet machine: the call
+    # decides on them (not on a sample timed while other tests load the machine), and auto tries interpreters.
+    gil_bound = Measurements(
+        n_items=100, item_wall_s=5e-3, item_cpu_s=5e-3, item_process_cpu_s=5e-3, item_wall_max_s=5e-3,
+        thread_probe_workers=2, thread_speedup=1.0, interpreters_problem=None,
+    )  # fmt: skip
+    autopar_cache.put(autopar_cache.cache_key(func, 100), gil_bound)
     ran = tmp_path / "ran"
     ran.mkdir()
     items = [(str(ran), x) for x in range(100)]
     with caplog.at_level(logging.INFO, logger="autopar"):
         results = autopar.map(func, items)
+    assert "interpreters with 2 workers" in caplog.text
     assert results == [x * x for x in range(100)]
     assert sorted(int(p.name) for p in ran.iterdir()) == list(range(100))  # each item ran once
     warning = next(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
@@ -244,10 +251,53 @@ def test_auto_falls_back_when_the_trial_in_a_subinterpreter_fails(
     assert not any(r.levelno == logging.WARNING for r in caplog.records)
 
 
+@pytest.mark.parametrize(
+    ("module", "expected"),
+    [
+        ("interp_native_dep", ("psutil",)),  # import psutil
+        ("interp_uses_dep", ("psutil",)),  # import interp_native_dep, which imports psutil
+        ("interp_helpers", ()),  # the standard library only
+        ("helpers", ()),  # autopar, whose package loads nothing at import
+        ("interp_indirect", ()),  # keeps no reference to what imports psutil: the trial finds it
+    ],
+)
+def test_extension_packages_follow_what_a_module_refers_to(module: str, expected: tuple[str, ...]) -> None:
+    """The packages with extension modules that a module uses, directly or through other modules."""
+    assert interp_uses_dep.plus_cpus_indirect(0) >= 0  # every module above is loaded
+    assert helpers.square(2) == 4
+    assert extension_packages(module) == expected
+
+
 @needs_interpreters
 @pytest.mark.timeout(60)
-def test_auto_leaves_out_functions_whose_modules_use_extension_modules() -> None:
-    """A function whose module uses psutil is not tried in subinterpreters, and explain() says why."""
-    decision = autopar.explain(interp_native_dep.plus_cpus, [1] * 8)
+@pytest.mark.parametrize("func", [interp_native_dep.plus_cpus, interp_uses_dep.plus_cpus_indirect])
+def test_auto_leaves_out_functions_whose_modules_use_extension_modules(func: Any) -> None:
+    """A function whose module uses psutil, directly or not, is not tried in subinterpreters; explain() says why."""
+    decision = autopar.explain(func, [1] * 8)
     assert decision.strategy != "interpreters"
     assert any("interpreters not a candidate" in r and "psutil" in r for r in decision.reasons), decision.reasons
+
+
+@pytest.mark.skipif(HAS_INTERPRETERS, reason="this Python has subinterpreters")
+def test_executor_interpreters_before_3_14_names_the_version_it_needs() -> None:
+    """autopar.Executor("interpreters") raises ValueError naming Python 3.14 where subinterpreters do not exist."""
+    with pytest.raises(ValueError, match=r"needs Python 3\.14 or later"):
+        autopar.Executor("interpreters")
+
+
+@needs_interpreters
+@pytest.mark.timeout(60)
+def test_executor_interpreters_runs_calls_in_subinterpreters() -> None:
+    """Executor("interpreters") runs submit and map in a pool of subinterpreters, none in the caller's."""
+    with autopar.Executor("interpreters", workers=2) as executor:
+        assert executor.submit(ih.square, 7).result(timeout=30) == 49
+        assert list(executor.map(ih.square, range(6), timeout=30)) == [x * x for x in range(6)]
+        where = {executor.submit(ih.interpreter_id).result(timeout=30) for _ in range(4)}
+    assert ih.interpreter_id() not in where
+
+
+@needs_interpreters
+def test_executor_interpreters_rejects_max_tasks_per_worker() -> None:
+    """max_tasks_per_worker, which subinterpreters cannot honour, raises ValueError naming the value."""
+    with pytest.raises(ValueError, match="max_tasks_per_worker=3"):
+        autopar.Executor("interpreters", max_tasks_per_worker=3)

@@ -95,33 +95,49 @@ def _by_value_problem(func: Callable[..., Any]) -> str | None:
     return None
 
 
-def _top(name: object) -> str | None:
-    return name.partition(".")[0] if isinstance(name, str) and name else None
+_OWN_PACKAGE = __name__.partition(".")[0]
+
+
+def _extension_tops() -> set[str]:
+    """Top-level packages outside the standard library with a loaded extension module."""
+    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    tops = set()
+    for name, loaded in list(sys.modules.items()):
+        file = getattr(loaded, "__file__", None)
+        if isinstance(file, str) and file.endswith(suffixes):
+            tops.add(name.partition(".")[0])
+    return tops - set(sys.stdlib_module_names)
 
 
 def extension_packages(module_name: str | None) -> tuple[str, ...]:
-    """Packages outside the standard library, referred to by the module's globals, that hold a loaded extension module.
+    """Packages outside the standard library that hold a loaded extension module and that the module uses.
 
-    The module's own package counts, and so does the module of every function
-    or class in its globals (``from numpy import array`` refers to NumPy).
+    Followed from the module's globals, through the modules they name and the
+    modules of the functions and classes they hold (``from numpy import array``
+    uses NumPy), into every module of a package without extension modules,
+    outside the standard library: what the module imports, directly or not.
+    autopar itself is not followed: its package loads nothing at import, and its
+    workers load in every subinterpreter.
     """
-    module = sys.modules.get(module_name or "")
-    if module is None:
-        return ()
-    referred = {_top(module_name)}
-    for value in list(vars(module).values()):
-        referred.add(
-            _top(value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", None))
-        )
-    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
-    with_extensions = set()
-    for name, loaded in list(sys.modules.items()):
-        top = _top(name)
-        if top in referred and top not in sys.stdlib_module_names:
-            file = getattr(loaded, "__file__", None)
-            if isinstance(file, str) and file.endswith(suffixes):
-                with_extensions.add(top)
-    return tuple(sorted(p for p in with_extensions if p is not None))
+    with_extensions = _extension_tops()
+    found: set[str] = set()
+    seen: set[str] = set()
+    todo = [module_name or ""]
+    while todo:
+        name = todo.pop()
+        top = name.partition(".")[0]
+        if name in seen or top in sys.stdlib_module_names or top == _OWN_PACKAGE:
+            continue
+        seen.add(name)
+        if top in with_extensions:
+            found.add(top)
+            continue
+        module = sys.modules.get(name)
+        for value in list(vars(module).values()) if module is not None else ():
+            used = value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", None)
+            if isinstance(used, str) and used not in seen:
+                todo.append(used)
+    return tuple(sorted(found))
 
 
 def _interpreters_problem(func: Callable[..., Any], by_reference: bool) -> str | None:

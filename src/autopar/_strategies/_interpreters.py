@@ -42,12 +42,13 @@ from .._worker import ChunkFailed, run_chunk
 from ._threads import QueuedPool
 
 if TYPE_CHECKING:
+    import concurrent.futures
     from collections.abc import Callable, Sequence
 
     from .._model import PlatformFacts, PoolSpec
     from .._types import Outcome
 
-__all__ = ["InterpreterPool", "InterpreterStrategy", "run_chunk_here"]
+__all__ = ["InterpreterPool", "InterpreterStrategy", "prepare_here", "run_chunk_here", "started_executor"]
 
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 #: Seconds a new pool waits for its subinterpreters to be ready (a deadlock guard: they take about 0.1 s).
@@ -86,6 +87,37 @@ def initialize_here(blob: bytes) -> bytes:
     except Exception as exc:
         return pickle.dumps(capture(exc, check_pickle=True), protocol=_PROTOCOL)
     return b""
+
+
+def prepare_here(path: list[str], init: bytes | None) -> None:
+    """In a subinterpreter: take the caller's import path, then run the pickled ``(initializer, initargs)``.
+
+    The initializer travels pickled, so that it is unpickled only once its module can be found.
+    """
+    sys.path[:] = path
+    if init is not None:
+        initializer, initargs = pickle.loads(init)
+        initializer(*initargs)
+
+
+def started_executor(
+    workers: int, initializer: Callable[..., object] | None, initargs: tuple[Any, ...]
+) -> concurrent.futures.Executor:
+    """An ``InterpreterPoolExecutor`` (for ``autopar.Executor``) whose every worker has started its subinterpreter.
+
+    Its workers start on demand, a subinterpreter in about 0.1 s: calls submitted meanwhile would
+    all wait, and ``shutdown(cancel_futures=True)`` would cancel every one.  One trivial call per
+    worker starts them all; a failing initializer leaves the pool broken, as the next ``submit`` says.
+    Each worker takes the caller's import path first (``prepare_here``), as spawn workers do.
+    """
+    from concurrent import futures  # not at module level: each subinterpreter imports this module
+
+    init = None if initializer is None else _dumps("the initializer", (initializer, initargs))
+    pool: concurrent.futures.Executor = futures.InterpreterPoolExecutor(  # type: ignore[attr-defined,unused-ignore]
+        max_workers=workers, initializer=prepare_here, initargs=(list(sys.path), init)
+    )
+    futures.wait([pool.submit(int) for _ in range(workers)])
+    return pool
 
 
 def _check_spec(spec: PoolSpec) -> None:
