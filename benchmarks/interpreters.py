@@ -1,8 +1,8 @@
-"""The interpreters strategy against fork, forkserver, spawn and threads: start-up, and pure-Python CPU items.
+"""The interpreters strategy against auto, fork, forkserver, spawn and threads: start-up, and pure-Python CPU items.
 
-Usage (Python 3.14 or later; ``make test-3.14`` has one)::
+Usage (Python 3.14 or later; ``scripts/debian-pythons.sh run 3.14 benchmarks/interpreters.py`` runs it there)::
 
-    python benchmarks/interpreters.py [--repeats N] [--items N] [--countdown N]
+    python benchmarks/interpreters.py [--repeats N] [--items N] [--countdown N] [--check]
 
 Start-up: ``autopar.map(square, [1, 2], strategy=s, workers=2)`` on a cold
 pool (``autopar.shutdown()`` before each), so the time covers starting two
@@ -13,6 +13,9 @@ a speed-up over running them serially in the caller.  The work functions live
 in a module written to a temporary directory, since a subinterpreter cannot
 run functions of the script's ``__main__`` (cpython#136659).  Medians of
 ``repeats``; the table is printed and written to ``benchmarks/results/interpreters.md``.
+The ``auto`` row lets autopar choose (two workers), and the table says which
+strategy it chose for the CPU items.  ``--check`` runs one small repeat and
+writes nothing: a quick test that the script works, not a measurement.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from pathlib import Path
 import autopar
 
 RESULTS = Path(__file__).resolve().parent / "results"
-STRATEGIES = ("interpreters", "fork", "forkserver", "spawn", "threads")
+STRATEGIES = ("auto", "interpreters", "fork", "forkserver", "spawn", "threads")
 WORKERS = 2
 WORK = textwrap.dedent(
     """
@@ -70,7 +73,7 @@ def _measure(work: object, repeats: int, items: int, steps: int) -> dict[str, tu
     return {s: (statistics.median(up), statistics.median(speed)) for s, (up, speed) in rows.items()}
 
 
-def _table(results: dict[str, tuple[float, float]], args: argparse.Namespace) -> str:
+def _table(results: dict[str, tuple[float, float]], args: argparse.Namespace, auto_chose: str) -> str:
     lines = [
         "# The interpreters strategy against process pools and threads",
         "",
@@ -78,6 +81,8 @@ def _table(results: dict[str, tuple[float, float]], args: argparse.Namespace) ->
         f"{WORKERS} workers, medians of {args.repeats} repeats; produced by `benchmarks/interpreters.py`.",
         "Start-up: a cold pool, two trivial items, results back.",
         f"CPU: {args.items} pure-Python countdowns of {args.countdown:,} steps, speed-up over serial (at most {WORKERS}x).",
+        "",
+        f"Auto chose {auto_chose} for the CPU items.",
         "",
         "| strategy | start-up | CPU speed-up |",
         "|---|---:|---:|",
@@ -91,7 +96,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--items", type=int, default=8)
     parser.add_argument("--countdown", type=int, default=3_000_000)
+    parser.add_argument("--check", action="store_true", help="one small repeat, nothing written")
     args = parser.parse_args()
+    if args.check:
+        args.repeats, args.items, args.countdown = 1, 4, 200_000
     if not autopar.probe_platform().subinterpreters:
         sys.exit(f"the interpreters strategy needs Python 3.14 or later; this is {platform.python_version()}")
     warnings.simplefilter("ignore", autopar.UnsafeStrategyWarning)  # fork after the pools' threads: measured anyway
@@ -100,9 +108,13 @@ def main() -> None:
         sys.path.insert(0, tmp)
         import interp_work  # type: ignore[import-not-found]
 
-        table = _table(_measure(interp_work, args.repeats, args.items, args.countdown), args)
+        results = _measure(interp_work, args.repeats, args.items, args.countdown)
+        chose = autopar.explain(interp_work.countdown, [args.countdown] * args.items, workers=WORKERS).strategy
+        autopar.shutdown()
+        table = _table(results, args, chose)
     print(table)
-    (RESULTS / "interpreters.md").write_text(table, encoding="utf-8")
+    if not args.check:
+        (RESULTS / "interpreters.md").write_text(table, encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -79,3 +79,35 @@ def config_after_a_wait(_x: object) -> dict[str, object]:
     """The ``autopar.config()`` options the calling thread sees, after waiting 5 ms (work that threads overlap)."""
     time.sleep(0.005)
     return config_seen(_x)
+
+
+def spin(n: int) -> int:
+    """Pure-Python CPU work under the GIL: a countdown of ``n`` steps."""
+    while n > 0:
+        n -= 1
+    return n
+
+
+def square_once(arg: tuple[str, int]) -> int:
+    """x * x after 300,000 steps of pure Python, leaving a file named x in the directory.
+
+    A second run of the same item raises FileExistsError.
+    """
+    directory, x = arg
+    with open(os.path.join(directory, str(x)), "x"):
+        pass
+    return x * x + spin(300_000)
+
+
+def square_once_after_psutil(arg: tuple[str, int]) -> int:
+    """Import psutil (which refuses to load in a subinterpreter), then ``square_once``."""
+    import psutil  # noqa: F401
+
+    return square_once(arg)
+
+
+def interpreter_id(_x: object = None) -> int:
+    """The id of the interpreter running this call (0 for the main one)."""
+    from concurrent import interpreters  # type: ignore[attr-defined]  # Python 3.14+
+
+    return int(interpreters.get_current().id)

@@ -1,4 +1,7 @@
-"""Platform facts the rule tests inject: Linux with and without threads, 3.14, macOS, Windows, free-threaded."""
+"""Platform facts the rule tests inject: Linux with and without threads, 3.14, macOS, Windows, free-threaded.
+
+The ``_314`` facts of macOS and Windows, and ``LINUX_314_INTERP``, have subinterpreters.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +16,13 @@ __all__ = [
     "LINUX_314",
     "LINUX_NATIVE",
     "LINUX_THREADS",
+    "LINUX_314_INTERP",
+    "LINUX_FORK_314_INTERP",
     "MACOS",
+    "MACOS_314",
     "NO_PROCESSES",
     "WINDOWS",
+    "WINDOWS_314",
 ]
 
 ALL_POSIX = ("fork", "spawn", "forkserver")
@@ -42,3 +49,10 @@ WINDOWS = PlatformFacts(
 )
 FREE_THREADED = attrs.evolve(LINUX, python_version=(3, 13), gil_enabled=False)
 NO_PROCESSES = PlatformFacts(system="emscripten", python_version=(3, 12), cpu_count=2)
+
+#: Python 3.14 with subinterpreters: Linux (forkserver by default), Linux where fork is the default
+#: (a program that set it), macOS and Windows.
+LINUX_314_INTERP = attrs.evolve(LINUX_314, subinterpreters=True)
+LINUX_FORK_314_INTERP = attrs.evolve(LINUX_314_INTERP, default_start_method="fork")
+MACOS_314 = attrs.evolve(MACOS, python_version=(3, 14), subinterpreters=True)
+WINDOWS_314 = attrs.evolve(WINDOWS, python_version=(3, 14), subinterpreters=True)

@@ -2,8 +2,9 @@
 
 The standard library tests an executor through mixins whose ``executor_type``
 builds it; here ``executor_type`` builds ``autopar.Executor`` for each forced
-strategy (``threads``, ``fork``, ``forkserver``, ``spawn``) and for ``auto``
-(the generic suites only: auto takes no ``mp_context``), translating the
+strategy (``threads``, ``fork``, ``forkserver``, ``spawn``, and ``interpreters``
+where Python has them) and for ``auto`` (the generic suites only: auto takes
+no ``mp_context``), translating the
 keyword arguments CPython passes (``max_workers`` to ``workers``, ``mp_context``
 to the strategy of its start method, ``max_tasks_per_child`` to
 ``max_tasks_per_worker``).  Every test that does not apply is listed in
@@ -15,6 +16,10 @@ Some distributions strip the ``test`` package: then the whole module is skipped.
 The deadlock suite (workers that crash or exit while pickling, unpickling or
 running) runs for every process start method; the whole module takes about
 two minutes on two cores, most of it in the tests' own sleeps.
+``interpreters`` runs the generic suites on CPython's ``InterpreterPoolMixin``
+(which skips the tests that need an event shared with the workers), as CPython
+runs its own ``InterpreterPoolExecutor``: no deadlock suite, since a worker
+that crashes takes the whole process with it.
 """
 
 from __future__ import annotations
@@ -69,6 +74,7 @@ _STRATEGY_MIXINS = {
     "spawn": "ProcessPoolSpawnMixin",
     # auto takes no mp_context: it builds on the mixin that passes none.
     "auto": "ThreadPoolMixin",
+    "interpreters": "InterpreterPoolMixin",
 }
 
 
@@ -135,7 +141,7 @@ _SUITES, _MISSING = _load()
 def _suites_for(strategy: str) -> dict[str, tuple[type, ...]]:
     """Each suite's bases for ``strategy``, without the mixin (the class CPython builds per executor)."""
     threads = strategy == "threads"
-    if strategy == "auto":
+    if strategy in ("auto", "interpreters"):
         return {
             "Executor": (_SUITES["ExecutorTest"],),
             "Wait": (_SUITES["WaitTests"],),
@@ -165,6 +171,8 @@ def _excluded(cls: type, strategy: str) -> None:
 def _build(namespace: dict[str, Any]) -> None:
     util = _SUITES["util"]
     for strategy, mixin_name in _STRATEGY_MIXINS.items():
+        if not hasattr(util, mixin_name):  # InterpreterPoolMixin: Python 3.14 and later
+            continue
         mixin = type(
             f"Autopar{strategy.capitalize()}Mixin",
             (getattr(util, mixin_name),),

@@ -2,20 +2,38 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pytest
 
 import autopar
+import autopar._cache as autopar_cache
+import autopar._pools as autopar_pools
 import helpers
 import interp_helpers as ih
+import interp_indirect
+import interp_native_dep
+import interp_uses_dep
 from autopar._core._safety import interpreters_ship_problem, interpreters_verdict
-from autopar._model import PlatformFacts
+from autopar._gather import call_facts
+from autopar._model import Measurements, PlatformFacts
+from autopar._serialize import extension_packages
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 HAS_INTERPRETERS = autopar.probe_platform().subinterpreters
 needs_interpreters = pytest.mark.skipif(not HAS_INTERPRETERS, reason="subinterpreters need Python 3.14 or later")
+
+#: 100 GIL-bound items of 5 ms, as calibration measures them on a quiet machine, of a function the rule allows.
+GIL_BOUND_5MS = Measurements(
+    n_items=100, item_wall_s=5e-3, item_cpu_s=5e-3, item_process_cpu_s=5e-3, item_wall_max_s=5e-3,
+    thread_probe_workers=2, thread_speedup=1.0, interpreters_problem=None,
+)  # fmt: skip
 
 LINUX_314 = PlatformFacts(system="linux", python_version=(3, 14), subinterpreters=True)
 
@@ -128,7 +146,7 @@ def test_interpreters_report_items_that_do_not_pickle_as_serialization_error() -
 @needs_interpreters
 @pytest.mark.timeout(60)
 def test_interpreters_report_a_module_that_does_not_load_there_with_its_import_error() -> None:
-    """An extension module without subinterpreter support fails the call with its ImportError (issue 17)."""
+    """An extension module without subinterpreter support fails the call with its ImportError."""
     with pytest.raises(ImportError, match="subinterpreters"):
         autopar.map(ih.needs_psutil, range(4), strategy="interpreters", workers=1)
 
@@ -158,9 +176,131 @@ def test_interpreters_reject_options_they_cannot_honour() -> None:
         autopar.map(ih.square, range(4), strategy="interpreters", max_tasks_per_worker=2)
 
 
+@pytest.fixture(name="spawn_only")
+def _spawn_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This machine as auto sees it, with spawn its only process start (as on Windows) and no start-up measured yet."""
+    facts = attrs.evolve(call_facts(), start_methods=("spawn",), default_start_method="spawn", cpu_count=2)
+    monkeypatch.setattr("autopar._call.call_facts", lambda: facts)
+    monkeypatch.setattr(autopar_pools, "measured_startup_s", dict)
+
+
+@pytest.mark.skipif(HAS_INTERPRETERS, reason="this Python has subinterpreters")
 @pytest.mark.timeout(60)
-def test_auto_never_chooses_interpreters() -> None:
-    """Auto leaves interpreters out: it is forced only until its measured trial exists."""
-    decision = autopar.explain(helpers.countdown, [20_000] * 16)
-    assert decision.strategy != "interpreters"
+def test_auto_leaves_interpreters_out_before_3_14() -> None:
+    """Before Python 3.14 auto neither chooses subinterpreters nor lists them."""
+    decision = autopar.explain(ih.spin, [100_000] * 16)
     assert all(c.strategy != "interpreters" for c in decision.candidates)
+    assert not any("interpreters" in reason for reason in decision.reasons)
+
+
+@needs_interpreters
+@pytest.mark.timeout(120)
+@pytest.mark.usefixtures("spawn_only")
+def test_auto_runs_pure_python_work_in_interpreters_where_only_spawn_starts_processes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With spawn as the only process start, auto runs GIL-bound pure Python in a pool of subinterpreters."""
+    items = [300_000] * 60
+    # The rule, on the real function: its module uses the standard library only.
+    assert "interpreters" in {c.strategy for c in autopar.explain(ih.spin, items).candidates}
+    # The choice, on measurements of GIL-bound items as a quiet machine gives them (other tests load this one).
+    autopar_cache.put(autopar_cache.cache_key(ih.spin, 60), attrs.evolve(GIL_BOUND_5MS, n_items=60))
+    with caplog.at_level(logging.INFO, logger="autopar"):
+        assert autopar.map(ih.spin, items) == [0] * 60
+    assert "interpreters with 2 workers" in caplog.text
+    assert "first item runs alone in a subinterpreter as a trial" in caplog.text
+    assert "trial of the first item" not in caplog.text  # it did not fail
+    assert ("interpreters", 2) in autopar_pools.warm_pools()
+
+
+@needs_interpreters
+@pytest.mark.timeout(120)
+@pytest.mark.usefixtures("spawn_only")
+@pytest.mark.parametrize(
+    ("func", "words"),
+    [
+        # Its module imports psutil at import, through a module it keeps no reference to.
+        (interp_indirect.square_once_indirect, "psutil"),
+        # It imports psutil itself, lazily: the first item raises ImportError there.
+        (ih.square_once_after_psutil, "subinterpreters"),
+    ],
+    ids=["module-does-not-load", "lazy-import-fails"],
+)
+def test_auto_falls_back_when_the_trial_in_a_subinterpreter_fails(
+    func: Any, words: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failed trial sends the call to the next candidate, says why, and runs every item exactly once."""
+    # The call decides on measurements of GIL-bound items, not on a sample timed while other tests
+    # load the machine, so auto tries interpreters.
+    autopar_cache.put(autopar_cache.cache_key(func, 100), GIL_BOUND_5MS)
+    ran = tmp_path / "ran"
+    ran.mkdir()
+    items = [(str(ran), x) for x in range(100)]
+    with caplog.at_level(logging.INFO, logger="autopar"):
+        results = autopar.map(func, items)
+    assert "interpreters with 2 workers" in caplog.text
+    assert results == [x * x for x in range(100)]
+    assert sorted(int(p.name) for p in ran.iterdir()) == list(range(100))  # each item ran once
+    warning = next(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert "trial of the first item in a subinterpreter failed" in warning
+    assert words in warning
+    # The next call of the same function remembers it and does not try again.
+    caplog.clear()
+    again = tmp_path / "again"
+    again.mkdir()
+    with caplog.at_level(logging.INFO, logger="autopar"):
+        autopar.map(func, [(str(again), x) for x in range(100)])
+    assert "interpreters not a candidate: the trial" in caplog.text
+    assert not any(r.levelno == logging.WARNING for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("module", "expected"),
+    [
+        ("interp_native_dep", ("psutil",)),  # import psutil
+        ("interp_uses_dep", ("psutil",)),  # import interp_native_dep, which imports psutil
+        ("interp_helpers", ()),  # the standard library only
+        ("helpers", ()),  # autopar, whose package loads nothing at import
+        ("interp_indirect", ()),  # keeps no reference to what imports psutil: the trial finds it
+    ],
+)
+def test_extension_packages_follow_what_a_module_refers_to(module: str, expected: tuple[str, ...]) -> None:
+    """The packages with extension modules that a module uses, directly or through other modules."""
+    assert interp_uses_dep.plus_cpus_indirect(0) >= 0  # every module above is loaded
+    assert helpers.square(2) == 4
+    assert extension_packages(module) == expected
+
+
+@needs_interpreters
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("func", [interp_native_dep.plus_cpus, interp_uses_dep.plus_cpus_indirect])
+def test_auto_leaves_out_functions_whose_modules_use_extension_modules(func: Any) -> None:
+    """A function whose module uses psutil, directly or not, is not tried in subinterpreters; explain() says why."""
+    decision = autopar.explain(func, [1] * 8)
+    assert decision.strategy != "interpreters"
+    assert any("interpreters not a candidate" in r and "psutil" in r for r in decision.reasons), decision.reasons
+
+
+@pytest.mark.skipif(HAS_INTERPRETERS, reason="this Python has subinterpreters")
+def test_executor_interpreters_before_3_14_names_the_version_it_needs() -> None:
+    """autopar.Executor("interpreters") raises ValueError naming Python 3.14 where subinterpreters do not exist."""
+    with pytest.raises(ValueError, match=r"needs Python 3\.14 or later"):
+        autopar.Executor("interpreters")
+
+
+@needs_interpreters
+@pytest.mark.timeout(60)
+def test_executor_interpreters_runs_calls_in_subinterpreters() -> None:
+    """Executor("interpreters") runs submit and map in a pool of subinterpreters, none in the caller's."""
+    with autopar.Executor("interpreters", workers=2) as executor:
+        assert executor.submit(ih.square, 7).result(timeout=30) == 49
+        assert list(executor.map(ih.square, range(6), timeout=30)) == [x * x for x in range(6)]
+        where = {executor.submit(ih.interpreter_id).result(timeout=30) for _ in range(4)}
+    assert ih.interpreter_id() not in where
+
+
+@needs_interpreters
+def test_executor_interpreters_rejects_max_tasks_per_worker() -> None:
+    """max_tasks_per_worker, which subinterpreters cannot honour, raises ValueError naming the value."""
+    with pytest.raises(ValueError, match="max_tasks_per_worker=3"):
+        autopar.Executor("interpreters", max_tasks_per_worker=3)

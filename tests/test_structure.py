@@ -80,6 +80,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_strategies._dask",
         "_pools",
         "_dispatch",
+        "_trial",
     ),
     # 4: measuring a call and gathering its facts.
     ("_sample", "_thread_probe", "_calibrate", "_gather", "_pool_spec", "_speculation_thread", "_speculation"),

@@ -156,4 +156,5 @@ def sample_measurements(sample: SerialSample, cost: PickleCost, ship: Shipping, 
         shippable=ship.shippable,
         ship_reason=ship.problem or "",
         data_picklable=cost.picklable,
+        interpreters_problem=ship.interpreters_problem,
     )

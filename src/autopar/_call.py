@@ -31,7 +31,7 @@ from ._errors import WorkerStartError
 from ._gather import call_facts, find_cluster, forced_cluster_threads, refresh, with_cluster
 from ._model import Decision
 from ._pool_spec import pool_spec
-from ._pooled import run_pooled
+from ._pooled import TrialFailed, run_pooled
 from ._progress import make_progress
 from ._registry import get_strategy
 from ._serialize import shipping
@@ -251,11 +251,11 @@ class Call:
 
     def _pooled(self, decision: Decision, ordered: bool) -> Iterator[list[Any]]:
         started = self._start_pool(decision)
-        if started is None:
-            yield from self._serial(decision)
-            return
-        decision, spec, pool = started
-        yield from run_pooled(self, decision, spec, pool, ordered)
+        try:
+            yield from self._serial(decision) if started is None else run_pooled(self, *started, ordered)
+        except TrialFailed as failed:  # before any result: auto's trial of subinterpreters failed
+            self.ran = self._decide_without(failed.decision, failed)
+            yield from self._pooled(self.ran, ordered)
 
     def _start_pool(self, decision: Decision) -> tuple[Decision, PoolSpec, Pool] | None:
         """The pool (started within the deadline); under auto one that cannot start gives way (None: serial).

@@ -194,6 +194,9 @@ class Measurements:
     ship_reason: str = ""
     #: Items and results can be pickled at all (a fork pool can inherit an unpicklable function).
     data_picklable: bool = True
+    #: Why auto-selection does not run the function in subinterpreters, or None when it may
+    #: (by default it may not: nothing checked that its modules load there).
+    interpreters_problem: str | None = "its modules were not checked for subinterpreters"
     #: Seconds to start one worker of each process start method (measured or default).
     worker_startup_s: Mapping[str, float] = attrs.field(factory=dict)
     #: Per-worker set-up cost (initializer), seconds.
@@ -223,6 +226,9 @@ class Shipping:
     fork_problem: str | None = None
     #: cloudpickle can send it by value instead (False: it holds a lock, a socket, ...).
     by_value: bool = False
+    #: Why auto-selection does not run it in subinterpreters (``_core._safety.interpreters_auto_problem``),
+    #: or None when it may.
+    interpreters_problem: str | None = "its modules were not checked for subinterpreters"
 
     @property
     def shippable(self) -> bool:
@@ -244,8 +250,7 @@ class SerialSample:
     max_item_s: float = 0.0
     #: Voluntary context switches of the running thread (blocking waits), None where unknown.
     waits: int | None = 0
-    #: Seconds the running thread was ready to run but queued behind other processes for a CPU
-    #: (Linux's schedstat), None where unknown: part of the wall time that is not the items' own waiting.
+    #: Seconds the thread queued behind other processes for a CPU (Linux schedstat; None: unknown): not waiting.
     queued_s: float | None = None
 
     @property

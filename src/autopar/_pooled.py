@@ -1,13 +1,22 @@
-"""Run a decided call's remaining items through its pool, and give the pool back as its health says."""
+"""Run a decided call's remaining items through its pool, and give the pool back as its health says.
+
+A pool of subinterpreters chosen by auto runs its first item alone first (``_trial``); when that
+trial fails, the first chunk goes back to the call's input and ``TrialFailed`` tells the call to
+decide again without subinterpreters, which the cached measurements of the function remember.
+"""
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING, Any
 
-from . import _pools
+import attrs
+
+from . import _cache, _pools
 from ._core._sizing import WINDOW_PER_WORKER
 from ._dispatch import Dispatch
 from ._pool_spec import is_single_use
+from ._trial import TrialFailed, TrialPool, needs_trial
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -16,7 +25,7 @@ if TYPE_CHECKING:
     from ._model import Decision, PoolSpec
     from ._types import Pool
 
-__all__ = ["run_pooled"]
+__all__ = ["TrialFailed", "run_pooled"]
 
 
 def run_pooled(call: Call, decision: Decision, spec: PoolSpec, pool: Pool, ordered: bool) -> Iterator[list[Any]]:
@@ -25,6 +34,9 @@ def run_pooled(call: Call, decision: Decision, spec: PoolSpec, pool: Pool, order
     The pool goes back to the registry afterwards: kept when the call ended well, when the
     consumer stopped early, or after a user exception; shut down after a crash, a timeout,
     Ctrl-C, or when it was built for this call only.
+
+    Raises:
+        TrialFailed: before any result, when auto's trial of subinterpreters failed.
     """
     healthy = False
     recorder = call.recorder
@@ -33,7 +45,7 @@ def run_pooled(call: Call, decision: Decision, spec: PoolSpec, pool: Pool, order
     try:
         call.deadline.check()  # the pool took time to start: a timeout or cancellation since sends no work
         dispatch = Dispatch(
-            pool,
+            TrialPool(pool, decision) if needs_trial(decision) else pool,
             call.call_func,
             call.source,
             call.done,
@@ -50,6 +62,9 @@ def run_pooled(call: Call, decision: Decision, spec: PoolSpec, pool: Pool, order
         )
         yield from dispatch.chunks(ordered=ordered)
         healthy = True
+    except TrialFailed as failed:
+        healthy = _give_back(call, failed)
+        raise
     except GeneratorExit:
         pool.cancel()  # the consumer stopped early: drop in-flight work
         healthy = True
@@ -63,3 +78,15 @@ def run_pooled(call: Call, decision: Decision, spec: PoolSpec, pool: Pool, order
             recorder.pool_ended()
             pool.record(None)
         _pools.release(pool, healthy=healthy and not is_single_use(spec))
+
+
+def _give_back(call: Call, failed: TrialFailed) -> bool:
+    """Put the first chunk back at the head of the input; remember the failure with the function's measurements.
+
+    Returns True: the pool is sound, only this function's modules do not load there.
+    """
+    call.source = itertools.chain(failed.items, call.source)
+    measurements = failed.decision.measurements
+    if measurements is not None:
+        _cache.put(call.key, attrs.evolve(measurements, interpreters_problem=str(failed)))
+    return True

@@ -8,14 +8,21 @@ and nested functions go by value with cloudpickle.  ``shipping`` works out
 which, once per call, and for a function that cannot go even by value (a lock
 or a socket in a global or a closure cell) names the object and what holds it.
 ``pickle_function`` pickles a function for process workers.
+On Python 3.14+ it also gathers what auto-selection's rule for subinterpreters
+reads (``_core._safety.interpreters_auto_problem``): the packages the
+function's module refers to that hold a loaded extension module.
 """
 
 from __future__ import annotations
 
+import importlib.machinery
 import pickle
+import sys
 import types
 from typing import TYPE_CHECKING, Any
 
+from ._core._identity import unwrap_function
+from ._core._safety import interpreters_auto_problem
 from ._errors import SerializationError
 from ._model import Shipping
 from ._pickling import by_value, dumps
@@ -23,7 +30,7 @@ from ._pickling import by_value, dumps
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["pickle_function", "ship_problem", "shipping"]
+__all__ = ["extension_packages", "pickle_function", "ship_problem", "shipping"]
 
 
 #: Why a function of ``__main__`` goes by value; fork workers still find it by reference, since they
@@ -88,14 +95,71 @@ def _by_value_problem(func: Callable[..., Any]) -> str | None:
     return None
 
 
+_OWN_PACKAGE = __name__.partition(".")[0]
+
+
+def _extension_tops() -> set[str]:
+    """Top-level packages outside the standard library with a loaded extension module."""
+    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    tops = set()
+    for name, loaded in list(sys.modules.items()):
+        file = getattr(loaded, "__file__", None)
+        if isinstance(file, str) and file.endswith(suffixes):
+            tops.add(name.partition(".")[0])
+    return tops - set(sys.stdlib_module_names)
+
+
+def extension_packages(module_name: str | None) -> tuple[str, ...]:
+    """Packages outside the standard library that hold a loaded extension module and that the module uses.
+
+    Followed from the module's globals, through the modules they name and the
+    modules of the functions and classes they hold (``from numpy import array``
+    uses NumPy), into every module of a package without extension modules,
+    outside the standard library: what the module imports, directly or not.
+    autopar itself is not followed: its package loads nothing at import, and its
+    workers load in every subinterpreter.
+    """
+    with_extensions = _extension_tops()
+    found: set[str] = set()
+    seen: set[str] = set()
+    todo = [module_name or ""]
+    while todo:
+        name = todo.pop()
+        top = name.partition(".")[0]
+        if name in seen or top in sys.stdlib_module_names or top == _OWN_PACKAGE:
+            continue
+        seen.add(name)
+        if top in with_extensions:
+            found.add(top)
+            continue
+        module = sys.modules.get(name)
+        for value in list(vars(module).values()) if module is not None else ():
+            used = value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", None)
+            if isinstance(used, str) and used not in seen:
+                todo.append(used)
+    return tuple(sorted(found))
+
+
+def _interpreters_problem(func: Callable[..., Any], by_reference: bool) -> str | None:
+    """Why auto does not try ``func`` in subinterpreters (only worked out where they exist)."""
+    if sys.version_info < (3, 14):
+        return "subinterpreters need Python 3.14 or later"
+    target = unwrap_function(func)
+    module, qualname = getattr(target, "__module__", None), getattr(target, "__qualname__", None)
+    packages = extension_packages(module) if by_reference else ()
+    return interpreters_auto_problem(module, qualname, by_reference=by_reference, extension_packages=packages)
+
+
 def shipping(func: Callable[..., Any]) -> Shipping:
-    """Whether process workers can receive ``func``, worked out once for a call."""
+    """Whether process workers (and subinterpreters, for auto) can receive ``func``, worked out once for a call."""
     problem = ship_problem(func)
     if problem is None:
-        return Shipping(name=getattr(func, "__qualname__", repr(func)))
+        name = getattr(func, "__qualname__", repr(func))
+        return Shipping(name=name, interpreters_problem=_interpreters_problem(func, by_reference=True))
     fails = _by_value_problem(func)
     return Shipping(
         name=getattr(func, "__qualname__", repr(func)),
+        interpreters_problem=_interpreters_problem(func, by_reference=False),
         problem=problem if fails is None else f"{problem}, and {fails}",
         fork_problem=None if problem == _MAIN_FUNCTION else problem,
         by_value=fails is None,

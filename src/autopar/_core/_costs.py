@@ -24,6 +24,10 @@ compares the candidates.  With ``n`` items of mean wall time ``t``:
   caller side is ``chunks * task overhead + n * (pickling + bytes * s/byte)``.
   The cluster comes last in the order of simplicity: it wins only when it
   beats every local strategy by more than 10%.
+* interpreters (Python 3.14+): priced as processes, without the pipe: items
+  and results are pickled in one interpreter and unpickled in the other, their
+  bytes copied once in memory; a chunk costs less to hand over, and auto first
+  runs one item alone in a subinterpreter (its trial), which adds about one item.
 * every pool: start-up (none for a warm pool) and a tail of half a chunk.
 
 No clock, no OS calls, no randomness: the same inputs give the same decision.
@@ -34,7 +38,7 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import TYPE_CHECKING, NamedTuple
 
-from ._safety import PROCESS_METHODS
+from ._safety import INTERPRETERS, PROCESS_METHODS
 from ._sizing import ceil_div
 from ._workload import MIN_CPU_SHARE, Workload, clean, workload
 
@@ -48,6 +52,7 @@ __all__ = [
     "DASK",
     "DASK_FIRST_USE_S",
     "DEFAULT_WORKER_STARTUP_S",
+    "INTERPRETER_CHUNK_OVERHEAD_S",
     "MODELLED",
     "PICKLE_S_PER_BYTE",
     "PROCESS_CHUNK_OVERHEAD_S",
@@ -67,13 +72,24 @@ __all__ = [
 _FORK_STARTUP_S = 20e-3
 _FORKSERVER_STARTUP_S = 80e-3
 _SPAWN_STARTUP_S = 250e-3
+#: A subinterpreter: create it, give it the caller's import path and import autopar's worker module
+#: there (50-130 ms measured for a pool of two on a 2-core x86-64 VM, against 9 ms for fork).
+_INTERPRETERS_STARTUP_S = 100e-3
 DEFAULT_WORKER_STARTUP_S: Mapping[str, float] = MappingProxyType(
-    {"fork": _FORK_STARTUP_S, "forkserver": _FORKSERVER_STARTUP_S, "spawn": _SPAWN_STARTUP_S}
+    {
+        "fork": _FORK_STARTUP_S,
+        "forkserver": _FORKSERVER_STARTUP_S,
+        "spawn": _SPAWN_STARTUP_S,
+        INTERPRETERS: _INTERPRETERS_STARTUP_S,
+    }
 )
 _THREAD_STARTUP_S = 100e-6
 #: Round trip of one chunk to a process worker, pickling aside.
 PROCESS_CHUNK_OVERHEAD_S = 300e-6
 THREAD_CHUNK_OVERHEAD_S = 30e-6
+#: Round trip of one chunk to a subinterpreter, pickling aside: two queue hand-offs and a call into it
+#: (about 150 us measured on Python 3.14).
+INTERPRETER_CHUNK_OVERHEAD_S = 150e-6
 #: Moving pickled bytes through a pipe, each side (about 500 MB/s: several copies on the way).
 _PIPE_S_PER_BYTE = 2e-9
 #: Pickling and unpickling a large buffer (bytes, an array): two copies, about 2 ns per byte
@@ -92,7 +108,7 @@ DASK_FIRST_USE_S = _SPAWN_STARTUP_S
 CLOSE_RATIO = 1.10
 
 DASK = "dask"
-MODELLED = ("serial", "threads", *PROCESS_METHODS)
+MODELLED = ("serial", "threads", *PROCESS_METHODS, INTERPRETERS)
 
 
 class Estimate(NamedTuple):
@@ -161,9 +177,12 @@ def _process_estimate(
     cap = wl.cpu_count / max(1.0 if wl.native else wl.cpu_share, MIN_CPU_SHARE)
     w_eff = overlap(workers, cap) if wl.blocks else min(workers, cap)
     half_pickle_s = clean(m.pickle_s) / 2
-    pipe_s = (clean(m.item_pickle_bytes) + clean(m.result_pickle_bytes)) * _PIPE_S_PER_BYTE
+    in_memory = method == INTERPRETERS  # bytes copied in memory, not through a pipe
+    per_byte = _SHM_COPY_S_PER_BYTE if in_memory else _PIPE_S_PER_BYTE
+    pipe_s = (clean(m.item_pickle_bytes) + clean(m.result_pickle_bytes)) * per_byte
     chunks = ceil_div(wl.remaining, chunksize)
-    chunk_s = PROCESS_CHUNK_OVERHEAD_S + max(m.func_pickle_bytes, 0) * _PIPE_S_PER_BYTE
+    overhead = INTERPRETER_CHUNK_OVERHEAD_S if in_memory else PROCESS_CHUNK_OVERHEAD_S
+    chunk_s = overhead + max(m.func_pickle_bytes, 0) * per_byte
     workers_s = (wl.remaining * (item_s + half_pickle_s + pipe_s) + chunks * chunk_s) / w_eff
     caller_s = wl.remaining * (half_pickle_s + pipe_s)
     # Workers boot in parallel, one per CPU; each one runs the initializer and, unless it
@@ -173,6 +192,8 @@ def _process_estimate(
     start = 0.0 if (method, workers) in m.warm_pools else boot_s * ceil_div(workers, wl.cpu_count)
     if options.max_tasks_per_worker:
         start += boot_s * max(ceil_div(ceil_div(chunks, workers), options.max_tasks_per_worker) - 1, 0)
+    if in_memory and not options.forced:
+        start += item_s + overhead  # the trial: auto runs one item alone before the rest
     total = start + max(workers_s, caller_s) + _tail_s(wl, workers, chunksize * item_s)
     return Estimate(total, wl.remaining * item_s / w_eff)
 
@@ -216,11 +237,11 @@ def estimate(strategy: str, wl: Workload, m: Measurements, options: Options, wor
         return _serial_estimate(wl, m)
     if strategy == "threads":
         return _thread_estimate(wl, m, workers, chunksize)
-    if strategy in PROCESS_METHODS:
+    if strategy in PROCESS_METHODS or strategy == INTERPRETERS:
         return _process_estimate(wl, m, options, strategy, workers, chunksize)
     msg = (
         f"strategy {strategy!r} has no cost model; expected 'serial', 'threads', one of {PROCESS_METHODS!r}, "
-        "or 'dask' with measurements.cluster set"
+        "'interpreters', or 'dask' with measurements.cluster set"
     )
     raise ValueError(msg)
 
@@ -236,7 +257,7 @@ def predict(
     """Predict the wall time, in seconds, of the remaining work run by ``strategy``.
 
     Args:
-        strategy: "serial", "threads", "fork", "forkserver", "spawn", or "dask" when
+        strategy: "serial", "threads", "fork", "forkserver", "spawn", "interpreters", or "dask" when
             ``measurements.cluster`` holds the cluster's facts.
         workers: Worker count (at least 1 is used).
         chunksize: Items per chunk (at least 1 is used).

@@ -1,9 +1,10 @@
 """The decision: size and price every candidate, pick one, and gather the reasons.
 
-``decide`` prices serial, threads, every usable process start method and the
-Dask cluster (when measured) with ``_costs`` and picks the fastest; when
-predictions are within 10% the simpler strategy wins (serial, threads, then
-``auto_process_methods`` order, the cluster last).  ``forced_decision`` plans a
+``decide`` prices serial, threads, every usable process start method, a pool
+of subinterpreters (Python 3.14+, when ``_safety.interpreters_excluded`` allows
+it) and the Dask cluster (when measured) with ``_costs`` and picks the fastest;
+when predictions are within 10% the simpler strategy wins (serial, threads,
+then ``auto_process_methods`` order, subinterpreters, the cluster last).  ``forced_decision`` plans a
 strategy the caller forced, which runs without calibration: its workers and
 chunk size follow from the platform and the input length alone.
 
@@ -20,6 +21,7 @@ from . import _reasons
 from ._costs import (
     CLOSE_RATIO,
     DASK,
+    INTERPRETER_CHUNK_OVERHEAD_S,
     MODELLED,
     PROCESS_CHUNK_OVERHEAD_S,
     THREAD_CHUNK_OVERHEAD_S,
@@ -29,7 +31,7 @@ from ._costs import (
     dask_item_s,
     estimate,
 )
-from ._safety import PROCESS_METHODS, usable_process_methods
+from ._safety import INTERPRETERS, PROCESS_METHODS, interpreters_excluded, usable_process_methods
 from ._sizing import ceil_div, chunksize_for, default_workers, forced_chunksize, worker_options, workers_for
 from ._workload import Workload, clean, workload
 
@@ -86,6 +88,8 @@ def candidate(
         chunksize = max(wl.remaining, 1)
     elif strategy == "threads":
         chunksize = chunksize_for(wl, workers, wl.item_s, THREAD_CHUNK_OVERHEAD_S)
+    elif strategy == INTERPRETERS:
+        chunksize = chunksize_for(wl, workers, wl.process_item_s, INTERPRETER_CHUNK_OVERHEAD_S)
     else:  # process methods, and plugin strategies with process-like dispatch
         chunksize = chunksize_for(wl, workers, wl.process_item_s, PROCESS_CHUNK_OVERHEAD_S)
     workers = min(workers, max(ceil_div(wl.remaining, chunksize), 1))
@@ -202,6 +206,7 @@ def decide(measurements: Measurements, platform: PlatformFacts, options: Options
     else:
         reasons.append(_reasons.choice_reason(chosen, scored))
     reasons += _reasons.process_reasons(measurements, platform, chosen.strategy)
+    reasons += _reasons.interpreters_reasons(measurements, platform, options, chosen.strategy)
     reasons += _reasons.cluster_reasons(measurements, options, chosen, candidates, excluded)
     return Decision(
         strategy=chosen.strategy,
@@ -222,6 +227,8 @@ def _score(
     """Every modelled candidate auto may use, simplest first, with its estimate."""
     usable = usable_process_methods(platform, shippable=m.shippable, picklable=m.data_picklable)
     names = ("serial", "threads", *usable)
+    if interpreters_excluded(platform, m, options) is None:
+        names += (INTERPRETERS,)  # after processes: a tie goes to workers every module loads in
     if with_cluster:
         names += (DASK,)  # last: the cluster never wins a tie against the machine at hand
     scored = [_best_count(n, wl, m, options) for n in names]

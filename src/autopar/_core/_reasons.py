@@ -13,8 +13,10 @@ from .._render import format_seconds
 from ._costs import CLOSE_RATIO, DASK, DASK_FIRST_USE_S, MODELLED, thread_speedup, worker_startup_s
 from ._safety import (
     DAEMONIC,
+    INTERPRETERS,
     PROCESS_METHODS,
     auto_process_methods,
+    interpreters_excluded,
     method_verdict,
     shm_text,
     usable_process_methods,
@@ -38,6 +40,7 @@ __all__ = [
     "dask_note",
     "cluster_reasons",
     "forced_reasons",
+    "interpreters_reasons",
     "item_timeout_forced_message",
     "item_timeout_none_message",
     "item_timeout_reason",
@@ -109,7 +112,9 @@ def start_reasons(platform: PlatformFacts, chosen: str) -> list[str]:
     if platform.shm_problem is not None:
         return [f"{shm_text(platform.shm_problem)}: no process strategy"]
     return [
-        f"{method} workers could not start, so {chosen} runs instead: {why}" for method, why in platform.start_failures
+        f"{method} workers could not start, so {chosen} runs instead: {why}"
+        for method, why in platform.start_failures
+        if method != INTERPRETERS  # a failed trial: interpreters_reasons says it
     ]
 
 
@@ -132,6 +137,19 @@ def process_reasons(m: Measurements, platform: PlatformFacts, chosen: str) -> li
         why = m.ship_reason or "it cannot be pickled by reference"
         reasons.append(f"cannot ship the function to {'/'.join(shipped)}: {why}{inherit}")
     return reasons
+
+
+def interpreters_reasons(m: Measurements, platform: PlatformFacts, options: Options, chosen: str) -> list[str]:
+    """Why subinterpreters were left out, or how auto tries a pool of them; nothing where none exist."""
+    if options.forced or not platform.subinterpreters or platform.python_version < (3, 14):
+        return []
+    excluded = interpreters_excluded(platform, m, options)
+    if chosen == INTERPRETERS:
+        return [
+            "interpreters: the first item runs alone in a subinterpreter as a trial; "
+            "if its modules do not load there, the next candidate runs the call"
+        ]
+    return [] if excluded is None else [f"interpreters not a candidate: {excluded}"]
 
 
 def thread_reasons(wl: Workload, m: Measurements, platform: PlatformFacts, threads: int) -> list[str]:

@@ -10,10 +10,15 @@ to start during this call (a process or open-file limit).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import attrs
 
-from .._errors import WorkerStartError
+from .._errors import SerializationError, WorkerStartError
 from .._model import MethodVerdict, PlatformFacts
+
+if TYPE_CHECKING:
+    from .._model import Measurements, Options
 
 __all__ = [
     "INTERPRETERS",
@@ -21,8 +26,11 @@ __all__ = [
     "DAEMONIC",
     "auto_process_methods",
     "cannot_start",
+    "interpreters_auto_problem",
+    "interpreters_excluded",
     "interpreters_ship_problem",
     "interpreters_verdict",
+    "is_environment_failure",
     "method_verdict",
     "method_verdicts",
     "require_available",
@@ -238,3 +246,54 @@ def interpreters_ship_problem(module: str | None, qualname: str | None) -> str |
     if "<lambda>" in qualname or "<locals>" in qualname:
         return "it is a lambda or a nested function, which pickle cannot find by name: define it at module level"
     return None
+
+
+def interpreters_auto_problem(
+    module: str | None, qualname: str | None, *, by_reference: bool, extension_packages: tuple[str, ...]
+) -> str | None:
+    """Why auto-selection does not try subinterpreters for a function, or None when it may.
+
+    A conservative allow rule: the function pickles by reference and is found
+    by module and name (``interpreters_ship_problem``), and no package its
+    module refers to has a loaded extension module outside the standard
+    library (``extension_packages``).  Most third-party extension modules do
+    not declare support for an interpreter with its own GIL and fail to import
+    there (NumPy: numpy#24755), and a loaded module cannot be asked whether it
+    would; a wrong "no" leaves the work to processes, a wrong "yes" fails the trial.
+    """
+    problem = interpreters_ship_problem(module, qualname)
+    if problem is None and not by_reference:
+        problem = "it cannot be pickled by reference"
+    if problem is None and extension_packages:
+        uses = ", ".join(extension_packages)
+        problem = f"its module uses {uses}, whose extension modules may not load in a subinterpreter"
+    return problem
+
+
+def interpreters_excluded(facts: PlatformFacts, m: Measurements, options: Options) -> str | None:
+    """Why auto-selection leaves subinterpreters out of this call, or None when they are a candidate."""
+    verdict = interpreters_verdict(facts)
+    if not verdict.available:
+        return verdict.reason
+    for failed, why in facts.start_failures:
+        if failed == INTERPRETERS:
+            return f"the trial in a subinterpreter failed: {why}"
+    if not m.data_picklable:
+        return "items or results cannot be pickled"
+    if m.interpreters_problem is not None:
+        return m.interpreters_problem
+    if options.has_shared or options.max_tasks_per_worker:
+        return "shared= and max_tasks_per_worker= need process workers"
+    return None
+
+
+def is_environment_failure(error: BaseException | None, *, ran: bool) -> bool:
+    """Whether a chunk failed in a subinterpreter because of where it ran, not because the function raised.
+
+    True when nothing ran (``ran`` False: the function or an item did not load there) with a
+    ``SerializationError`` or an ``ImportError``, or when the function raised an ``ImportError``
+    naming subinterpreters (a module it imports lazily refused to load there).
+    """
+    if not isinstance(error, (ImportError, SerializationError)):
+        return False
+    return not ran or (isinstance(error, ImportError) and "subinterpreter" in str(error))

@@ -6,6 +6,7 @@ the documented semantics of ``submit``, ``map`` and ``shutdown``::
     "serial"                        -> SerialExecutor: each call runs at once, in the caller
     "threads"                       -> ThreadPoolExecutor (threads named autopar-executor_N)
     "fork", "forkserver", "spawn"   -> ProcessPoolExecutor(mp_context=get_context(method))
+    "interpreters"                  -> InterpreterPoolExecutor (Python 3.14 and later)
 
 Under ``"auto"``::
 
@@ -31,7 +32,7 @@ import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .._config import resolve
-from .._core._safety import PROCESS_METHODS, require_available
+from .._core._safety import INTERPRETERS, PROCESS_METHODS, require_available, require_interpreters
 from .._core._submit import choose_for_submit
 from .._platform import probe_platform
 from .._run import given_options
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Executor"]
 
-_STRATEGIES = ("auto", "serial", "threads", *PROCESS_METHODS)
+_STRATEGIES = ("auto", "serial", "threads", *PROCESS_METHODS, INTERPRETERS)
 #: The options of ``autopar.map`` an Executor honours (the others concern one map call only).
 #: ``report`` records ``map`` under ``"auto"``, which runs through ``autopar.imap``.
 _OPTIONS = frozenset(
@@ -66,8 +67,9 @@ class Executor(concurrent.futures.Executor):
     ``concurrent.futures.wait``, ``as_completed`` and ``asyncio.wrap_future``
     work as with the standard executors.  A forced strategy delegates to the
     standard library: ``"threads"`` to ``ThreadPoolExecutor``, a process start
-    method to ``ProcessPoolExecutor`` with that context, ``"serial"`` runs each
-    call at once in the caller.  Under ``"auto"``, ``map`` runs through
+    method to ``ProcessPoolExecutor`` with that context, ``"interpreters"`` to
+    ``InterpreterPoolExecutor`` (Python 3.14+), ``"serial"`` runs each call at
+    once in the caller.  Under ``"auto"``, ``map`` runs through
     ``autopar.imap`` (calibration and the cost model; it reads its input a
     bounded window ahead instead of submitting it all at once), and ``submit``
     times the first calls of each function on threads, then sends its later
@@ -82,8 +84,8 @@ class Executor(concurrent.futures.Executor):
         function, arguments and results to pickle (cloudpickle is not used).
 
     Args:
-        strategy: ``"auto"``, ``"serial"``, ``"threads"``, ``"fork"``, ``"forkserver"``
-            or ``"spawn"``; ``AUTOPAR_STRATEGY`` overrides it.
+        strategy: ``"auto"``, ``"serial"``, ``"threads"``, ``"fork"``, ``"forkserver"``,
+            ``"spawn"`` or ``"interpreters"``; ``AUTOPAR_STRATEGY`` overrides it.
         workers: threads or processes per pool (default: as autopar chooses for
             ``map``); ``AUTOPAR_WORKERS`` overrides it.
         **options: these options of ``autopar.map``: ``initializer``, ``initargs`` and
@@ -93,8 +95,9 @@ class Executor(concurrent.futures.Executor):
 
     Raises:
         TypeError: an option not listed above, or a value of the wrong type.
-        ValueError: a bad value, a strategy not listed above, or a start
-            method this platform does not have.
+        ValueError: a bad value, a strategy not listed above, a start
+            method this platform does not have, or ``"interpreters"`` before Python 3.14
+            (or with ``max_tasks_per_worker``).
 
     Developer note:
         ``_submit_rule`` is the pure rule auto's ``submit`` asks once a
@@ -239,6 +242,11 @@ def _check_platform(opts: Options, facts: PlatformFacts) -> None:
         verdict = require_available(name, facts)
         if not verdict.safe:
             warn_unsafe(name, verdict.reason)
+    elif name == INTERPRETERS:
+        require_interpreters(facts)
+        if opts.max_tasks_per_worker is not None:
+            msg = f"max_tasks_per_worker={opts.max_tasks_per_worker!r} is not supported by strategy 'interpreters' (InterpreterPoolExecutor does not recycle its workers); use a process strategy"
+            raise ValueError(msg)
     if opts.max_tasks_per_worker is not None and sys.version_info < (3, 11) and name not in ("serial", "threads"):
         msg = "max_tasks_per_worker needs Python 3.11 or later for autopar.Executor (ProcessPoolExecutor's max_tasks_per_child); use autopar.map or autopar.imap instead"
         raise ValueError(msg)

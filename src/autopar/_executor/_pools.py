@@ -6,6 +6,7 @@ Data flow::
                                "serial"                      -> SerialExecutor, in the caller
                                "threads"                     -> ThreadPoolExecutor
                                "fork", "forkserver", "spawn" -> ProcessPoolExecutor
+                               "interpreters"                -> InterpreterPoolExecutor (3.14+)
                           -> PoolSet.submit: a process pool's future wrapped in a LinkedFuture,
                              which reports a dead worker as WorkerCrashedError (crash_error)
 
@@ -31,6 +32,7 @@ from .._core._sizing import default_workers
 from .._errors import WorkerCrashedError
 from .._main_module import process_context
 from .._pickling import for_workers
+from .._strategies._interpreters import started_executor
 from ._stop import stop_pool_workers
 
 if TYPE_CHECKING:
@@ -190,6 +192,8 @@ def _new_pool(name: str, opts: Options, facts: PlatformFacts) -> concurrent.futu
             initializer=opts.initializer,
             initargs=opts.initargs,
         )
+    if name == "interpreters":
+        return started_executor(workers, opts.initializer, opts.initargs)
     extra: dict[str, Any] = {}
     if opts.max_tasks_per_worker is not None:
         extra["max_tasks_per_child"] = opts.max_tasks_per_worker

@@ -34,6 +34,7 @@ import pickle
 import queue
 import sys
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from .._errors import SerializationError, capture
@@ -41,14 +42,17 @@ from .._worker import ChunkFailed, run_chunk
 from ._threads import QueuedPool
 
 if TYPE_CHECKING:
+    import concurrent.futures
     from collections.abc import Callable, Sequence
 
     from .._model import PlatformFacts, PoolSpec
     from .._types import Outcome
 
-__all__ = ["InterpreterPool", "InterpreterStrategy", "run_chunk_here"]
+__all__ = ["InterpreterPool", "InterpreterStrategy", "prepare_here", "run_chunk_here", "started_executor"]
 
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
+#: Seconds a new pool waits for its subinterpreters to be ready (a deadlock guard: they take about 0.1 s).
+_READY_WAIT_S = 30.0
 
 
 def _dumps_outcome(value: tuple[Any, ...]) -> bytes:
@@ -83,6 +87,37 @@ def initialize_here(blob: bytes) -> bytes:
     except Exception as exc:
         return pickle.dumps(capture(exc, check_pickle=True), protocol=_PROTOCOL)
     return b""
+
+
+def prepare_here(path: list[str], init: bytes | None) -> None:
+    """In a subinterpreter: take the caller's import path, then run the pickled ``(initializer, initargs)``.
+
+    The initializer travels pickled, so that it is unpickled only once its module can be found.
+    """
+    sys.path[:] = path
+    if init is not None:
+        initializer, initargs = pickle.loads(init)
+        initializer(*initargs)
+
+
+def started_executor(
+    workers: int, initializer: Callable[..., object] | None, initargs: tuple[Any, ...]
+) -> concurrent.futures.Executor:
+    """An ``InterpreterPoolExecutor`` (for ``autopar.Executor``) whose every worker has started its subinterpreter.
+
+    Its workers start on demand, a subinterpreter in about 0.1 s: calls submitted meanwhile would
+    all wait, and ``shutdown(cancel_futures=True)`` would cancel every one.  One trivial call per
+    worker starts them all; a failing initializer leaves the pool broken, as the next ``submit`` says.
+    Each worker takes the caller's import path first (``prepare_here``), as spawn workers do.
+    """
+    from concurrent import futures  # not at module level: each subinterpreter imports this module
+
+    init = None if initializer is None else _dumps("the initializer", (initializer, initargs))
+    pool: concurrent.futures.Executor = futures.InterpreterPoolExecutor(  # type: ignore[attr-defined,unused-ignore]
+        max_workers=workers, initializer=prepare_here, initargs=(list(sys.path), init)
+    )
+    futures.wait([pool.submit(int) for _ in range(workers)])
+    return pool
 
 
 def _check_spec(spec: PoolSpec) -> None:
@@ -121,19 +156,34 @@ class InterpreterPool(QueuedPool):
         self._retired = False
         self._init_error: BaseException | None = None
         self._path = list(sys.path)
+        ready = [threading.Event() for _ in range(workers)]
+        started = time.perf_counter()
         self._threads = [
-            threading.Thread(target=self._run, args=(interpreters, init), name=f"autopar-interp-{i}", daemon=True)
+            threading.Thread(
+                target=self._run, args=(interpreters, init, ready[i]), name=f"autopar-interp-{i}", daemon=True
+            )
             for i in range(workers)
         ]
         for thread in self._threads:
             thread.start()
+        # Wait for every subinterpreter to be ready, as process pools wait for their workers: the cost
+        # model learns the start-up measured here (``_pools.measured_startup_s``).
+        deadline = started + _READY_WAIT_S
+        waited = all(event.wait(max(deadline - time.perf_counter(), 0)) for event in ready)
+        self.startup_s = time.perf_counter() - started if waited else None
 
-    def _run(self, interpreters: Any, init: bytes | None) -> None:
-        interp = interpreters.create()
+    def _run(self, interpreters: Any, init: bytes | None, ready: threading.Event) -> None:
+        try:
+            interp = interpreters.create()
+        except BaseException:
+            ready.set()  # no interpreter: the pool stops waiting for this one
+            raise
         try:
             # As spawn does for its children: the caller's import path, so its modules are found there too.
             interp.prepare_main(path=tuple(self._path))
             interp.exec("import sys; sys.path[:] = path; del path")
+            _warm(interp)
+            ready.set()
             if init is not None:
                 error = _call(interp, initialize_here, init)
                 # The pickled wrapper loads as the initializer's exception, its traceback text as __cause__.
@@ -148,6 +198,7 @@ class InterpreterPool(QueuedPool):
                     outcome = _outcome(task_id, _call(interp, run_chunk_here, blob), start, size)
                 self._done.put((generation, outcome))
         finally:
+            ready.set()
             interp.close()
 
     def capacity(self) -> int:
@@ -171,6 +222,14 @@ class InterpreterPool(QueuedPool):
         for thread in self._threads:
             # Idle workers close their subinterpreter and exit at once; one stuck in user code is left to finish.
             thread.join(timeout=5)
+
+
+def _warm(interp: Any) -> None:
+    """Import this module in ``interp`` ahead of its first chunk; a failure shows when a chunk runs."""
+    try:
+        interp.exec(f"import {__name__}")
+    except Exception:  # concurrent.interpreters.ExecutionFailed: _call reports it with the chunk
+        return
 
 
 def _call(interp: Any, func: Callable[[bytes], bytes], blob: bytes) -> bytes | BaseException:
