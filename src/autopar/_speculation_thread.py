@@ -18,8 +18,10 @@ for workers to boot::
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
+import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +63,24 @@ def poll_into(pool: Pool, slots: list[Any], count: int, check_deadline: Callable
                 slots[task_id] = Failure(error)
                 healthy = healthy and not isinstance(error, WorkerCrashedError)
     return healthy
+
+
+#: The GIL switch interval while the thread starts a pool: CPython's 5 ms default would make it wait
+#: that long for the GIL after each of the few dozen system calls a start makes, while the caller computes.
+_STARTING_SWITCH_INTERVAL_S = 0.0002
+
+
+@contextlib.contextmanager
+def _prompt_gil() -> Iterator[None]:
+    """A short GIL switch interval meanwhile; the caller's own setting comes back, unless it changed it since."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(min(before, _STARTING_SWITCH_INTERVAL_S))
+    ours = sys.getswitchinterval()
+    try:
+        yield
+    finally:
+        if sys.getswitchinterval() == ours:
+            sys.setswitchinterval(before)
 
 
 class BackgroundSpeculation:
@@ -106,7 +126,8 @@ class BackgroundSpeculation:
         self.started = True
         plan = self.plan
         try:
-            pool = _pools.acquire(plan.method, plan.workers, self.spec, self.facts)  # waits for the workers to boot
+            with _prompt_gil():
+                pool = _pools.acquire(plan.method, plan.workers, self.spec, self.facts)  # waits for the workers to boot
         except Exception as exc:  # WorkerStartError, or an OSError of the platform: the caller runs the items
             logger.debug("autopar: no %s workers during calibration: %s", plan.method, exc)
             return
