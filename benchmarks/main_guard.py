@@ -23,6 +23,7 @@ benchmarks/main_guard.py``) for the real 3.14 rows.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import subprocess
@@ -126,9 +127,10 @@ def main() -> None:
             print(lines[-1], flush=True)
     header = [
         f"## {time.strftime('%Y-%m-%d')}: Python {platform.python_version()}, {platform.system()}, "
-        f"{__import__('os').cpu_count()} CPUs, 8 items of ~0.3 s, median of {args.repeats} cold runs",
+        f"{os.cpu_count()} CPUs, 8 items of ~0.3 s, median of {args.repeats} cold runs",
         "",
-        f"Serial: {serial:.2f} s.  Ratio: serial time / call time (higher is better).",
+        f"Serial: {serial:.2f} s.  Ratio: serial time / call time (higher is better).  "
+        f"Load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}.",
         "joblib runs its default loky backend (2 jobs), which picks its own start method.",
         "Auto with another platform's facts: the rules decide as there; the processes are this machine's.",
         "",
