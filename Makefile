@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 
-.PHONY: demo test lint typecheck pytest bench nox clean test-3.14 test-3.15 test-all
+.PHONY: demo test lint typecheck pytest bench nox nox-others clean test-3.14 test-3.15 test-all
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ bench: $(VENV)/.installed-bench
 
 nox: $(VENV)/.installed-test
 	$(BIN)/nox
+
+# The pyenv Pythons other than the default one, which `make test` covers (CI runs both).
+nox-others: $(VENV)/.installed-test
+	$(BIN)/nox -s tests-3.10 tests-3.12 tests-3.13
 
 # Extra pytest arguments for the chroot runs, e.g. make test-3.15 PYTEST_ARGS="-k executor".
 PYTEST_ARGS ?=

@@ -19,6 +19,21 @@ nox.options.reuse_existing_virtualenvs = True
 
 @nox.session(python=["3.10", "3.11", "3.12", "3.13"])
 def tests(session: nox.Session) -> None:
-    """Install autopar with its test extra and run pytest."""
+    """Install autopar with its test extra and run pytest.
+
+    With ``AUTOPAR_RERUN_FAILED`` set (CI), a test that failed runs once more, alone, and decides
+    the outcome; the first failure stays in the log.  pytest's cache then lives in the session's
+    own directory, never in the checkout.
+    """
     session.install("-e", ".[test]")
-    session.run("python", "-m", "pytest", "-p", "no:cacheprovider", *session.posargs)
+    if not os.environ.get("AUTOPAR_RERUN_FAILED"):
+        session.run("python", "-m", "pytest", "-p", "no:cacheprovider", *session.posargs)
+        return
+    cache = f"cache_dir={Path(session.create_tmp()) / 'pytest-cache'}"
+    try:
+        session.run("python", "-m", "pytest", "-o", cache, *session.posargs)
+    except nox.command.CommandFailed:
+        session.log("rerunning the tests that failed, once")
+        session.run(
+            "python", "-m", "pytest", "-o", cache, "--last-failed", "--last-failed-no-failures=none", *session.posargs
+        )
