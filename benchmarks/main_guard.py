@@ -10,6 +10,10 @@ Figures are serial time divided by the call's time (higher is better), medians
 of ``--repeats`` runs; the number of module-level runs is checked as well.
 Results go to ``benchmarks/results/main_guard.md``.
 
+Besides a function of the script, the function handed over may be a lambda, a
+closure, or a function of a script run with ``python -c`` (``KINDS``): spawn and
+forkserver workers receive each of them by value.
+
 Auto runs with this machine's platform facts, and with the facts of the other
 platforms a user may run it on (``FACTS``): the script replaces what autopar's
 probe reports by those facts, so the rules decide as they would there (the start
@@ -44,13 +48,25 @@ def countdown(n):
     return n
 """
 _CALL = {
-    "autopar": "out = autopar.map(countdown, ITEMS{kw})",
+    "autopar": "out = autopar.map(FUNC, ITEMS{kw})",
     "joblib": "out = joblib.Parallel(n_jobs=2{kw})(joblib.delayed(countdown)(n) for n in ITEMS)",
 }
 #: Imported before the clock starts: ``import joblib`` loads all of joblib, ``import autopar`` only its
 #: names (its machinery loads on first use), so the script loads that machinery first, untimed.
 _IMPORTS = {"autopar": "import autopar, autopar._run\n", "joblib": "import joblib\n"}
 _BODY = "t0 = time.perf_counter()\n{call}\nprint(json.dumps(time.perf_counter() - t0))\n"
+
+#: What autopar is handed, as the script defines it (each goes to spawn and forkserver workers by value):
+#: a function of the script, a lambda, a closure, and a function of a script given to ``python -c``.
+KINDS: dict[str, tuple[str, str]] = {
+    "function": ("", "countdown"),
+    "lambda": ("func = lambda n: countdown(n)\n", "func"),
+    "closure": (
+        "def make(k):\n    def work(n):\n        return countdown(n) * k\n    return work\nfunc = make(1)\n",
+        "func",
+    ),
+    "python -c": ("", "countdown"),
+}
 
 #: Platform facts auto may be run with, as changes to this machine's (empty: its own).
 FACTS: dict[str, str] = {
@@ -67,24 +83,26 @@ _gather.probe_platform = lambda **kw: attrs.evolve(_probe(**kw), {changes})
 """
 
 
-def _script(contender: str, method: str, guarded: bool, n: int, facts: str = "here") -> str:
+def _script(contender: str, method: str, guarded: bool, n: int, facts: str = "here", kind: str = "function") -> str:
     # joblib's loky backend picks its own start method; see the table's note.
     kw = "" if contender == "joblib" or method == "auto" else f", strategy={method!r}, workers=2"
-    call = _CALL[contender].format(kw=kw).replace("ITEMS", f"[{n}] * 8")
-    body = _IMPORTS[contender] + _BODY.format(call=call)
+    define, name = KINDS[kind]
+    call = _CALL[contender].format(kw=kw).replace("ITEMS", f"[{n}] * 8").replace("FUNC", name)
+    body = define + _IMPORTS[contender] + _BODY.format(call=call)
     if guarded:
         body = 'if __name__ == "__main__":\n' + "".join("    " + line + "\n" for line in body.splitlines())
     prelude = _FACTS_PRELUDE.format(changes=FACTS[facts]) if FACTS[facts] else ""
     return _HEAD + prelude + body
 
 
-def _run(source: str, workdir: Path) -> tuple[float, int]:
-    """Seconds of the call and module-level runs of one cold run of ``source``."""
+def _run(source: str, workdir: Path, kind: str = "function") -> tuple[float, int]:
+    """Seconds of the call and module-level runs of one cold run of ``source`` (a file, or ``python -c``)."""
     script, log = workdir / "script.py", workdir / "log.txt"
     script.write_text(source)
     log.unlink(missing_ok=True)
+    program = ["-c", source] if kind == "python -c" else [str(script)]
     proc = subprocess.run(
-        [sys.executable, str(script), str(log)], capture_output=True, text=True, timeout=300, check=False
+        [sys.executable, *program, str(log)], cwd=workdir, capture_output=True, text=True, timeout=300, check=False
     )
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr)
@@ -108,19 +126,21 @@ def main() -> None:
     args = parser.parse_args()
     only = set(args.only.split(",")) if args.only else None
     n = _calibrate_n()
-    rows = [("autopar", m, g, "here") for m in ("fork", "forkserver", "spawn") for g in (False, True)]
-    rows += [("autopar", "auto", g, facts) for facts in FACTS for g in (False, True)]
-    rows += [("joblib", "auto", False, "here"), ("joblib", "auto", True, "here")]
+    rows = [("autopar", m, g, "here", "function") for m in ("fork", "forkserver", "spawn") for g in (False, True)]
+    rows += [("autopar", "auto", g, facts, "function") for facts in FACTS for g in (False, True)]
+    rows += [("autopar", m, False, "here", k) for k in list(KINDS)[1:] for m in ("forkserver", "spawn", "auto")]
+    rows += [("joblib", "auto", False, "here", "function"), ("joblib", "auto", True, "here", "function")]
     rows = [r for r in rows if only is None or (r[0] if r[0] == "joblib" else r[1]) in only]
     lines = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         serial = statistics.median(_run(_script("autopar", "serial", True, n), workdir)[0] for _ in range(args.repeats))
-        for contender, method, guarded, facts in rows:
-            runs = [_run(_script(contender, method, guarded, n, facts), workdir) for _ in range(args.repeats)]
+        for contender, method, guarded, facts, kind in rows:
+            source = _script(contender, method, guarded, n, facts, kind)
+            runs = [_run(source, workdir, kind) for _ in range(args.repeats)]
             ratio = serial / statistics.median(s for s, _ in runs)
             module_runs = max(r for _, r in runs)
-            label = "guarded" if guarded else "no guard"
+            label = ("guarded" if guarded else "no guard") + ("" if kind == "function" else f", {kind}")
             where = "this machine's" if facts == "here" else facts
             strategy = f"{method}, {where} facts" if method == "auto" and contender == "autopar" else method
             lines.append(f"| {contender} | {strategy} | {label} | {ratio:.2f}x | {module_runs} |")
