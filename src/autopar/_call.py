@@ -164,7 +164,8 @@ class Call:
                 self.speculation.abandon()
             raise
         if self.recorder is not None:
-            self.recorder.calibrated(began, time.perf_counter(), len(cal.results), start=len(early))
+            ran = 0 if self.speculation is None else self.speculation.in_workers  # the rest of ``early`` ran here
+            self.recorder.calibrated(began, time.perf_counter(), len(early) - ran + len(cal.results), start=ran)
         self.source = source
         self.prefix = early + cal.results
         self.exhausted = cal.exhausted
@@ -182,8 +183,8 @@ class Call:
 
     def _record_speculation(self, recorder: Recorder | None) -> None:
         """Record the first items the speculation's workers run (``report=True``)."""
-        if self.recorder is not None and self.speculation is not None and self.speculation.pool is not None:
-            self.speculation.pool.record(recorder)
+        if self.recorder is not None and self.speculation is not None:
+            self.speculation.record(recorder)
 
     def _speculate(self, plan: Speculate) -> Speculation | BackgroundSpeculation | None:
         """Start the pool the plan names, built as that decision's pool would be (None if it cannot start)."""

@@ -129,7 +129,7 @@ def shutdown_all() -> None:
         starters = list(_starters)
         _starters.clear()
     for thread in starters:
-        if thread is not threading.current_thread():
+        if thread is not threading.current_thread() and thread.ident is not None:
             thread.join(_STARTER_JOIN_S)
     with _lock:
         pools = [p for pools in _idle.values() for p in pools]

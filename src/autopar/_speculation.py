@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from ._core._plans import Speculate
     from ._model import Measurements, PlatformFacts, PoolSpec
+    from ._recorder import Recorder
     from ._types import Pool
 
 __all__ = ["Speculation", "begin", "measured_with"]
@@ -119,6 +120,11 @@ class Speculation:
     def in_workers(self) -> int:
         """How many first items the workers ran."""
         return self.sent
+
+    def record(self, recorder: Recorder | None) -> None:
+        """Feed the workers' timings to ``recorder`` (``report=True``), or stop (None)."""
+        if self.pool is not None:
+            self.pool.record(recorder)
 
     def warm(self, pools: frozenset[tuple[str, int]]) -> frozenset[tuple[str, int]]:
         """``pools`` (idle pools, by strategy and workers) with this one: its workers are up."""

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from ._core._plans import Speculate
     from ._model import PlatformFacts, PoolSpec
+    from ._recorder import Recorder
     from ._types import Pool
 
 __all__ = ["BackgroundSpeculation", "fits_blind", "poll_into"]
@@ -106,6 +107,7 @@ class BackgroundSpeculation:
         self._given = 0
         self._claimed = False
         self._orphaned = False
+        self._recorder: Recorder | None = None
         self._healthy = True
         self._reusable = not is_single_use(spec)
         self._thread = threading.Thread(target=self._feed, name="autopar-speculation", daemon=True)
@@ -116,8 +118,13 @@ class BackgroundSpeculation:
         keep = next((i for i, item in enumerate(head) if not fits_blind(item)), len(head))
         self._items, self.sent = head[:keep], keep
         self._func, self._capture_errors = func, capture_errors
+        try:
+            self._thread.start()
+        except RuntimeError as exc:  # no thread can start (RLIMIT_NPROC): the caller runs the first items
+            logger.debug("autopar: no thread to start workers during calibration: %s", exc)
+            self._calibrated.set()
+            return itertools.chain(head[keep:], source)
         _pools.add_starter(self._thread)
-        self._thread.start()
         return itertools.chain(head[keep:], source)
 
     def _feed(self) -> None:
@@ -136,6 +143,8 @@ class BackgroundSpeculation:
                 orphan = True
             else:
                 orphan, self._pool = False, pool
+                if self._recorder is not None:
+                    pool.record(self._recorder)
                 self._submit(pool)
         if orphan:
             _pools.release(pool, healthy=self._healthy and self._reusable)
@@ -173,6 +182,13 @@ class BackgroundSpeculation:
         """How many first items the workers ran (the others ran in the caller)."""
         return self._given
 
+    def record(self, recorder: Recorder | None) -> None:
+        """Feed the workers' timings to ``recorder`` (``report=True``) once the pool is up, or stop (None)."""
+        with self._lock:
+            self._recorder = recorder
+            if self._pool is not None:
+                self._pool.record(recorder)
+
     def warm(self, pools: frozenset[tuple[str, int]]) -> frozenset[tuple[str, int]]:
         """``pools`` with this one if the thread began starting it: its start-up is (being) paid already."""
         return pools | {(self.plan.method, self.plan.workers)} if self.started else pools
@@ -182,7 +198,8 @@ class BackgroundSpeculation:
         if (method, workers) != (self.plan.method, self.plan.workers) or not self._healthy:
             self.release()
             return None
-        self._thread.join()
+        if self._thread.ident is not None:
+            self._thread.join()
         with self._lock:
             pool, self._pool = self._pool, None
         return None if pool is None else (pool, self.spec)
