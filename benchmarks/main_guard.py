@@ -134,11 +134,17 @@ def main() -> None:
     lines = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        serial = statistics.median(_run(_script("autopar", "serial", True, n), workdir)[0] for _ in range(args.repeats))
+        serial_source = _script("autopar", "serial", True, n)
+        serial_times: list[float] = []
         for contender, method, guarded, facts, kind in rows:
             source = _script(contender, method, guarded, n, facts, kind)
-            runs = [_run(source, workdir, kind) for _ in range(args.repeats)]
-            ratio = serial / statistics.median(s for s, _ in runs)
+            # A serial run next to each run of the row: the ratio holds when the machine's speed drifts.
+            serials, runs = [], []
+            for _ in range(args.repeats):
+                serials.append(_run(serial_source, workdir)[0])
+                runs.append(_run(source, workdir, kind))
+            serial_times += serials
+            ratio = statistics.median(serials) / statistics.median(s for s, _ in runs)
             module_runs = max(r for _, r in runs)
             label = ("guarded" if guarded else "no guard") + ("" if kind == "function" else f", {kind}")
             where = "this machine's" if facts == "here" else facts
@@ -149,7 +155,8 @@ def main() -> None:
         f"## {time.strftime('%Y-%m-%d')}: Python {platform.python_version()}, {platform.system()}, "
         f"{os.cpu_count()} CPUs, 8 items of ~0.3 s, median of {args.repeats} cold runs",
         "",
-        f"Serial: {serial:.2f} s.  Ratio: serial time / call time (higher is better).  "
+        f"Serial: {statistics.median(serial_times):.2f} s, run next to each row's runs.  "
+        "Ratio: the row's median serial time / its median call time (higher is better).  "
         f"Load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}.",
         "joblib runs its default loky backend (2 jobs), which picks its own start method.",
         "Auto with another platform's facts: the rules decide as there; the processes are this machine's.",
