@@ -17,12 +17,15 @@ from autopar._core._joblib import (
     keeps_sampling,
     next_batch,
     probe_items,
+    speculative_decision,
+    starting_pool_timing,
+    waits_for_pool,
     workers_bound,
 )
 from autopar._core._safety import PROCESS_METHODS
 from autopar._core._sampling import MAX_SAMPLE_ITEMS
-from autopar._model import Measurements, Options, SerialSample
-from platforms import LINUX
+from autopar._model import Measurements, Options, PlatformFacts, SerialSample
+from platforms import LINUX, LINUX_NATIVE
 
 AUTO = Options()
 LINUX_8 = attrs.evolve(LINUX, cpu_count=8)
@@ -159,3 +162,67 @@ def test_prefer_threads_probes_early_and_others_probe_for_the_assumed_length() -
     assert probe_items(JoblibRequest(n_jobs=2, prefer="threads"), 3) is None
     assert probe_items(JoblibRequest(n_jobs=2), 3) == 6
     assert probe_items(JoblibRequest(n_jobs=2, prefer="threads", n_tasks=40), 3) == 40
+
+
+def sampled(item_s: float, count: int = 1) -> Measurements:
+    """What the serial sample of a call of unknown length measured: computing items, no thread probe."""
+    m = attrs.evolve(gil_bound(item_s=item_s), thread_probe_workers=0, thread_speedup=None)
+    return attrs.evolve(m, n_items=2 * count, sampled=count)
+
+
+@pytest.mark.parametrize("facts", [LINUX, LINUX_NATIVE, LINUX_8])
+def test_long_gil_bound_tasks_of_unknown_count_start_a_pool_on_speculation(facts: PlatformFacts) -> None:
+    """Tasks of 120 ms under the GIL, count unknown: a process pool is started while the caller runs on."""
+    bet = speculative_decision(sampled(0.12), facts, AUTO, JoblibRequest(n_jobs=64))
+    assert bet is not None
+    assert bet.strategy in PROCESS_METHODS
+    assert 2 <= bet.workers <= facts.cpu_count
+
+
+@pytest.mark.parametrize(
+    ("item_s", "request_"),
+    [
+        (0.0001, JoblibRequest(n_jobs=2)),  # tiny tasks: a pool never pays for a few rounds
+        (0.003, JoblibRequest(n_jobs=2)),  # a few ms: serial wins a short call
+        (0.12, JoblibRequest(n_jobs=2, n_tasks=20)),  # a known count: the decision needs no bet
+        (0.12, JoblibRequest(n_jobs=2, sharedmem=True)),  # shared memory: no process
+        (0.12, JoblibRequest(n_jobs=1)),  # one worker
+    ],
+)
+def test_no_speculation_where_the_bet_cannot_pay(item_s: float, request_: JoblibRequest) -> None:
+    """Short tasks, known counts, sharedmem and a single worker never start a pool on speculation."""
+    assert speculative_decision(sampled(item_s), LINUX, AUTO, request_) is None
+
+
+def test_a_forced_strategy_never_speculates() -> None:
+    """A strategy forced by configuration runs as forced, without a speculative pool."""
+    assert speculative_decision(sampled(0.12), LINUX, Options(strategy="serial"), JoblibRequest(n_jobs=2)) is None
+
+
+@pytest.mark.parametrize(
+    ("strategy", "workers", "speculative", "ready", "waits"),
+    [
+        ("forkserver", 2, ("forkserver", 2), False, True),  # the pool wanted is still starting
+        ("forkserver", 2, ("forkserver", 2), True, False),  # ready: the call moves to it
+        ("spawn", 2, ("forkserver", 2), False, False),  # another pool: started now
+        ("forkserver", 2, None, False, False),  # no bet
+    ],
+)
+def test_caller_runs_on_while_the_wanted_pool_starts(
+    strategy: str, workers: int, speculative: tuple[str, int] | None, ready: bool, waits: bool
+) -> None:
+    """Only a decision for the speculative pool, still starting, keeps the batches in the caller."""
+    decision = decide(gil_bound(), LINUX, AUTO)
+    decision = attrs.evolve(decision, strategy=strategy, workers=workers)
+    assert waits_for_pool(decision, speculative, ready) is waits
+
+
+@pytest.mark.parametrize(
+    ("wall", "cpu", "waits", "timed"),
+    [(0.2, 0.12, 40, (0.12, 0)), (0.1, 0.12, 3, (0.1, 0)), (0.2, 0.12, None, (0.12, None))],
+)
+def test_batches_run_while_a_pool_starts_are_timed_by_cpu(
+    wall: float, cpu: float, waits: int | None, timed: tuple[float, int | None]
+) -> None:
+    """The starting workers' competition for the CPUs is not read as the task waiting."""
+    assert starting_pool_timing(wall, cpu, waits) == timed

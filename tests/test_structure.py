@@ -96,6 +96,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_executor._map",
         "_executor",
         "_joblib_pool",
+        "_joblib_probe",
+        "_joblib_speculate",
         "_joblib_route",
         "_joblib_backend",
     ),
