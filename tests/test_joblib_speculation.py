@@ -33,8 +33,8 @@ class FakeDriver:
         assert isinstance(batch, ImportModules)
         self.put_futures.append(future)
 
-    def stop(self) -> None:
-        self.calls.append("stop")
+    def stop(self, *, wait: bool = True) -> None:
+        self.calls.append("stop" if wait else "stop, not waiting")
 
     def retire(self) -> None:
         self.calls.append("retire")
@@ -43,15 +43,15 @@ class FakeDriver:
         self.calls.append("join")
 
 
-def _speculation(workers: int = 2) -> tuple[Speculation, FakeDriver]:
-    driver = FakeDriver()
-    speculation = Speculation(("forkserver", workers), driver, workers)  # type: ignore[arg-type]
+def _speculation(workers: int = 2) -> tuple[Speculation, Any]:
+    driver: Any = FakeDriver()
+    speculation = Speculation(("forkserver", workers), driver, workers)
     speculation.send(ImportModules(("json",)))
     return speculation, driver
 
 
 def _decision(strategy: str = "forkserver", workers: int = 2) -> Decision:
-    return Decision(strategy=strategy, workers=workers, chunksize=1)  # type: ignore[arg-type]
+    return Decision(strategy=strategy, workers=workers, chunksize=1)
 
 
 def test_each_worker_gets_one_warm_up_and_the_pool_is_ready_after_all() -> None:
@@ -78,22 +78,24 @@ def test_while_starting_batches_are_timed_by_cpu_then_by_wall() -> None:
 
 
 def test_a_decision_for_the_pool_takes_its_driver() -> None:
-    """The decided pool is the speculative one: its driver is handed over, never stopped."""
+    """A process decision with the pool's workers runs on it, on its start method: its driver is handed over."""
     speculation, driver = _speculation()
-    assert speculation.take(_decision()) is driver
+    taken: Any = speculation.take(_decision("spawn"))
+    assert taken[0] is driver
+    assert taken[1].strategy == "forkserver"
     speculation.stop(keep=False)
     assert driver.calls == []
     assert speculation.warm() == frozenset()
 
 
-@pytest.mark.parametrize(("ready", "calls"), [(False, ["stop"]), (True, ["retire", "join"])])
+@pytest.mark.parametrize(("ready", "calls"), [(False, ["stop, not waiting"]), (True, ["retire", "join"])])
 def test_another_decision_ends_the_pool(ready: bool, calls: list[str]) -> None:
-    """Another pool decided: a ready speculative pool goes back idle, a starting one is stopped."""
+    """Threads decided: a ready speculative pool goes back idle, a starting one is stopped without waiting."""
     speculation, driver = _speculation()
     if ready:
         for future in driver.put_futures:
             future.set_result([])
-    assert speculation.take(_decision("spawn")) is None
+    assert speculation.take(_decision("threads")) is None
     assert driver.calls == calls
 
 
@@ -106,11 +108,18 @@ def test_a_pool_that_failed_to_start_is_never_waited_for() -> None:
     assert speculation.take(_decision()) is None
 
 
+def test_an_abort_waits_for_a_starting_pool_to_end() -> None:
+    """An abort (an error, a timeout, Ctrl-C) ends the starting pool and waits for it: no worker outlives the call."""
+    speculation, driver = _speculation()
+    speculation.stop(keep=False)
+    assert driver.calls == ["stop"]
+
+
 def test_batch_modules_name_functions_and_argument_types_but_not_main() -> None:
     """A batch's modules: its functions' (unwrapped) and its arguments' classes'; never __main__ or builtins."""
     main_func = type("F", (), {"__module__": "__main__", "__call__": lambda self: None})()
     batch = type("B", (), {})()
-    batch.items = [  # type: ignore[attr-defined]
+    batch.items = [
         (functools.partial(sys.modules["json"].dumps, indent=1), (Future(),), {"n": 3}),
         (main_func, (), {}),
     ]

@@ -96,11 +96,11 @@ class PoolDriver:
         self._retiring = True
         self._wake.set()
 
-    def stop(self) -> None:
-        """End the driver now: running batches are cancelled (their process workers terminated)."""
+    def stop(self, *, wait: bool = True) -> None:
+        """End the driver now: running batches are cancelled (their process workers terminated); ``wait`` for it."""
         self._stopping = True
         self._wake.set()
-        if self._thread is not threading.current_thread():
+        if wait and self._thread is not threading.current_thread():
             self._thread.join(timeout=_JOIN_S)
 
     def join(self) -> None:

@@ -92,7 +92,6 @@ class Router:
         self._driver: PoolDriver | None = None
         self._retired: list[PoolDriver] = []
         self._speculation: Speculation | None = None
-        self._speculated = False
         if self.options.forced:
             # A forced strategy runs without a sample, as autopar.map runs it; its pool starts with the first batch.
             self.decision = forced_joblib_decision(facts, self.options, request)
@@ -193,9 +192,10 @@ class Router:
             self.batch_size = next_batch(self.sample, self.batch_size)
             return
         m = self._measurements()
-        if not self._speculated:
-            self._speculated = True
-            self._speculation = speculate(m, batch, self.facts, self.options, self.request, self._inner_threads)
+        if self.decision is None:  # the sample is first in: a pool may start on speculation
+            self._speculation = speculate(
+                self.sample, m, batch, self.facts, self.options, self.request, self._inner_threads
+            )
         if not self._probed:
             probing = attrs.evolve(m, n_items=probe_items(self.request, self.sample.count))
             plan = probe_plan(self.sample, probing, joblib_facts(self.facts, self.request), allowed=True)
@@ -243,7 +243,7 @@ class Router:
             return probe.driver, decision
         taken = None if bet is None else bet.take(decision)
         if taken is not None:
-            return taken, decision
+            return taken
         driver, decision, self.facts = start_decided(
             decision, m, self.facts, self.options, self.request, self._inner_threads
         )

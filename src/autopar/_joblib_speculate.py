@@ -21,14 +21,14 @@ import threading
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from ._core._joblib import speculative_decision, starting_pool_timing, waits_for_pool
+from ._core._joblib_speculate import on_speculative_pool, speculative_decision, starting_pool_timing, waits_for_pool
 from ._joblib_batch import ImportModules
 from ._joblib_pool import start_driver
 
 if TYPE_CHECKING:
     from ._core._joblib import JoblibRequest
     from ._joblib_pool import PoolDriver
-    from ._model import Decision, Measurements, Options, PlatformFacts
+    from ._model import Decision, Measurements, Options, PlatformFacts, SerialSample
 
 __all__ = ["Speculation", "batch_modules", "speculate", "start_speculation"]
 
@@ -89,16 +89,24 @@ class Speculation:
         """Whether the caller runs the next batch itself, as ``decision`` wants this pool, still starting."""
         return self.starting() and waits_for_pool(decision, self.key, self.ready)
 
-    def take(self, decision: Decision) -> PoolDriver | None:
-        """The driver, when ``decision`` runs on this pool (the decision's from now on); else the pool ends, and None."""
-        if self._taken or self.failed or (decision.strategy, decision.workers) != self.key:
+    def take(self, decision: Decision) -> tuple[PoolDriver, Decision] | None:
+        """The driver and the decision run on it, when ``decision`` may run on this pool (``on_speculative_pool``).
+
+        Otherwise the pool ends, and None.
+        """
+        moved = None if self._taken or self.failed else on_speculative_pool(decision, self.key)
+        if moved is None:
             self.stop(keep=True)
             return None
         self._taken = True
-        return self.driver
+        return self.driver, moved
 
     def stop(self, *, keep: bool) -> None:
-        """End the pool unless a decision took it: ready and ``keep``, it goes back idle; else its workers end, mid-import too."""
+        """End the pool unless a decision took it: ready and ``keep``, it goes back idle; else its workers end.
+
+        A pool still starting is not waited for unless ``keep`` is False (an abort): its driver
+        ends it once its workers have started, so a short call does not pay for the bet it lost.
+        """
         if self._taken:
             return
         self._taken = True
@@ -106,7 +114,7 @@ class Speculation:
             self.driver.retire()
             self.driver.join()
         else:
-            self.driver.stop()
+            self.driver.stop(wait=not keep)
 
     def send(self, warm_up: ImportModules) -> None:
         """Queue ``warm_up`` once per worker: each worker holds one batch at a time, so each runs one."""
@@ -125,6 +133,7 @@ class Speculation:
 
 
 def speculate(
+    sample: SerialSample,
     m: Measurements,
     batch: Any,
     facts: PlatformFacts,
@@ -133,7 +142,7 @@ def speculate(
     inner_threads: int | None,
 ) -> Speculation | None:
     """The pool ``speculative_decision`` bets on, started, with ``batch``'s modules to import; or None."""
-    bet = speculative_decision(m, facts, options, request)
+    bet = speculative_decision(sample, m, facts, options, request)
     if bet is None:
         return None
     logger.debug("autopar joblib: starting a pool on speculation\n%s", bet)

@@ -9,10 +9,9 @@ The ``"autopar"`` joblib backend asks these functions at three points of a ``Par
   doubling batches, reused), and whether to keep sampling (``keeps_sampling``);
 * once the sample is in: ``joblib_decision``, which is ``decide`` on the platform as this call may use
   it (at most ``n_jobs`` CPUs; no process start method under ``require="sharedmem"``), with
-  ``prefer`` breaking ties within ``CLOSE_RATIO`` of the fastest;
-* once, when the sample is first in, on a call of unknown length: ``speculative_decision``, the process
-  pool to start without waiting for it, and later whether the caller runs on while it starts
-  (``waits_for_pool``).
+  ``prefer`` breaking ties within ``CLOSE_RATIO`` of the fastest.
+
+A call of unknown length may start a process pool on speculation: ``_core._joblib_speculate``.
 
 No clock, no OS calls: the backend measures, these functions only reason.
 """
@@ -43,9 +42,6 @@ __all__ = [
     "keeps_sampling",
     "next_batch",
     "probe_items",
-    "speculative_decision",
-    "starting_pool_timing",
-    "waits_for_pool",
     "workers_bound",
 ]
 
@@ -56,8 +52,6 @@ _PREFER = (None, "threads", "processes")
 #: batches of 256 than of 8,192, on the 2-core machine of ``benchmarks/sklearn_backend.py``).
 MAX_CALLER_BATCH = 256
 _REQUIRE = (None, "sharedmem")
-#: A process pool is started on speculation when processes would win a call of this many tasks per worker.
-SPECULATION_TASKS_PER_WORKER = 4
 
 
 @attrs.frozen(kw_only=True)
@@ -240,47 +234,3 @@ def forced_joblib_decision(facts: PlatformFacts, options: Options, request: Jobl
         reasons=reasons,
         limit_native_threads=decision.strategy in PROCESS_METHODS,
     )
-
-
-def speculative_decision(
-    m: Measurements, facts: PlatformFacts, options: Options, request: JoblibRequest
-) -> Decision | None:
-    """The process pool to start while the caller runs the next batches, or None.
-
-    joblib gives no length (scikit-learn's searches hand it a generator), so the caller
-    runs batches until the doubling argument (``assumed_items``) says a pool pays; only
-    then would process workers start, and each imports the modules of the batch's functions
-    (about a second for scikit-learn) while the caller waits.  Started on speculation as
-    soon as the sample is in, the workers start and import while the caller runs on.  The
-    bet is taken when processes would win a call of ``SPECULATION_TASKS_PER_WORKER`` more
-    tasks per worker: tasks long and GIL-bound enough that a few rounds pay for the start.
-    A call whose length is known, that forces a strategy, or that allows one worker, never speculates.
-    """
-    if request.n_tasks is not None or options.forced:
-        return None
-    workers = joblib_facts(facts, request).cpu_count
-    if workers < 2 or request.sharedmem:
-        return None
-    guess = attrs.evolve(m, n_items=m.sampled + SPECULATION_TASKS_PER_WORKER * workers)
-    decision = joblib_decision(guess, facts, options, request)
-    return decision if decision.strategy in PROCESS_METHODS else None
-
-
-def starting_pool_timing(wall_s: float, cpu_s: float, waits: int | None) -> tuple[float, int | None]:
-    """A batch the caller ran while a speculative pool started, timed as if it had the CPU alone: (wall, waits).
-
-    The pool's workers, starting and importing, compete with the caller for the CPUs, and
-    its driver thread takes the GIL from the caller at each poll; the wall clock and the
-    thread's waits would then read computing work as waiting work (and threads would win).
-    The bet was taken on computing work, so its thread CPU time stands for its wall time.
-    """
-    return min(wall_s, cpu_s), 0 if waits is not None else None
-
-
-def waits_for_pool(decision: Decision, speculative: tuple[str, int] | None, ready: bool) -> bool:
-    """Whether the caller runs the next batch itself: ``decision`` wants the speculative pool, still starting.
-
-    Its batches would wait for the workers' imports; the caller runs them meanwhile, and the call
-    moves to the pool once every worker is ready.
-    """
-    return speculative is not None and not ready and (decision.strategy, decision.workers) == speculative
