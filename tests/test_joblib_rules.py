@@ -196,6 +196,7 @@ def test_long_gil_bound_tasks_of_unknown_count_start_a_pool_on_speculation(facts
         (0.003, JoblibRequest(n_jobs=2)),  # a few ms: serial wins a short call
         (0.12, JoblibRequest(n_jobs=2, n_tasks=20)),  # a known count: the decision needs no bet
         (0.12, JoblibRequest(n_jobs=2, sharedmem=True)),  # shared memory: no process
+        (0.12, JoblibRequest(n_jobs=2, prefer="threads")),  # the library expects threads to scale
         (0.12, JoblibRequest(n_jobs=1)),  # one worker
     ],
 )

@@ -130,6 +130,8 @@ class Speculation:
         with self._lock:
             self._pending -= 1
             self.ready = self._pending == 0
+        if self.ready:
+            logger.debug("autopar joblib: the %s pool started on speculation is ready", self.key[0])
 
 
 def speculate(

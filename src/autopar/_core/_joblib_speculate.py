@@ -48,12 +48,13 @@ def speculative_decision(
     and ran no native threads), which only processes speed up, and only when processes would
     win a call of ``SPECULATION_TASKS_PER_WORKER`` more tasks per worker: tasks long enough
     that a few rounds pay for the start.  A call whose length is known, that forces a
-    strategy, or that allows one worker, never speculates.
+    strategy, that allows one worker or that prefers threads (its library expects the tasks
+    to release the GIL: the thread probe reads it) never speculates.
     """
     if request.n_tasks is not None or options.forced or not is_computing(sample):
         return None
     workers = joblib_facts(facts, request).cpu_count
-    if workers < 2 or request.sharedmem:
+    if workers < 2 or request.sharedmem or request.prefer == "threads":
         return None
     guess = attrs.evolve(m, n_items=m.sampled + SPECULATION_TASKS_PER_WORKER * workers)
     decision = joblib_decision(guess, facts, options, request)
