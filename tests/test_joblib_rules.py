@@ -206,7 +206,13 @@ def test_no_speculation_where_the_bet_cannot_pay(item_s: float, request_: Joblib
 
 
 @pytest.mark.parametrize(
-    "sample", [computing(0.12, process_s=0.24), computing(0.12, waits=40)], ids=["native threads", "blocked"]
+    "sample",
+    [
+        computing(0.12, process_s=0.24),
+        computing(0.12, waits=40),
+        SerialSample(count=1, wall_s=0.04, cpu_s=0.02, process_s=0.04, max_item_s=0.04, waits=0),
+    ],
+    ids=["native threads", "blocked", "BLAS threads warming up"],
 )
 def test_only_computing_work_is_bet_on(sample: SerialSample) -> None:
     """Work on native threads, or that blocked, may scale on threads: no process pool is started on speculation."""

@@ -16,7 +16,7 @@ import attrs
 
 from ._joblib import joblib_decision, joblib_facts
 from ._safety import PROCESS_METHODS
-from ._workload import is_computing
+from ._workload import NATIVE_CORES_RATIO, is_computing
 
 if TYPE_CHECKING:
     from .._model import Decision, Measurements, Options, PlatformFacts, SerialSample
@@ -44,14 +44,15 @@ def speculative_decision(
     then would process workers start, and each imports the modules of the batch's functions
     (about a second for scikit-learn) while the caller waits.  Started on speculation as
     soon as the sample is in, the workers start and import while the caller runs on.  The
-    bet is taken on computing work only (``is_computing``: the caller's thread never blocked
-    and ran no native threads), which only processes speed up, and only when processes would
+    bet is taken on computing work only, which only processes speed up: the caller's thread
+    never blocked (``is_computing``) and did the process's computing alone (``_single_threaded``:
+    a first task that warms up BLAS threads, say, does not count), and only when processes would
     win a call of ``SPECULATION_TASKS_PER_WORKER`` more tasks per worker: tasks long enough
     that a few rounds pay for the start.  A call whose length is known, that forces a
     strategy, that allows one worker or that prefers threads (its library expects the tasks
     to release the GIL: the thread probe reads it) never speculates.
     """
-    if request.n_tasks is not None or options.forced or not is_computing(sample):
+    if request.n_tasks is not None or options.forced or not (is_computing(sample) and _single_threaded(sample)):
         return None
     workers = joblib_facts(facts, request).cpu_count
     if workers < 2 or request.sharedmem or request.prefer == "threads":
@@ -59,6 +60,14 @@ def speculative_decision(
     guess = attrs.evolve(m, n_items=m.sampled + SPECULATION_TASKS_PER_WORKER * workers)
     decision = joblib_decision(guess, facts, options, request)
     return decision if decision.strategy in PROCESS_METHODS else None
+
+
+def _single_threaded(sample: SerialSample) -> bool:
+    """The caller's thread used the process's CPU time, give or take ``NATIVE_CORES_RATIO``: no native threads.
+
+    CPU clocks only, so another program's load on the machine does not change the reading.
+    """
+    return sample.process_s <= NATIVE_CORES_RATIO * sample.cpu_s
 
 
 def starting_pool_timing(wall_s: float, cpu_s: float, waits: int | None) -> tuple[float, int | None]:
