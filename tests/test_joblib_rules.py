@@ -19,10 +19,16 @@ from autopar._core._joblib import (
     probe_items,
     workers_bound,
 )
+from autopar._core._joblib_speculate import (
+    on_speculative_pool,
+    speculative_decision,
+    starting_pool_timing,
+    waits_for_pool,
+)
 from autopar._core._safety import PROCESS_METHODS
 from autopar._core._sampling import MAX_SAMPLE_ITEMS
-from autopar._model import Measurements, Options, SerialSample
-from platforms import LINUX
+from autopar._model import Measurements, Options, PlatformFacts, SerialSample
+from platforms import LINUX, LINUX_NATIVE
 
 AUTO = Options()
 LINUX_8 = attrs.evolve(LINUX, cpu_count=8)
@@ -159,3 +165,107 @@ def test_prefer_threads_probes_early_and_others_probe_for_the_assumed_length() -
     assert probe_items(JoblibRequest(n_jobs=2, prefer="threads"), 3) is None
     assert probe_items(JoblibRequest(n_jobs=2), 3) == 6
     assert probe_items(JoblibRequest(n_jobs=2, prefer="threads", n_tasks=40), 3) == 40
+
+
+def sampled(item_s: float, count: int = 1) -> Measurements:
+    """What the serial sample of a call of unknown length measured: computing items, no thread probe."""
+    m = attrs.evolve(gil_bound(item_s=item_s), thread_probe_workers=0, thread_speedup=None)
+    return attrs.evolve(m, n_items=2 * count, sampled=count)
+
+
+def computing(item_s: float, *, process_s: float | None = None, waits: int = 0) -> SerialSample:
+    """A one-item serial sample: the thread computed (or ran native threads, or blocked)."""
+    return SerialSample(
+        count=1, wall_s=item_s, cpu_s=item_s, process_s=process_s or item_s, max_item_s=item_s, waits=waits
+    )
+
+
+@pytest.mark.parametrize("facts", [LINUX, LINUX_NATIVE, LINUX_8])
+def test_long_gil_bound_tasks_of_unknown_count_start_a_pool_on_speculation(facts: PlatformFacts) -> None:
+    """Tasks of 120 ms under the GIL, count unknown: a process pool is started while the caller runs on."""
+    bet = speculative_decision(computing(0.12), sampled(0.12), facts, AUTO, JoblibRequest(n_jobs=64))
+    assert bet is not None
+    assert bet.strategy in PROCESS_METHODS
+    assert 2 <= bet.workers <= facts.cpu_count
+
+
+@pytest.mark.parametrize(
+    ("item_s", "request_"),
+    [
+        (0.0001, JoblibRequest(n_jobs=2)),  # tiny tasks: a pool never pays for a few rounds
+        (0.003, JoblibRequest(n_jobs=2)),  # a few ms: serial wins a short call
+        (0.12, JoblibRequest(n_jobs=2, n_tasks=20)),  # a known count: the decision needs no bet
+        (0.12, JoblibRequest(n_jobs=2, sharedmem=True)),  # shared memory: no process
+        (0.12, JoblibRequest(n_jobs=2, prefer="threads")),  # the library expects threads to scale
+        (0.12, JoblibRequest(n_jobs=1)),  # one worker
+    ],
+)
+def test_no_speculation_where_the_bet_cannot_pay(item_s: float, request_: JoblibRequest) -> None:
+    """Short tasks, known counts, sharedmem and a single worker never start a pool on speculation."""
+    assert speculative_decision(computing(item_s), sampled(item_s), LINUX, AUTO, request_) is None
+
+
+@pytest.mark.parametrize(
+    "sample",
+    [
+        computing(0.12, process_s=0.24),
+        computing(0.12, waits=40),
+        SerialSample(count=1, wall_s=0.04, cpu_s=0.02, process_s=0.04, max_item_s=0.04, waits=0),
+    ],
+    ids=["native threads", "blocked", "BLAS threads warming up"],
+)
+def test_only_computing_work_is_bet_on(sample: SerialSample) -> None:
+    """Work on native threads, or that blocked, may scale on threads: no process pool is started on speculation."""
+    assert speculative_decision(sample, sampled(0.12), LINUX, AUTO, JoblibRequest(n_jobs=2)) is None
+
+
+def test_a_forced_strategy_never_speculates() -> None:
+    """A strategy forced by configuration runs as forced, without a speculative pool."""
+    forced = Options(strategy="serial")
+    assert speculative_decision(computing(0.12), sampled(0.12), LINUX, forced, JoblibRequest(n_jobs=2)) is None
+
+
+@pytest.mark.parametrize(
+    ("strategy", "workers", "speculative", "ready", "waits"),
+    [
+        ("forkserver", 2, ("forkserver", 2), False, True),  # the pool wanted is still starting
+        ("forkserver", 2, ("forkserver", 2), True, False),  # ready: the call moves to it
+        ("spawn", 2, ("forkserver", 2), False, True),  # processes: the starting pool serves them
+        ("spawn", 4, ("forkserver", 2), False, False),  # another worker count: started now
+        ("threads", 2, ("forkserver", 2), False, False),  # threads: no wait
+        ("forkserver", 2, None, False, False),  # no bet
+    ],
+)
+def test_caller_runs_on_while_the_wanted_pool_starts(
+    strategy: str, workers: int, speculative: tuple[str, int] | None, ready: bool, waits: bool
+) -> None:
+    """Only a decision for the speculative pool, still starting, keeps the batches in the caller."""
+    decision = decide(gil_bound(), LINUX, AUTO)
+    decision = attrs.evolve(decision, strategy=strategy, workers=workers)
+    assert waits_for_pool(decision, speculative, ready) is waits
+
+
+@pytest.mark.parametrize(
+    ("strategy", "workers", "runs_as"),
+    [("forkserver", 2, "forkserver"), ("spawn", 2, "forkserver"), ("spawn", 3, None), ("threads", 2, None)],
+)
+def test_process_decisions_with_its_workers_run_on_the_speculative_pool(
+    strategy: str, workers: int, runs_as: str | None
+) -> None:
+    """A process decision of the pool's size takes its start method (its workers started); others start their own."""
+    decision = attrs.evolve(decide(gil_bound(), LINUX, AUTO), strategy=strategy, workers=workers)
+    moved = on_speculative_pool(decision, ("forkserver", 2))
+    assert (moved.strategy if moved is not None else None) == runs_as
+    if moved is not None and strategy != runs_as:
+        assert "forkserver instead" in moved.reasons[-1]
+
+
+@pytest.mark.parametrize(
+    ("wall", "cpu", "waits", "timed"),
+    [(0.2, 0.12, 40, (0.12, 0)), (0.1, 0.12, 3, (0.1, 0)), (0.2, 0.12, None, (0.12, None))],
+)
+def test_batches_run_while_a_pool_starts_are_timed_by_cpu(
+    wall: float, cpu: float, waits: int | None, timed: tuple[float, int | None]
+) -> None:
+    """The starting workers' competition for the CPUs is not read as the task waiting."""
+    assert starting_pool_timing(wall, cpu, waits) == timed

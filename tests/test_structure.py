@@ -38,6 +38,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_core._submit",
         "_core._identity",
         "_core._joblib",
+        "_core._joblib_speculate",
     ),
     # 2: what runs in a worker, and lookups of the machine, the options and the caches.
     (
@@ -98,6 +99,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_executor._map",
         "_executor",
         "_joblib_pool",
+        "_joblib_probe",
+        "_joblib_speculate",
         "_joblib_route",
         "_joblib_backend",
     ),

@@ -33,6 +33,8 @@ from ._platform import cpu_count
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from ._model import PlatformFacts
+
 __all__ = ["AutoparBackend", "last_decision"]
 
 _local = threading.local()
@@ -68,7 +70,8 @@ class AutoparBackend(ParallelBackendBase):  # type: ignore[misc]  # joblib has n
         super().__init__(nesting_level=nesting_level, inner_max_num_threads=inner_max_num_threads, **kwargs)
         self._request: JoblibRequest | None = None
         self._router: Router | None = None
-        self._facts = call_facts()
+        # Probed in ``configure``, not here: joblib builds a nested backend for every batch.
+        self._facts: PlatformFacts | None = None
         self.parallel: Any = None
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -111,7 +114,8 @@ class AutoparBackend(ParallelBackendBase):  # type: ignore[misc]  # joblib has n
             request = JoblibRequest(
                 n_jobs=request.n_jobs, prefer=request.prefer, sharedmem=request.sharedmem, n_tasks=n_tasks
             )
-        self._router = Router(request, self._facts, inner_threads=self.inner_max_num_threads)
+        facts = self._facts if self._facts is not None else call_facts()
+        self._router = Router(request, facts, inner_threads=self.inner_max_num_threads)
 
     def stop_call(self) -> None:
         """The call ended: its pools go back (kept for the next call), its decision is recorded."""

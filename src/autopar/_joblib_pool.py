@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import logging
 import threading
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,6 @@ import attrs
 from . import _pools
 from ._core._joblib import joblib_decision
 from ._core._safety import PROCESS_METHODS, with_start_failure
-from ._core._sizing import MAX_ADAPTIVE_CHUNK
 from ._errors import WorkerStartError
 from ._joblib_batch import run_batch
 from ._pool_spec import is_single_use, pool_spec
@@ -40,11 +40,10 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
 
     from ._core._joblib import JoblibRequest
-    from ._core._sampling import ProbePlan
     from ._model import Decision, Measurements, Options, PlatformFacts
     from ._types import Pool
 
-__all__ = ["PoolDriver", "Probe", "probe_quota", "start_decided", "start_driver"]
+__all__ = ["PoolDriver", "start_decided", "start_driver"]
 
 logger = logging.getLogger("autopar")
 
@@ -60,10 +59,20 @@ class PoolDriver:
     """Runs joblib batches on ``pool`` from a thread of its own; ``put`` hands it a batch and its future."""
 
     def __init__(
-        self, pool: Pool, *, single_use: bool, on_done: Callable[[int, float, float], None] | None = None
+        self,
+        pool: Pool | None,
+        *,
+        single_use: bool,
+        on_done: Callable[[int, float, float], None] | None = None,
+        acquire: Callable[[], Pool] | None = None,
     ) -> None:
-        """Start the driver thread; ``on_done(tasks, wall_s, cpu_s)`` hears of each batch that finished well."""
+        """Start the driver thread; ``on_done(tasks, wall_s, cpu_s)`` hears of each batch that finished well.
+
+        Without ``pool``, the driver thread gets it from ``acquire``, so the caller does not wait
+        for its workers to start (a speculative pool); a failure to start fails every batch.
+        """
         self.pool = pool
+        self._acquire = acquire
         self._single_use = single_use
         self._on_done = on_done
         self._lock = threading.Lock()
@@ -87,11 +96,11 @@ class PoolDriver:
         self._retiring = True
         self._wake.set()
 
-    def stop(self) -> None:
-        """End the driver now: running batches are cancelled (their process workers terminated)."""
+    def stop(self, *, wait: bool = True) -> None:
+        """End the driver now: running batches are cancelled (their process workers terminated); ``wait`` for it."""
         self._stopping = True
         self._wake.set()
-        if self._thread is not threading.current_thread():
+        if wait and self._thread is not threading.current_thread():
             self._thread.join(timeout=_JOIN_S)
 
     def join(self) -> None:
@@ -102,22 +111,25 @@ class PoolDriver:
     def _loop(self) -> None:
         healthy = True
         try:
+            pool = self.pool = self.pool if self._acquire is None else self._acquire()
+            assert pool is not None
             while not self._stopping:
                 self._submit_ready()
                 if not self._running:
                     if self._idle_until_woken():
                         break
                     continue
-                for task_id, results, exc in self.pool.poll(_POLL_S):
+                for task_id, results, exc in pool.poll(_POLL_S):
                     self._finish(task_id, results, exc)
         except BaseException as exc:  # the pool itself failed (a worker start, a crash while replacing one)
             healthy = False
             self._fail_all(exc)
         finally:
-            if self._running or self._inbox:
-                self.pool.cancel()
-                healthy = False
-            _pools.release(self.pool, healthy=healthy and not self._failed and not self._single_use)
+            if self.pool is not None:
+                if self._running or self._inbox:
+                    self.pool.cancel()
+                    healthy = False
+                _pools.release(self.pool, healthy=healthy and not self._failed and not self._single_use)
 
     def _idle_until_woken(self) -> bool:
         """Wait for a batch; True when the driver should end instead (retired or stopped with nothing left)."""
@@ -131,6 +143,7 @@ class PoolDriver:
         return False
 
     def _submit_ready(self) -> None:
+        assert self.pool is not None
         while not self._failed and self.pool.capacity() > 0:
             with self._lock:
                 if not self._inbox:
@@ -179,13 +192,16 @@ def start_driver(
     inner_threads: int | None,
     *,
     on_done: Callable[[int, float, float], None] | None = None,
+    background: bool = False,
 ) -> PoolDriver:
     """A driver over a pool of ``workers`` ``name`` workers, built as ``decision``'s pool is built.
 
-    ``inner_threads`` (joblib's ``inner_max_num_threads``) replaces the native thread limit of process workers.
+    ``inner_threads`` (joblib's ``inner_max_num_threads``) replaces the native thread limit of process
+    workers.  ``background`` starts the workers from the driver's thread: this returns at once.
 
     Raises:
-        WorkerStartError: the pool's workers could not start.
+        WorkerStartError: the pool's workers could not start (not raised with ``background``:
+            its batches fail instead).
     """
     uses_processes = name in PROCESS_METHODS
     spec = pool_spec(
@@ -200,25 +216,11 @@ def start_driver(
     )
     if uses_processes and inner_threads is not None:
         spec = attrs.evolve(spec, native_threads=inner_threads)
+    if background:
+        acquire = functools.partial(_pools.acquire, name, workers, spec, facts)
+        return PoolDriver(None, single_use=is_single_use(spec), on_done=on_done, acquire=acquire)
     pool = _pools.acquire(name, workers, spec, facts)
     return PoolDriver(pool, single_use=is_single_use(spec), on_done=on_done)
-
-
-@attrs.define
-class Probe:
-    """The thread probe under way: its driver, its quota and what it measured."""
-
-    plan: ProbePlan
-    driver: PoolDriver
-    started_s: float
-    sent: int = 0
-    done: int = 0
-    cpu_s: float = 0.0
-
-
-def probe_quota(plan: ProbePlan) -> int:
-    """Tasks the thread probe runs: ``per_thread`` on each thread (at most an adaptive chunk's worth)."""
-    return plan.threads * min(plan.per_thread, MAX_ADAPTIVE_CHUNK)
 
 
 def start_decided(

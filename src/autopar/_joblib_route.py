@@ -3,15 +3,15 @@
 ::
 
     submit(batch) --> "sample": the caller runs it, timed (wall, thread and process CPU, waits)
-                        sample_done? --> probe_plan? --> "probe": the next batches on k threads, timed
+                        sample_done? --> speculative_decision? --> a process pool starts meanwhile (_joblib_speculate)
+                                     --> probe_plan? --> "probe": the next batches on k threads, timed
                                      --> joblib_decision (pure, _core._joblib)
                       "caller": decided serial, the caller runs it
                       "pool":   a PoolDriver runs it on threads or process workers
 
-Batches the caller runs are queued and run one after another by the outermost
-``submit`` (joblib's callback for one batch dispatches the next from inside
-``submit``: running it there would recurse once per batch).  A batch's result is
-reported after the decision it led to, so the next batch goes where that says.
+The outermost ``submit`` runs the caller's batches one after another (joblib's callback
+dispatches the next batch from inside ``submit``: running it there would recurse once per
+batch); a result is reported after the decision it led to, so the next batch goes there.
 """
 
 from __future__ import annotations
@@ -39,10 +39,11 @@ from ._core._plans import serial_decision
 from ._core._reasons import EXHAUSTED
 from ._core._sampling import probe_plan, sample_done
 from ._core._sizing import MAX_ADAPTIVE_CHUNK, serial_batch_size
-from ._core._workload import probe_speedup
 from ._gather import call_facts
 from ._joblib_batch import run_batch
-from ._joblib_pool import Probe, probe_quota, start_decided, start_driver
+from ._joblib_pool import start_decided
+from ._joblib_probe import probe_quota, start_probe
+from ._joblib_speculate import Speculation, speculate
 from ._model import Decision, Measurements, SerialSample
 from ._sample import add_batch, run_in_caller
 from ._serialize import shipping
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from ._core._joblib import JoblibRequest
     from ._core._sampling import ProbePlan
     from ._joblib_pool import PoolDriver
+    from ._joblib_probe import Probe
     from ._model import PlatformFacts
     from ._transfer import PickleCost
 
@@ -89,6 +91,7 @@ class Router:
         self._probed = False
         self._driver: PoolDriver | None = None
         self._retired: list[PoolDriver] = []
+        self._speculation: Speculation | None = None
         if self.options.forced:
             # A forced strategy runs without a sample, as autopar.map runs it; its pool starts with the first batch.
             self.decision = forced_joblib_decision(facts, self.options, request)
@@ -119,8 +122,11 @@ class Router:
         """End the call: drivers end now (``cancel``) or once their batches are done; their pools go back."""
         with self._lock:
             drivers = [*self._retired, self._driver, None if self._probe is None else self._probe.driver]
+            speculation, self._speculation = self._speculation, None
             self._queue.clear()
             self._held.clear()
+        if speculation is not None:
+            speculation.stop(keep=not cancel)
         for driver in dict.fromkeys(d for d in drivers if d is not None):
             if cancel:
                 driver.stop()
@@ -161,12 +167,14 @@ class Router:
             future.set_exception(exc)
             return
         if self.phase == "sample":
-            wall, v1 = c.wall() - w0, c.waits()
+            wall, v1, cpu = c.wall() - w0, c.waits(), c.thread() - t0
             waits = None if v0 is None or v1 is None else v1 - v0
-            self.sample = add_batch(self.sample, len(batch), wall, c.thread() - t0, c.process() - p0, waits)
+            if self._speculation is not None:
+                wall, waits = self._speculation.timing(wall, cpu, waits)
+            self.sample = add_batch(self.sample, len(batch), wall, cpu, c.process() - p0, waits)
             if self._cost is None:
                 self._cost = measure_pickling(run_batch, [batch], [out], c.wall)
-            self._after_sample_batch()
+            self._after_sample_batch(batch)
         future.set_result(out)
 
     def _measurements(self) -> Measurements:
@@ -176,14 +184,18 @@ class Router:
             sample_measurements(self.sample, self._cost, shipping(run_batch), n_items),
             sampled=self.sample.count,
             worker_startup_s=_pools.measured_startup_s(),
-            warm_pools=_pools.warm_pools(),
+            warm_pools=_pools.warm_pools() | (self._speculation.warm() if self._speculation else frozenset()),
         )
 
-    def _after_sample_batch(self) -> None:
+    def _after_sample_batch(self, batch: Any) -> None:
         if not sample_done(self.sample, self.request.n_tasks):
             self.batch_size = next_batch(self.sample, self.batch_size)
             return
         m = self._measurements()
+        if self.decision is None:  # the sample is first in: a pool may start on speculation
+            self._speculation = speculate(
+                self.sample, m, batch, self.facts, self.options, self.request, self._inner_threads
+            )
         if not self._probed:
             probing = attrs.evolve(m, n_items=probe_items(self.request, self.sample.count))
             plan = probe_plan(self.sample, probing, joblib_facts(self.facts, self.request), allowed=True)
@@ -197,10 +209,14 @@ class Router:
 
     def _decide(self, m: Measurements, *, in_caller: bool) -> None:
         decision = joblib_decision(m, self.facts, self.options, self.request)
-        if in_caller and keeps_sampling(decision, self.request):
+        bet = self._speculation
+        starting = bet is not None and bet.starting()
+        if in_caller and (keeps_sampling(decision, self.request) or (bet is not None and bet.waits(decision))):
             self.decision = decision
-            self.batch_size = next_batch(self.sample, self.batch_size)
-            logger.debug("autopar joblib: serial so far, sampling on\n%s", decision)
+            # While a pool starts, short batches: the call can move to it soon after it is ready.
+            size = serial_batch_size(self.sample.per_item_s) if starting else next_batch(self.sample, self.batch_size)
+            self.batch_size = size
+            logger.debug("autopar joblib: %s, sampling on\n%s", "pool starting" if starting else "serial", decision)
             return
         if decision.strategy == "serial" and in_caller:
             self.decision = decision
@@ -221,10 +237,13 @@ class Router:
 
     def _start_pool(self, decision: Decision, m: Measurements) -> tuple[PoolDriver, Decision]:
         """The driver of the decided pool (the probe's when it is the same); serial here runs on one thread."""
-        probe = self._probe
+        probe, bet = self._probe, self._speculation
         if probe is not None and (decision.strategy, decision.workers) == ("threads", probe.plan.threads):
             self._probe = None
             return probe.driver, decision
+        taken = None if bet is None else bet.take(decision)
+        if taken is not None:
+            return taken
         driver, decision, self.facts = start_decided(
             decision, m, self.facts, self.options, self.request, self._inner_threads
         )
@@ -244,11 +263,7 @@ class Router:
     # -- the thread probe -------------------------------------------------------------------------------------------
 
     def _start_probe(self, plan: ProbePlan) -> None:
-        placeholder = Decision(strategy="threads", workers=plan.threads, chunksize=1)
-        driver = start_driver(
-            placeholder, "threads", plan.threads, self.options, self.facts, None, on_done=self._probe_done
-        )
-        self._probe = Probe(plan=plan, driver=driver, started_s=self.clocks.wall())
+        self._probe = start_probe(plan, self.options, self.facts, self._probe_done, self.clocks.wall())
         self.batch_size = min(plan.per_thread, MAX_ADAPTIVE_CHUNK)
         self.phase = "probe"
 
@@ -274,22 +289,10 @@ class Router:
         """A probe batch finished (on the probe's driver thread): once the quota is done, decide."""
         with self._lock:
             probe = self._probe
-            if probe is None or self.phase != "probe":
+            if probe is None or self.phase != "probe" or not probe.record(tasks, cpu_s):
                 return
-            probe.done += tasks
-            probe.cpu_s += cpu_s
-            if probe.done < max(probe.sent, probe_quota(probe.plan)):
-                return
-        elapsed = self.clocks.wall() - probe.started_s
-        speedup = probe_speedup(self.sample, elapsed, probe.done, probe.cpu_s)
         self.facts = call_facts()  # the probe's threads run now: fork may no longer be safe
-        m = attrs.evolve(
-            self._measurements(),
-            n_items=assumed_items(self.request.n_tasks, self.sample.count + probe.done),
-            sampled=self.sample.count + probe.done,
-            thread_probe_workers=probe.plan.threads,
-            thread_speedup=speedup,
-        )
+        m = probe.measurements(self._measurements(), self.sample, self.request.n_tasks, self.clocks.wall())
         self._decide(m, in_caller=False)
         if self._probe is not None:  # the decision did not keep the probe's pool
             self._retired.append(probe.driver)

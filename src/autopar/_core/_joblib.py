@@ -11,6 +11,8 @@ The ``"autopar"`` joblib backend asks these functions at three points of a ``Par
   it (at most ``n_jobs`` CPUs; no process start method under ``require="sharedmem"``), with
   ``prefer`` breaking ties within ``CLOSE_RATIO`` of the fastest.
 
+A call of unknown length may start a process pool on speculation: ``_core._joblib_speculate``.
+
 No clock, no OS calls: the backend measures, these functions only reason.
 """
 
