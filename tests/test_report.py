@@ -7,6 +7,7 @@ import importlib.util
 import itertools
 import json
 import threading
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -148,6 +149,25 @@ def test_report_of_an_auto_call_has_calibration_and_prediction() -> None:
     assert_phases_partition_lifetimes(report)
     assert "predicted" in str(report)
     assert report.reasons == report.decision.reasons  # type: ignore[union-attr]
+
+
+def nap(x: int) -> int:
+    """Wait 4 ms: work that auto sends to threads, after a first call's workers ran its first item."""
+    time.sleep(0.004)
+    return x
+
+
+def test_report_keeps_a_first_calls_unused_workers_apart() -> None:
+    """The workers that ran the first items while the caller measured, and the threads the decision chose,
+    are separate rows, each adding up to its own lifetime (both are numbered from 0)."""
+    assert autopar.map(nap, range(120), report=True) == list(range(120))
+    report = autopar.last_report()
+    assert report is not None
+    assert report.decision is not None
+    assert sum(w.items for w in report.workers) == 120
+    assert_phases_partition_lifetimes(report)
+    if report.decision.strategy == "threads" and any(w.name.startswith("early ") for w in report.workers):
+        assert len({w.name for w in report.workers}) == len(report.workers)
 
 
 def test_last_report_is_per_thread_and_kept_only_when_asked() -> None:

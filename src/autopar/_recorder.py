@@ -133,6 +133,21 @@ class Recorder:
         notes.spans.append((start, items, began, ended, ended, True))
         notes.bytes_in += bytes_in
 
+    def set_aside(self, prefix: str = "early ") -> None:
+        """The workers so far belong to a pool the call does not go on with: rename their rows, ending them now.
+
+        A first call's speculative pool runs its first items; when the decision is another pool,
+        whose workers take the same names, its rows would otherwise merge with theirs.
+        """
+        now = time.perf_counter()
+        rows: dict[str, _Notes] = {}
+        for name, notes in self._workers.items():
+            if name != CALLER:
+                notes.ended = notes.ended or now
+                name = prefix + name
+            rows[name] = notes
+        self._workers = rows
+
     def calibrated(self, began: float, ended: float, items: int, start: int = 0) -> None:
         """The caller timed ``items`` items, from input position ``start``, before the decision."""
         self._calibration = (began, ended, items)

@@ -75,6 +75,8 @@ class Speculation:
             create=lambda: ProcessPool(plan.method, plan.workers, spec, ready_later=True),
         )
         self.sent = 0
+        #: The call's recorder (``report=True``): the pool's rows are set aside if the call does not use it.
+        self.report_to: Recorder | None = None
         # A pool built around this call's lambda or closure serves this call only.
         self._healthy = True
         self._reusable = not is_single_use(spec)
@@ -123,6 +125,7 @@ class Speculation:
 
     def record(self, recorder: Recorder | None) -> None:
         """Feed the workers' timings to ``recorder`` (``report=True``), or stop (None)."""
+        self.report_to = recorder or self.report_to
         if self.pool is not None:
             self.pool.record(recorder)
 
@@ -137,6 +140,9 @@ class Speculation:
             return None
         if (method, workers) == (self.plan.method, self.plan.workers) and self._healthy:
             return pool, self.spec
+        if self.report_to is not None:
+            pool.record(None)
+            self.report_to.set_aside()
         _pools.release(pool, healthy=self._healthy and self._reusable)
         return None
 

@@ -108,6 +108,7 @@ class BackgroundSpeculation:
         self._claimed = False
         self._orphaned = False
         self._recorder: Recorder | None = None
+        self._report_to: Recorder | None = None  # the call's, kept after ``record(None)``
         self._healthy = True
         self._reusable = not is_single_use(spec)
         self._thread = threading.Thread(target=self._feed, name="autopar-speculation", daemon=True)
@@ -186,6 +187,7 @@ class BackgroundSpeculation:
         """Feed the workers' timings to ``recorder`` (``report=True``) once the pool is up, or stop (None)."""
         with self._lock:
             self._recorder = recorder
+            self._report_to = recorder or self._report_to
             if self._pool is not None:
                 self._pool.record(recorder)
 
@@ -196,6 +198,8 @@ class BackgroundSpeculation:
     def take(self, method: str, workers: int) -> tuple[Pool, PoolSpec] | None:
         """The pool and its spec for a decision of ``method`` with ``workers`` (waiting for it to boot); else None."""
         if (method, workers) != (self.plan.method, self.plan.workers) or not self._healthy:
+            if self._report_to is not None and self._given:
+                self._report_to.set_aside()  # its workers' rows must not merge with the next pool's
             self.release()
             return None
         if self._thread.ident is not None:
