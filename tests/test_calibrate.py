@@ -86,6 +86,28 @@ def test_serial_sample_stops_once_enough_work_is_seen() -> None:
     assert m.thread_probe_workers == 0
 
 
+def test_first_item_that_imports_a_module_is_run_but_not_timed(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An import on first use costs once: the sample times the items after it, and the thread counts are read again."""
+    clock = FakeClock()
+    (tmp_path / "heavy_on_first_use.py").write_text("IMPORTED = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def work(x: int) -> int:
+        if "heavy_on_first_use" not in sys.modules:
+            clock.compute(0.5)  # what the import costs
+            import heavy_on_first_use  # noqa: F401
+        clock.compute(0.001)
+        return x + 1
+
+    facts = attrs.evolve(probe_platform(), cpu_count=1)  # one CPU: no thread probe
+    cal = calibrate(work, iter(range(1000)), n_items=1000, facts=facts, clocks=clock.clocks())
+    m = cal.measurements
+    assert m.warmup_items == 1
+    assert m.item_wall_s == pytest.approx(0.001)
+    assert cal.results == [x + 1 for x in range(m.sampled)]
+    assert "the first 1 untimed (it imported modules)" in str(decide(m, facts, Options()))
+
+
 def test_thread_probe_of_gil_bound_work_reads_about_one() -> None:
     """Items that advance one shared clock (as the GIL serializes them) probe at about 1x on threads."""
     clock = FakeClock()
@@ -295,3 +317,22 @@ def test_queued_clock_reads_time_spent_behind_another_process_on_the_same_cpu() 
     # wall time is about CPU time plus time queued (the rest is scheduling slack).
     assert queued > 0.2 * wall, (queued, wall, cpu_s)
     assert cpu_s + queued == pytest.approx(wall, rel=0.25)
+
+
+def test_thread_counts_are_read_again_after_an_import_on_first_use() -> None:
+    """A first item's import may start threads (OpenBLAS does): the decision sees today's count, not the call's start."""
+    from autopar._gather import call_facts, threads_now
+    from autopar._model import Measurements
+
+    before = call_facts()
+    stop = threading.Event()
+    started = threading.Thread(target=stop.wait)
+    started.start()
+    try:
+        assert threads_now(before, Measurements(n_items=10)) is before  # nothing imported: nothing re-read
+        after = threads_now(before, Measurements(n_items=10, warmup_items=1))
+        assert after.python_threads == before.python_threads + 1
+        assert after.native_threads >= before.native_threads + 1
+    finally:
+        stop.set()
+        started.join()

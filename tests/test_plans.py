@@ -14,11 +14,13 @@ from autopar._core._plans import Calibrate, Reuse, Run, Speculate, plan_call, sp
 from autopar._core._safety import usable_process_methods
 from autopar._core._sampling import (
     MAX_SAMPLE_ITEMS,
+    MAX_WARMUP_ITEMS,
     SERIAL_SAMPLE_S,
     ProbePlan,
     next_batch_size,
     probe_plan,
     sample_done,
+    warmup_batch,
 )
 from autopar._core._sizing import guided_size
 from autopar._core._workload import is_clearly_waiting, is_computing, probe_speedup
@@ -254,6 +256,14 @@ def test_sample_stops_at_its_target_or_two_percent_of_a_small_run() -> None:
     assert sample_done(_sample(MAX_SAMPLE_ITEMS, 1e-9), None)
     assert SERIAL_SAMPLE_S <= 0.05
     assert [next_batch_size(_sample(n, 1e-6), last) for n, last in ((0, 1), (1, 1), (3, 2))] == [1, 2, 4]
+
+
+def test_only_a_first_batch_that_imported_third_party_modules_is_warm_up() -> None:
+    """The first item's import is paid once: left out of the timings, for at most MAX_WARMUP_ITEMS items."""
+    assert warmup_batch(SerialSample(), imported=3)
+    assert not warmup_batch(SerialSample(), imported=0)
+    assert not warmup_batch(_sample(1, 0.01), imported=3)  # timed items already: its time is the work's
+    assert not warmup_batch(SerialSample(warmup_items=MAX_WARMUP_ITEMS), imported=3)
 
 
 def _measured(n_items: int | None = 10_000, **kw: object) -> Measurements:

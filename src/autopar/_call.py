@@ -28,7 +28,7 @@ from ._core._sizing import serial_batch_size
 from ._deadline import Deadline, starting_within
 from ._dispatch import serial_batches, unwrap
 from ._errors import WorkerStartError
-from ._gather import call_facts, find_cluster, forced_cluster_threads, refresh, with_cluster
+from ._gather import call_facts, find_cluster, forced_cluster_threads, refresh, threads_now, with_cluster
 from ._model import Decision
 from ._pool_spec import pool_spec
 from ._pooled import TrialFailed, run_pooled
@@ -132,8 +132,7 @@ class Call:
 
     def _calibrated(self, plan: Calibrate, *, remember: bool) -> Decision:
         """Calibrate on the first items (kept as this call's first results), then decide."""
-        # Calibration runs items in the caller, so the caller is set up like a worker first.
-        initializer_s = self._initialize_caller()
+        initializer_s = self._initialize_caller()  # the caller runs items: set up like a worker first
         source, n_items, warm = self.source, self.n_items, _pools.warm_pools()
         if plan.speculate is not None and remember:
             self.speculation = self._speculate(plan.speculate)
@@ -172,6 +171,7 @@ class Call:
         self.deadline.check()
         self.advance(len(self.prefix))
         measured = measured_with(self.speculation, cal.measurements)
+        self.facts = threads_now(self.facts, measured)
         logger.debug("autopar calibration: %s", measured)
         if self.exhausted:
             return serial_decision(EXHAUSTED)

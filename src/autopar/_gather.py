@@ -28,6 +28,7 @@ __all__ = [
     "find_cluster",
     "forced_cluster_threads",
     "refresh",
+    "threads_now",
     "with_cluster",
 ]
 
@@ -45,6 +46,15 @@ def call_facts() -> PlatformFacts:
             native_threads=max(facts.native_threads - own, 1),
         )
     return facts
+
+
+def threads_now(facts: PlatformFacts, m: Measurements) -> PlatformFacts:
+    """``facts`` with today's thread counts when calibration's first item imported modules (they may start threads:
+    OpenBLAS does at import); else ``facts``."""
+    if not m.warmup_items:
+        return facts
+    now = call_facts()
+    return attrs.evolve(facts, python_threads=now.python_threads, native_threads=now.native_threads)
 
 
 def refresh(cached: Measurements, n_items: int | None) -> Measurements:

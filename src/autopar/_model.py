@@ -50,8 +50,7 @@ class PlatformFacts:
     cpu_physical: int | None = None
     memory_total_bytes: int = 0
     memory_available_bytes: int = 0
-    #: ``__main__`` is a file on disk (False in a REPL, ``python -c``, notebooks); autopar's workers
-    #: never import it either way.
+    #: ``__main__`` is a file on disk (False in a REPL, ``python -c``, notebooks).
     main_importable: bool = True
     #: This process is itself an autopar worker (nested call).
     in_worker: bool = False
@@ -60,8 +59,7 @@ class PlatformFacts:
     cloudpickle_available: bool = False
     #: This process is daemonic (a ``multiprocessing`` worker, ``Process(daemon=True)``): it may not have children.
     daemon: bool = False
-    #: Why ``multiprocessing`` cannot place the values a pool shares with its workers (a missing or
-    #: read-only ``/dev/shm`` on Linux), or None: then no process pool can start.
+    #: Why no process pool can start here (Linux: ``/dev/shm`` missing or read-only), or None.
     shm_problem: str | None = None
     #: Start methods whose workers could not start during this call (a limit), each with the reason.
     start_failures: tuple[tuple[str, str], ...] = ()
@@ -100,8 +98,7 @@ class Options:
     #: The object passed as second argument to every call (``has_shared`` says whether one was given).
     shared: Any = attrs.field(default=None, eq=False)
     has_shared: bool = False
-    #: The Dask cluster: a ``distributed.Client`` or a scheduler address (from ``dask=`` or
-    #: ``AUTOPAR_DASK_SCHEDULER``); None lets a default client of the program serve.
+    #: A ``distributed.Client`` or address (``dask=``, ``AUTOPAR_DASK_SCHEDULER``); None: a default client serves.
     dask: Any = None
     #: Record the call for ``last_report()`` (``report=True``).
     report: bool = False
@@ -194,8 +191,7 @@ class Measurements:
     ship_reason: str = ""
     #: Items and results can be pickled at all (a fork pool can inherit an unpicklable function).
     data_picklable: bool = True
-    #: Why auto-selection does not run the function in subinterpreters, or None when it may
-    #: (by default it may not: nothing checked that its modules load there).
+    #: Why auto does not use subinterpreters (by default: its modules are unchecked), or None when it may.
     interpreters_problem: str | None = "its modules were not checked for subinterpreters"
     #: Seconds to start one worker of each process start method (measured or default).
     worker_startup_s: Mapping[str, float] = attrs.field(factory=dict)
@@ -208,6 +204,8 @@ class Measurements:
     calibration_s: float = 0.0
     #: Items that ran in process workers started at once, while the caller measured (not counted in ``sampled``).
     speculative_items: int = 0
+    #: First items of ``sampled`` that imported third-party modules: run in the caller, but not timed.
+    warmup_items: int = 0
     #: The Dask cluster auto-selection may send work to (None: no cluster configured).
     cluster: ClusterFacts | None = None
 
@@ -252,6 +250,8 @@ class SerialSample:
     waits: int | None = 0
     #: Seconds the thread queued behind other processes for a CPU (Linux schedstat; None: unknown): not waiting.
     queued_s: float | None = None
+    #: Items run first that imported third-party modules: not in the totals above (``warmup_batch``).
+    warmup_items: int = 0
 
     @property
     def per_item_s(self) -> float:

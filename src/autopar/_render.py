@@ -43,7 +43,8 @@ def render_decision(decision: Decision) -> str:
         )
         probe = f", {m.thread_probe_workers} threads probed" if m.thread_probe_workers else ""
         early = f", {m.speculative_items} item(s) in process workers meanwhile" if m.speculative_items else ""
-        lines.append(f"  calibration took {format_seconds(m.calibration_s)}{probe}{early}")
+        warmup = f", the first {m.warmup_items} untimed (it imported modules)" if m.warmup_items else ""
+        lines.append(f"  calibration took {format_seconds(m.calibration_s)}{probe}{early}{warmup}")
     lines.extend(f"  - {r}" for r in decision.reasons)
     return "\n".join(lines)
 

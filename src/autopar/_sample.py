@@ -3,15 +3,19 @@
 Batches double in size (tiny items are timed in batches) until ``sample_done``
 says the sample is long enough.  Each batch is timed with the wall clock, the
 thread's CPU clock, the process's CPU clock and the thread's voluntary context
-switches; every item's result is kept for the output.
+switches; every item's result is kept for the output.  A first item that
+imports third-party modules (``warmup_batch``) runs, but its time is left out.
 """
 
 from __future__ import annotations
 
 import itertools
+import sys
 from typing import TYPE_CHECKING, Any
 
-from ._core._sampling import next_batch_size, sample_done
+import attrs
+
+from ._core._sampling import next_batch_size, sample_done, warmup_batch
 from ._model import SerialSample
 from ._worker import ChunkFailed, run_chunk
 
@@ -50,7 +54,20 @@ def add_batch(
         max_item_s=max(sample.max_item_s, wall / batch),
         waits=None if waits is None or sample.waits is None else sample.waits + waits,
         queued_s=(sample.queued_s or 0.0) + queued if known and queued is not None else None,
+        warmup_items=sample.warmup_items,
     )
+
+
+#: Top-level names whose imports are not the function's warm-up: the standard library (cheap, and what
+#: autopar's own threads import meanwhile), autopar and its by-value pickler.
+_NOT_WARMUP = frozenset(getattr(sys, "stdlib_module_names", ())) | {"autopar", "cloudpickle", "__main__", "__mp_main__"}
+
+
+def third_party_imports(before: int) -> int:
+    """How many modules past the first ``before`` of ``sys.modules`` are third-party (dicts keep insertion order)."""
+    if len(sys.modules) <= before:
+        return 0
+    return sum(name.partition(".")[0] not in _NOT_WARMUP for name in list(sys.modules)[before:])
 
 
 def sample_serially(
@@ -70,9 +87,13 @@ def sample_serially(
         batch = list(itertools.islice(source, size))
         if not batch:
             return sample, True
+        modules = len(sys.modules)
         q0, v0, w0, c0, p0 = clocks.queued(), clocks.waits(), clocks.wall(), clocks.thread(), clocks.process()
         results.extend(run_in_caller(func, batch, len(results), capture_errors))
         wall = clocks.wall() - w0
+        if warmup_batch(sample, third_party_imports(modules)):
+            sample = attrs.evolve(sample, warmup_items=sample.warmup_items + len(batch))
+            continue
         v1, q1 = clocks.waits(), clocks.queued()
         waits = None if v0 is None or v1 is None else v1 - v0
         queued = None if q0 is None or q1 is None else q1 - q0

@@ -20,11 +20,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_SAMPLE_ITEMS",
+    "MAX_WARMUP_ITEMS",
     "SERIAL_SAMPLE_S",
     "ProbePlan",
     "next_batch_size",
     "probe_plan",
     "sample_done",
+    "warmup_batch",
 ]
 
 #: Seconds of serial work to sample before deciding (less when the whole run is small).
@@ -33,6 +35,10 @@ SERIAL_SAMPLE_S = 0.015
 SERIAL_SAMPLE_SHARE = 0.02
 #: At most this many items in the serial sample (tiny items are timed in batches).
 MAX_SAMPLE_ITEMS = 50_000
+#: First items that import third-party modules are run but not timed, at most this many.  An import
+#: (NumPy's, in a function that imports it on first use) is paid once; the cold bench's matmul item
+#: took 150 ms with it against 15 ms after, and priced at 150 ms the rest went to processes.
+MAX_WARMUP_ITEMS = 1
 #: Seconds each probe thread should work for: longer on bigger runs, where a steadier reading pays.
 PROBE_MIN_S = 0.015
 PROBE_MAX_S = 0.04
@@ -63,6 +69,11 @@ def sample_done(sample: SerialSample, n_items: int | None) -> bool:
         # Sample at most ~2% of the estimated whole (but always one item).
         target = min(target, SERIAL_SAMPLE_SHARE * sample.per_item_s * n_items)
     return sample.count > 0 and sample.wall_s >= target
+
+
+def warmup_batch(sample: SerialSample, imported: int) -> bool:
+    """A first batch that imported ``imported`` third-party modules is warm-up, kept out of the timings."""
+    return imported > 0 and sample.count == 0 and sample.warmup_items < MAX_WARMUP_ITEMS
 
 
 def next_batch_size(sample: SerialSample, last: int) -> int:
