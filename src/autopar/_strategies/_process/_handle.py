@@ -20,7 +20,9 @@ end-of-file when its caller is gone, instead of holding its own pipe open.
 from __future__ import annotations
 
 import contextlib
+import mmap
 import multiprocessing.connection
+import struct
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -45,6 +47,30 @@ __all__ = ["TERMINATE_GRACE_S", "WorkerProcess", "await_ready", "read_init", "st
 _START_TIMEOUT_S = 60.0
 #: Seconds a terminated worker gets before SIGKILL.
 TERMINATE_GRACE_S = 1.0
+
+
+class ForkSlot:
+    """A fork worker's running-item slot: 8 bytes of anonymous shared memory that the child inherits.
+
+    ``multiprocessing.Value`` costs a first call about 2 ms of importing ``ctypes`` and a file in
+    ``/dev/shm``; only spawn and forkserver children, which receive their slot pickled, need it.
+    """
+
+    __slots__ = ("_map",)
+    _FORMAT = struct.Struct("q")
+
+    def __init__(self) -> None:
+        self._map = mmap.mmap(-1, self._FORMAT.size)
+        self.value = -1
+
+    @property
+    def value(self) -> int:
+        position: int = self._FORMAT.unpack_from(self._map)[0]
+        return position
+
+    @value.setter
+    def value(self, position: int) -> None:
+        self._FORMAT.pack_into(self._map, 0, position)
 
 
 def _initializer(spec: PoolSpec, ctx: Any) -> Any:
@@ -79,8 +105,9 @@ class WorkerProcess:
         self.bytes_in = self.bytes_out = 0
         self.conn, child_conn = ctx.Pipe(duplex=True)
         try:
-            self.slot = ctx.Value("q", -1, lock=False)
-            process_class = ClosingForkProcess if ctx.get_start_method() == "fork" else ctx.Process
+            forks = ctx.get_start_method() == "fork"
+            self.slot = ForkSlot() if forks else ctx.Value("q", -1, lock=False)
+            process_class = ClosingForkProcess if forks else ctx.Process
             self.process = process_class(target=process_main, args=_child_args(ctx, spec, child_conn, self.slot))
             self.process.daemon = True
             self.process.name = "autopar-worker"
