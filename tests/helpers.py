@@ -465,6 +465,12 @@ def pid_and_slow_square(x: int) -> tuple[int, int]:
     return os.getpid(), x * x
 
 
+def pid_end_and_square_slow_0(x: int) -> tuple[int, float, int]:
+    """(pid, when it ended, x squared): item 0, the one a first call hands to a worker, computes 50x longer."""
+    countdown(20_000_000 if x == 0 else 400_000)
+    return os.getpid(), time.monotonic(), x * x
+
+
 def fail_on_0(x: int) -> int:
     """Raise ValueError for item 0, the item a first call hands to a worker."""
     if x == 0:

@@ -158,3 +158,27 @@ def test_a_pool_still_booting_when_the_call_goes_elsewhere_is_shut_down_at_exit(
     _pools.shutdown_all()
     assert not any(t.name == "autopar-speculation" and t.is_alive() for t in threading.enumerate())
     # No worker is left either: the test's leak check, after this, finds none.
+
+
+def test_a_decision_for_the_pool_takes_it_with_the_first_items_sent_or_not() -> None:
+    """``hand_over`` waits for the boot, stops the thread sending, and the dispatch adopts every first item once."""
+    from autopar._dispatch import Dispatch
+
+    facts = probe_platform(memory=False)
+    plan = Speculate("forkserver", 2, 2, in_background=True, after_s=0.0)
+    speculation = BackgroundSpeculation(plan, PoolSpec(), facts)
+    rest = speculation.start(helpers.pid_and_square, iter(range(6)), capture_errors=False)
+    assert speculation.hand_over("spawn", 2) is None  # another decision: ``collect`` and ``take`` as before
+    handover = speculation.hand_over("forkserver", 2)
+    assert handover is not None
+    assert [position for position, _ in handover.sent + handover.unsent] == [0, 1]
+    caller = [helpers.pid_and_square(next(rest))]  # what calibration ran in the caller: item 2
+    dispatch = Dispatch(handover.pool, helpers.pid_and_square, rest, 3, chunksize=1, capture_errors=False)
+    dispatch.adopt(handover.sent, handover.unsent, caller, 2)
+    out = [result for chunk in dispatch.chunks(ordered=True) for result in chunk]
+    assert [square for _, square in out] == [x * x for x in range(6)]
+    assert out[2][0] == os.getpid()
+    assert os.getpid() not in {pid for pid, _ in out[:2]}
+    assert speculation.take("forkserver", 2) is None  # handed over once only
+    _pools.release(handover.pool, healthy=True)
+    speculation.release()

@@ -89,3 +89,17 @@ def test_a_big_first_item_runs_in_the_caller() -> None:
     big = bytes(1024 * 1024)
     out = autopar.map(helpers.pid_of, [big, b"x", b"y"])
     assert out[0] == os.getpid()
+
+
+def test_a_fork_decision_carries_the_first_item_on_without_waiting_for_it() -> None:
+    """The decision is the early pool: the dispatch adopts item 0, still running, and the other worker goes on meanwhile."""
+    out = autopar.map(helpers.pid_end_and_square_slow_0, range(60), report=True)
+    assert [square for _, _, square in out] == [x * x for x in range(60)]
+    report = autopar.last_report()
+    assert report is not None
+    assert report.strategy == "fork", report
+    first_pid, first_ended, _ = out[0]
+    others = [ended for pid, ended, _ in out[1:] if pid not in (os.getpid(), first_pid)]
+    # Before, the call waited for item 0 before sending any other: every other worker's items ended after it.
+    assert any(ended < first_ended for ended in others), report
+    assert not any(w.name.startswith("early") for w in report.workers), report  # one pool served the whole call

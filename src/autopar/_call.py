@@ -36,7 +36,7 @@ from ._progress import make_progress
 from ._registry import get_strategy
 from ._serialize import shipping
 from ._shared import CallWithShared, SharedHandle
-from ._speculation import Speculation, begin, measured_with
+from ._speculation import Handover, Speculation, begin, caller_span, drop, measured_with, settle
 from ._warn import warn_unsafe
 
 if TYPE_CHECKING:
@@ -78,6 +78,7 @@ class Call:
             self.progress(0, self.n_items)
         self.caller_initialized = False
         self.speculation: Speculation | BackgroundSpeculation | None = None
+        self.handover: Handover | None = None  # the speculation's pool and first items, for the dispatch
         self.ran: Decision | None = None  # what ran instead of the decision, when its pool could not start
         self.shared: SharedHandle | None = None
         self.call_func = func
@@ -137,7 +138,8 @@ class Call:
         if plan.speculate is not None and remember:
             self.speculation = self._speculate(plan.speculate)
         if self.speculation is not None:
-            self._record_speculation(self.recorder)
+            if self.recorder is not None:
+                self.speculation.record(self.recorder)  # the first items the workers run
             source = self.speculation.start(self.call_func, source, self.capture_errors)
             n_items = None if n_items is None else n_items - self.speculation.sent
         began = time.perf_counter()
@@ -156,35 +158,27 @@ class Call:
                 thread_probe=plan.thread_probe,
                 ship=self.ship,
             )
-            early = [] if self.speculation is None else self.speculation.collect(self.deadline.check)
-            self._record_speculation(None)
+            measured = measured_with(self.speculation, cal.measurements)
+            self.facts = threads_now(self.facts, measured)
+            logger.debug("autopar calibration: %s", measured)
+            exhausted = serial_decision(EXHAUSTED) if cal.exhausted else None
+            decision = exhausted or decide(with_cluster(self.cluster, measured), self.facts, self.opts)
+            self.handover, early = settle(self.speculation, decision, self.deadline.check, self.recorder is not None)
         except BaseException:
             if self.speculation is not None:
                 self.speculation.abandon()
             raise
         if self.recorder is not None:
-            ran = 0 if self.speculation is None else self.speculation.in_workers  # the rest of ``early`` ran here
-            self.recorder.calibrated(began, time.perf_counter(), len(early) - ran + len(cal.results), start=ran)
-        self.source = source
-        self.prefix = early + cal.results
-        self.exhausted = cal.exhausted
+            first, in_caller = caller_span(self.speculation, self.handover, len(early) + len(cal.results))
+            self.recorder.calibrated(began, time.perf_counter(), in_caller, start=first)
+        self.source, self.prefix, self.exhausted = source, early + cal.results, cal.exhausted
         self.deadline.check()
         self.advance(len(self.prefix))
-        measured = measured_with(self.speculation, cal.measurements)
-        self.facts = threads_now(self.facts, measured)
-        logger.debug("autopar calibration: %s", measured)
-        if self.exhausted:
-            return serial_decision(EXHAUSTED)
-        decision = decide(with_cluster(self.cluster, measured), self.facts, self.opts)
-        if remember and plan.remember:
-            _cache.put(self.key, cal.measurements)
-        logger.info("%s", decision)
+        if exhausted is None:
+            if remember and plan.remember:
+                _cache.put(self.key, cal.measurements)
+            logger.info("%s", decision)
         return decision
-
-    def _record_speculation(self, recorder: Recorder | None) -> None:
-        """Record the first items the speculation's workers run (``report=True``)."""
-        if self.recorder is not None and self.speculation is not None:
-            self.speculation.record(recorder)
 
     def _speculate(self, plan: Speculate) -> Speculation | BackgroundSpeculation | None:
         """Start the pool the plan names, built as that decision's pool would be (None if it cannot start)."""
@@ -207,9 +201,10 @@ class Call:
             self.progress(self.done, self.n_items)
 
     def batches(self, decision: Decision, ordered: bool) -> Iterator[list[Any]]:
-        """Yield every result: calibration items first, then the rest."""
-        yield unwrap(self.prefix, self.capture_errors)
-        self.prefix = []
+        """Yield every result: calibration items first (a handed-over pool's dispatch yields them), then the rest."""
+        if self.handover is None:
+            yield unwrap(self.prefix, self.capture_errors)
+            self.prefix = []
         if self.exhausted:
             return
         if decision.strategy == "serial":
@@ -217,9 +212,10 @@ class Call:
             return
         # Read the first item before starting a pool: an empty stream needs none.
         first = next(self.source, _NOTHING)
-        if first is _NOTHING:
+        if first is not _NOTHING:
+            self.source = itertools.chain((first,), self.source)
+        elif self.handover is None:
             return
-        self.source = itertools.chain((first,), self.source)
         yield from self._pooled(decision, ordered)
 
     def _serial(self, decision: Decision) -> Iterator[list[Any]]:
@@ -263,6 +259,8 @@ class Call:
 
         A pool started before measuring serves the call when the decision is that pool.
         """
+        if self.handover is not None:
+            return decision, self.handover.spec, self.handover.pool
         held = None if self.speculation is None else self.speculation.take(decision.strategy, decision.workers)
         if held is not None:
             return decision, held[1], held[0]
@@ -290,6 +288,8 @@ class Call:
         """Release a pool the call did not use, the shared object (and its segment); close the progress bar."""
         if self.speculation is not None:
             self.speculation.release()
+        drop(self.handover)  # decided on, never run: the consumer stopped first
+        self.handover = None
         if self.progress is not None:
             self.progress.close()
         if self.shared is not None:

@@ -165,6 +165,25 @@ class Dispatch:
         #: A failure will end the call (errors="raise"): read no more input.
         self.failing = False
 
+    def adopt(self, sent: list[tuple[int, Any]], unsent: list[tuple[int, Any]], ran: list[Any], start: int) -> None:
+        """Take over a first call's speculation, before ``chunks()``; every result still comes back in input order.
+
+        ``sent`` (position, item) pairs are in flight as task id ``position``; ``unsent`` never reached
+        a worker; ``ran`` are the caller's results from position ``start`` on.
+        """
+        for position, item in [*sent, *unsent]:
+            chunk = _Chunk(position, [item])
+            self.order.append(chunk)
+            if position < len(sent):
+                self.in_flight[position] = (chunk, 0, 1, time.monotonic())
+            else:
+                self.queued.append((chunk, 0, 1))
+        done = _Chunk(start, [])
+        done.slots = ran
+        self.order.append(done)
+        self.next_start = start + len(ran)
+        self.task_ids = itertools.count(len(sent))
+
     def _submit(self, chunk: _Chunk, offset: int, count: int) -> None:
         task_id = next(self.task_ids)
         self.in_flight[task_id] = (chunk, offset, count, time.monotonic())

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from . import _cache, _pools
-from ._core._sizing import WINDOW_PER_WORKER
 from ._dispatch import Dispatch
 from ._pool_spec import is_single_use
 from ._trial import TrialFailed, TrialPool, needs_trial
@@ -31,15 +30,14 @@ __all__ = ["TrialFailed", "run_pooled"]
 def run_pooled(call: Call, decision: Decision, spec: PoolSpec, pool: Pool, ordered: bool) -> Iterator[list[Any]]:
     """Yield the results of the call's remaining items, run on ``pool`` by ``_dispatch``.
 
-    The pool goes back to the registry afterwards: kept when the call ended well, when the
-    consumer stopped early, or after a user exception; shut down after a crash, a timeout,
-    Ctrl-C, or when it was built for this call only.
+    The pool goes back to the registry afterwards: kept when the call ended well, when the consumer
+    stopped early, or after a user exception; shut down after a crash, a timeout, Ctrl-C, or when it
+    was built for this call only.  A speculation's pool comes with its first items (``call.handover``).
 
     Raises:
         TrialFailed: before any result, when auto's trial of subinterpreters failed.
     """
-    healthy = False
-    recorder = call.recorder
+    healthy, recorder, handover, call.handover = False, call.recorder, call.handover, None
     if recorder is not None:
         pool.record(recorder)
     try:
@@ -53,13 +51,14 @@ def run_pooled(call: Call, decision: Decision, spec: PoolSpec, pool: Pool, order
             capture_errors=call.capture_errors,
             retries=call.opts.retries,
             retry_on=call.opts.retry_on,
-            window_per_worker=WINDOW_PER_WORKER,
             check_deadline=call.deadline.check,
             advance=call.advance,
             # A chunk size the caller gave is kept to the end; a chosen one shrinks at the tail.
             total=call.n_items if call.opts.chunksize is None else None,
             recorder=recorder,
         )
+        if handover is not None:  # the first items, in flight since calibration, then the caller's results
+            dispatch.adopt(handover.sent, handover.unsent, call.prefix, len(handover.sent) + len(handover.unsent))
         yield from dispatch.chunks(ordered=ordered)
         healthy = True
     except TrialFailed as failed:

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "acquire",
     "add_starter",
+    "grow",
     "idle_threads",
     "live_pools",
     "measured_startup_s",
@@ -84,6 +85,14 @@ def acquire(
     with _lock:
         _busy[id(pool)] = (key, pool)
     return pool
+
+
+def grow(pool: Pool, workers: int) -> None:
+    """Start workers in a busy ``pool`` (one that can ``grow``) up to ``workers``; it is filed under that count."""
+    pool.grow(workers)  # type: ignore[attr-defined]
+    with _lock:
+        (name, _, spec), _ = _busy[id(pool)]
+        _busy[id(pool)] = ((name, workers, spec), pool)
 
 
 def release(pool: Pool, *, healthy: bool) -> None:

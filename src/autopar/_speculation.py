@@ -29,18 +29,18 @@ import attrs
 from . import _pools
 from ._errors import SerializationError, WorkerStartError
 from ._pool_spec import is_single_use
-from ._speculation_thread import BackgroundSpeculation, fits_blind, poll_into
+from ._speculation_thread import BackgroundSpeculation, Handover, fits_blind, poll_into
 from ._strategies._process._pool import ProcessPool
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from ._core._plans import Speculate
-    from ._model import Measurements, PlatformFacts, PoolSpec
+    from ._model import Decision, Measurements, PlatformFacts, PoolSpec
     from ._recorder import Recorder
     from ._types import Pool
 
-__all__ = ["Speculation", "begin", "measured_with"]
+__all__ = ["Handover", "Speculation", "begin", "caller_span", "drop", "measured_with", "settle"]
 
 logger = logging.getLogger("autopar")
 
@@ -59,6 +59,45 @@ def measured_with(speculation: Speculation | BackgroundSpeculation | None, m: Me
     return attrs.evolve(m, speculative_items=speculation.in_workers, warm_pools=speculation.warm(m.warm_pools))
 
 
+def settle(
+    speculation: Speculation | BackgroundSpeculation | None,
+    decision: Decision,
+    check_deadline: Callable[[], float | None],
+    recorded: bool,
+) -> tuple[Handover | None, list[Any]]:
+    """After calibration: the pool with its first items for a decision of it (``Handover``), else their results.
+
+    A handed-over pool's dispatch adopts the items (``Dispatch.adopt``): the call never waits for them here.
+    """
+    if speculation is None:
+        return None, []
+    handover = speculation.hand_over(decision.strategy, decision.workers)
+    if handover is not None:
+        return handover, []
+    early = speculation.collect(check_deadline)
+    if recorded:
+        speculation.record(None)
+    return None, early
+
+
+def caller_span(
+    speculation: Speculation | BackgroundSpeculation | None, handover: Handover | None, items: int
+) -> tuple[int, int]:
+    """The first input position the caller ran during calibration, and how many it ran, of ``items`` collected."""
+    if speculation is None:
+        return 0, items
+    if handover is not None:
+        return speculation.sent, items
+    return speculation.in_workers, items - speculation.in_workers
+
+
+def drop(handover: Handover | None) -> None:
+    """Stop and shut down a handed-over pool whose call never ran it (the consumer stopped first)."""
+    if handover is not None:
+        handover.pool.cancel()
+        _pools.release(handover.pool, healthy=False)
+
+
 class Speculation:
     """A pool started in the caller before measuring, and the first items it runs."""
 
@@ -75,6 +114,7 @@ class Speculation:
             create=lambda: ProcessPool(plan.method, plan.workers, spec, ready_later=True),
         )
         self.sent = 0
+        self._items: list[Any] = []  # the items sent, by position
         #: The call's recorder (``report=True``): the pool's rows are set aside if the call does not use it.
         self.report_to: Recorder | None = None
         # A pool built around this call's lambda or closure serves this call only.
@@ -98,6 +138,7 @@ class Speculation:
             if not self._send(func, item, position, capture_errors):
                 return itertools.chain(head[position:], source)  # it runs in the caller, with the sample
             self.sent += 1
+            self._items.append(item)
         return source
 
     def _send(self, func: Callable[[Any], Any], item: Any, position: int, capture_errors: bool) -> bool:
@@ -132,6 +173,21 @@ class Speculation:
     def warm(self, pools: frozenset[tuple[str, int]]) -> frozenset[tuple[str, int]]:
         """``pools`` (idle pools, by strategy and workers) with this one: its workers are up."""
         return pools | {(self.plan.method, self.plan.workers)}
+
+    def hand_over(self, method: str, workers: int) -> Handover | None:
+        """The pool with its first items still in flight, for a decision of this pool (grown to ``workers``); else None."""
+        pool = self.pool
+        if pool is None or method != self.plan.method or workers < self.plan.workers or not self._healthy:
+            return None
+        if workers > pool.workers:
+            try:
+                _pools.grow(pool, workers)
+            except WorkerStartError as exc:  # a limit: the call decides again without fork
+                logger.debug("autopar: could not add fork workers to the early pool: %s", exc)
+                self._healthy = False
+                return None
+        self.pool = None
+        return Handover(pool, self.spec, list(enumerate(self._items)), [])
 
     def take(self, method: str, workers: int) -> tuple[Pool, PoolSpec] | None:
         """The pool and its spec for a decision of ``method`` with ``workers``; else release it, and None."""

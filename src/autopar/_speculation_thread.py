@@ -25,6 +25,8 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from . import _pools
 from ._core._plans import SPECULATIVE_MAX_ITEM_BYTES
 from ._errors import SerializationError, WorkerCrashedError
@@ -40,9 +42,23 @@ if TYPE_CHECKING:
     from ._recorder import Recorder
     from ._types import Pool
 
-__all__ = ["BackgroundSpeculation", "fits_blind", "poll_into"]
+__all__ = ["BackgroundSpeculation", "Handover", "fits_blind", "poll_into"]
 
 logger = logging.getLogger("autopar")
+
+
+@attrs.frozen
+class Handover:
+    """A speculation's pool, given to the call that decided on it, with the first items' state.
+
+    The call's dispatch adopts them (``Dispatch.adopt``): ``sent`` are (position, item) pairs in
+    flight as task ``position``; ``unsent`` were set aside but never reached a worker.
+    """
+
+    pool: Pool
+    spec: PoolSpec
+    sent: list[tuple[int, Any]]
+    unsent: list[tuple[int, Any]]
 
 
 def fits_blind(item: Any) -> bool:
@@ -110,6 +126,7 @@ class BackgroundSpeculation:
         self._recorder: Recorder | None = None
         self._report_to: Recorder | None = None  # the call's, kept after ``record(None)``
         self._healthy = True
+        self._unsendable = False  # an item could not be pickled: the caller runs it and those after it
         self._reusable = not is_single_use(spec)
         self._thread = threading.Thread(target=self._feed, name="autopar-speculation", daemon=True)
 
@@ -158,6 +175,7 @@ class BackgroundSpeculation:
             try:
                 pool.submit(position, self._func, [self._items[position]], position, self._capture_errors)
             except SerializationError:
+                self._unsendable = True
                 return  # the caller runs it and the rest
             self._given += 1
 
@@ -194,6 +212,27 @@ class BackgroundSpeculation:
     def warm(self, pools: frozenset[tuple[str, int]]) -> frozenset[tuple[str, int]]:
         """``pools`` with this one if the thread began starting it: its start-up is (being) paid already."""
         return pools | {(self.plan.method, self.plan.workers)} if self.started else pools
+
+    def hand_over(self, method: str, workers: int) -> Handover | None:
+        """For a decision of this pool: the pool once booted, with the first items sent and unsent; else None.
+
+        The items not yet sent then wait for the workers instead of running in the caller.
+        """
+        if (method, workers) != (self.plan.method, self.plan.workers) or not self._healthy:
+            return None
+        self._calibrated.set()
+        with self._lock:
+            self._claimed = True  # the thread sends nothing more
+        if self._thread.ident is not None:
+            self._thread.join()
+        with self._lock:
+            pool, given = self._pool, self._given
+            if pool is None or self._unsendable:
+                return None  # ``collect`` runs the items not sent
+            self._pool = None
+        items, self._items = self._items, []
+        indexed = list(enumerate(items))
+        return Handover(pool, self.spec, indexed[:given], indexed[given:])
 
     def take(self, method: str, workers: int) -> tuple[Pool, PoolSpec] | None:
         """The pool and its spec for a decision of ``method`` with ``workers`` (waiting for it to boot); else None."""

@@ -90,6 +90,17 @@ class ProcessPool:
         #: Seconds until every worker was ready; None when the pool did not wait for them to boot.
         self.startup_s = time.perf_counter() - started if waits else None
 
+    def grow(self, workers: int) -> None:
+        """Start workers up to ``workers`` (without an initializer, they boot while the others work); WorkerStartError."""
+        try:
+            fresh = self._number(start_workers(self._ctx, self._spec, workers - len(self._workers), self._workers))
+        finally:
+            self.workers = len(self._workers)
+        if self._spec.initializer is not None:
+            self._await_ready(fresh)
+        for worker in fresh:
+            worker.awaiting_init = self._spec.initializer is None
+
     def _number(self, workers: list[WorkerProcess]) -> list[WorkerProcess]:
         """Give each new worker its row number in a report."""
         for worker in workers:
