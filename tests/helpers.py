@@ -456,18 +456,20 @@ def pid_and_square(x: int) -> tuple[int, int]:
     return os.getpid(), x * x
 
 
-def pid_and_slow_square(x: int) -> tuple[int, int]:
-    """(this process's pid, x squared), after about 0.25 s of computing, 1 s for item 1 (the caller's first sample).
+def pid_and_slow_square(pair: tuple[int, int]) -> tuple[int, int]:
+    """(this process's pid, x squared) for ``(x, first)``, after about 0.25 s of computing, 1 s for item ``first``.
 
-    A pool started in the background boots while the caller measures item 1, even on a loaded machine.
+    ``first`` is the caller's first sample: a pool started in the background boots meanwhile,
+    even on a loaded machine.
     """
-    countdown(25_000_000 if x == 1 else 6_000_000)
+    x, first = pair
+    countdown(25_000_000 if x == first else 6_000_000)
     return os.getpid(), x * x
 
 
 def pid_end_and_square_slow_0(x: int) -> tuple[int, float, int]:
-    """(pid, when it ended, x squared): item 0, the one a first call hands to a worker, computes 50x longer."""
-    countdown(20_000_000 if x == 0 else 400_000)
+    """(pid, when it ended, x squared): item 0, the one a first call hands to a worker, computes 20x longer."""
+    countdown(40_000_000 if x == 0 else 2_000_000)
     return os.getpid(), time.monotonic(), x * x
 
 

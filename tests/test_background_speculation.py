@@ -17,12 +17,14 @@ import threading
 import time
 from pathlib import Path
 
+import attrs
 import pytest
 
 import helpers
 from autopar import _pools
-from autopar._core._plans import Speculate
-from autopar._model import PlatformFacts, PoolSpec
+from autopar._core._plans import Speculate, speculation_plan
+from autopar._gather import call_facts
+from autopar._model import Options, PlatformFacts, PoolSpec, Shipping
 from autopar._platform import probe_platform
 from autopar._speculation_thread import BackgroundSpeculation
 from autopar._worker import Failure
@@ -58,14 +60,18 @@ def _call_in_child(tmp_path: Path, func: str, items: str) -> dict[str, object]:
 
 
 def test_a_threaded_process_hands_its_first_item_to_a_forkserver_worker(tmp_path: Path) -> None:
-    """Items of ~0.25 s: the forkserver pool starts while the caller measures, runs item 0, then serves the call."""
-    got = _call_in_child(tmp_path, "pid_and_slow_square", "range(8)")
+    """Items of ~0.25 s: the forkserver pool starts while the caller measures, runs the first items, then serves the call."""
+    plan = speculation_plan(attrs.evolve(call_facts(), python_threads=2), Options(), 8, Shipping(name="f"))
+    assert plan is not None
+    assert plan.in_background
+    first = plan.items  # one per CPU: the workers boot while the caller computes
+    got = _call_in_child(tmp_path, "pid_and_slow_square", f"[(x, {first}) for x in range(8)]")
     pids = [pid for pid, _ in got["out"]]  # type: ignore[union-attr]
     assert [square for _, square in got["out"]] == [x * x for x in range(8)]  # type: ignore[union-attr]
-    assert pids[0] != got["caller"]
-    assert pids[1] == got["caller"]  # the caller's sample follows the workers' first item
+    assert got["caller"] not in pids[:first]
+    assert pids[first] == got["caller"]  # the caller's sample follows the workers' first items
     log = "\n".join(got["log"])  # type: ignore[arg-type]
-    assert "1 item(s) in process workers meanwhile" in log, log
+    assert f"{first} item(s) in process workers meanwhile" in log, log
     assert "fork is unsafe" in log, log
 
 

@@ -160,17 +160,17 @@ def test_item_timeout_with_nothing_that_can_stop_an_item_is_a_value_error() -> N
         (LINUX, Options(initializer=print), 100, SHIPS, None),
         (LINUX, Options(shared=b"x", has_shared=True), 100, SHIPS, None),
         (LINUX, Options(max_tasks_per_worker=5), 100, SHIPS, None),
-        (LINUX_THREADS, AUTO, 100, SHIPS, Speculate("forkserver", 2, 1, in_background=True, after_s=0.02)),
-        (LINUX_314, AUTO, 100, SHIPS, Speculate("forkserver", 2, 1, in_background=True, after_s=0.02)),
-        (LINUX_314, AUTO, 100, LAMBDA_BY_VALUE, Speculate("forkserver", 2, 1, in_background=True, after_s=0.02)),
+        (LINUX_THREADS, AUTO, 100, SHIPS, Speculate("forkserver", 2, 2, in_background=True, after_s=0.02)),
+        (LINUX_314, AUTO, 100, SHIPS, Speculate("forkserver", 2, 2, in_background=True, after_s=0.02)),
+        (LINUX_314, AUTO, 100, LAMBDA_BY_VALUE, Speculate("forkserver", 2, 2, in_background=True, after_s=0.02)),
         (
             attrs.evolve(WINDOWS, cpu_count=4),
             AUTO,
             100,
             SHIPS,
-            Speculate("spawn", 4, 3, in_background=True, after_s=0.02),
+            Speculate("spawn", 4, 4, in_background=True, after_s=0.02),
         ),
-        (MACOS, AUTO, 100, MAIN_FUNCTION, Speculate("forkserver", 8, 7, in_background=True, after_s=0.02)),
+        (MACOS, AUTO, 100, MAIN_FUNCTION, Speculate("forkserver", 8, 8, in_background=True, after_s=0.02)),
         # Only fork could run a function that cannot be sent, and fork is unsafe with threads running.
         (LINUX_THREADS, AUTO, 100, LAMBDA, None),
         (LINUX_314, AUTO, 1, SHIPS, None),
@@ -179,7 +179,8 @@ def test_item_timeout_with_nothing_that_can_stop_an_item_is_a_value_error() -> N
 def test_first_items_go_to_the_preferred_start_method_fork_at_once_others_in_the_background(
     facts: PlatformFacts, opts: Options, n_items: int | None, shipping: Shipping, expected: Speculate | None
 ) -> None:
-    """A first call hands its first items to workers, one per CPU but the caller's; only fork starts in the caller."""
+    """A first call hands first items to workers: fork's, started in the caller, one per CPU but the caller's;
+    the others, booting in the background while the caller computes, one per CPU."""
     assert speculation_plan(facts, opts, n_items, shipping) == expected
 
 

@@ -151,12 +151,13 @@ def plan_call(
 def speculation_plan(facts: PlatformFacts, opts: Options, n_items: int | None, shipping: Shipping) -> Speculate | None:
     """Whether a first call starts process workers while it measures, and how many items they get.
 
-    A pool of the most preferred usable start method, one worker per CPU, with
-    every CPU but the caller's given one first item.  ``fork`` starts at once in
-    the caller; slower methods start in the background once calibration has run
+    A pool of the most preferred usable start method, one worker per CPU.  ``fork``
+    starts at once in the caller, and every CPU but the caller's gets one first
+    item.  Slower methods start in the background once calibration has run
     ``BACKGROUND_AFTER_S``, so that short work, which will not need them, never
-    pays for them.  A call with an initializer or a shared object, or of fewer
-    than two items, measures in the caller alone.
+    pays for them; their workers boot while the caller computes, so each CPU gets
+    an item.  A call with an initializer or a shared object, or of fewer than two
+    items, measures in the caller alone.
     """
     if facts.cpu_count < 2 or opts.initializer is not None or opts.has_shared or opts.max_tasks_per_worker:
         return None
@@ -166,12 +167,15 @@ def speculation_plan(facts: PlatformFacts, opts: Options, n_items: int | None, s
     if not usable:
         return None
     workers = facts.cpu_count if opts.workers is None else opts.workers
-    items = min(workers, facts.cpu_count) - 1
+    at_once = usable[0] in SPECULATIVE_METHODS
+    # Fork workers run beside the caller from the start: one per CPU but the caller's.  Slower ones
+    # boot while the caller computes its first item, and then each takes one more: no worker idles.
+    items = min(workers, facts.cpu_count) - (1 if at_once else 0)
     if n_items is not None:
         items = min(items, n_items - 1)
     if items <= 0:
         return None
-    if usable[0] in SPECULATIVE_METHODS:
+    if at_once:
         return Speculate(method=usable[0], workers=workers, items=items)
     return Speculate(usable[0], workers, items, in_background=True, after_s=BACKGROUND_AFTER_S)
 
