@@ -897,3 +897,11 @@ def test_bench_mixed_items_get_twice_the_workers_their_cpu_share_calls_for() -> 
     """The cold bench's mixed items (CPU 30% of 35 ms) on 2 CPUs: 8 fork workers, where 4 ran 1.4x slower."""
     decision = decide(measure(39, 0.035, cpu_share=0.3, item_waits=1.0), LINUX, AUTO)
     assert (decision.strategy, decision.workers) == ("fork", 8)
+
+
+def test_workers_that_must_import_again_what_the_first_item_imported_pay_for_it() -> None:
+    """A first item's import (``warmup_s``) is paid again by each forkserver worker, not by workers forked after it."""
+    work = measure(10, 0.03)
+    assert decide(work, LINUX_314, AUTO).strategy == "forkserver"
+    assert decide(attrs.evolve(work, warmup_items=1, warmup_s=0.5), LINUX_314, AUTO).strategy == "serial"
+    assert decide(attrs.evolve(work, warmup_items=1, warmup_s=0.5), LINUX, AUTO).strategy == "fork"

@@ -151,11 +151,9 @@ class ClusterFacts:
     total_threads: int
     workers: int
     threads_per_worker: int
-    #: Every worker is a process of its own, so GIL-bound work runs in parallel across workers
-    #: (threads of one process still share its GIL).
+    #: Each worker is a process: GIL-bound work runs in parallel across workers (not across one's threads).
     processes: bool
-    #: Seconds per byte to move an argument or a result between the caller and a worker.
-    transfer_s_per_byte: float
+    transfer_s_per_byte: float  # to move an argument or a result between the caller and a worker
 
 
 @attrs.frozen(kw_only=True)
@@ -172,8 +170,7 @@ class Measurements:
     #: CPU time of the whole process: well above wall means native threads already use several cores.
     item_process_cpu_s: float = 0.0
     item_wall_max_s: float = 0.0
-    #: Voluntary context switches of the running thread per item (blocking waits), None if unknown.
-    #: Low thread CPU with no waits means other processes took the CPU, not that the function waits.
+    #: Voluntary context switches per item (blocking waits; None: unknown): low CPU without them is not waiting.
     item_waits: float | None = None
     #: Seconds per item the running thread queued for a CPU behind other processes, None if unknown.
     item_queued_s: float | None = None
@@ -204,8 +201,10 @@ class Measurements:
     calibration_s: float = 0.0
     #: Items that ran in process workers started at once, while the caller measured (not counted in ``sampled``).
     speculative_items: int = 0
-    #: First items of ``sampled`` that imported third-party modules: run in the caller, but not timed.
+    #: First items of ``sampled`` that imported third-party modules (untimed), and the seconds they took over
+    #: the others': a worker that did not fork from the caller after them pays those again (``_costs``).
     warmup_items: int = 0
+    warmup_s: float = 0.0
     #: The Dask cluster auto-selection may send work to (None: no cluster configured).
     cluster: ClusterFacts | None = None
 
@@ -250,8 +249,9 @@ class SerialSample:
     waits: int | None = 0
     #: Seconds the thread queued behind other processes for a CPU (Linux schedstat; None: unknown): not waiting.
     queued_s: float | None = None
-    #: Items run first that imported third-party modules: not in the totals above (``warmup_batch``).
+    #: Items run first that imported third-party modules, and their wall time: not in the totals above.
     warmup_items: int = 0
+    warmup_s: float = 0.0
 
     @property
     def per_item_s(self) -> float:

@@ -55,6 +55,7 @@ def add_batch(
         waits=None if waits is None or sample.waits is None else sample.waits + waits,
         queued_s=(sample.queued_s or 0.0) + queued if known and queued is not None else None,
         warmup_items=sample.warmup_items,
+        warmup_s=sample.warmup_s,
     )
 
 
@@ -92,7 +93,7 @@ def sample_serially(
         results.extend(run_in_caller(func, batch, len(results), capture_errors))
         wall = clocks.wall() - w0
         if warmup_batch(sample, third_party_imports(modules)):
-            sample = attrs.evolve(sample, warmup_items=sample.warmup_items + len(batch))
+            sample = attrs.evolve(sample, warmup_items=sample.warmup_items + len(batch), warmup_s=sample.warmup_s + wall)
             continue
         v1, q1 = clocks.waits(), clocks.queued()
         waits = None if v0 is None or v1 is None else v1 - v0

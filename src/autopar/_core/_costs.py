@@ -188,7 +188,9 @@ def _process_estimate(
     # Workers boot in parallel, one per CPU; each one runs the initializer and, unless it
     # inherits it by fork, maps the shared object (bytes and arrays: copied once into shared memory).
     shared_s = 0.0 if method == "fork" else max(m.shared_bytes, 0) * _SHM_COPY_S_PER_BYTE
-    boot_s = worker_startup_s(m, method) + clean(m.initializer_s) + shared_s
+    # A worker not forked from the caller imports again what the first item imported (``warmup_s``).
+    imports_s = 0.0 if method == "fork" else clean(m.warmup_s)
+    boot_s = worker_startup_s(m, method) + clean(m.initializer_s) + shared_s + imports_s
     start = 0.0 if (method, workers) in m.warm_pools else boot_s * ceil_div(workers, wl.cpu_count)
     if options.max_tasks_per_worker:
         start += boot_s * max(ceil_div(ceil_div(chunks, workers), options.max_tasks_per_worker) - 1, 0)
