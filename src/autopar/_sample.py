@@ -93,7 +93,9 @@ def sample_serially(
         results.extend(run_in_caller(func, batch, len(results), capture_errors))
         wall = clocks.wall() - w0
         if warmup_batch(sample, third_party_imports(modules)):
-            sample = attrs.evolve(sample, warmup_items=sample.warmup_items + len(batch), warmup_s=sample.warmup_s + wall)
+            sample = attrs.evolve(
+                sample, warmup_items=sample.warmup_items + len(batch), warmup_s=sample.warmup_s + wall
+            )
             continue
         v1, q1 = clocks.waits(), clocks.queued()
         waits = None if v0 is None or v1 is None else v1 - v0
