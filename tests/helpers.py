@@ -473,6 +473,11 @@ def pid_end_and_square_slow_0(x: int) -> tuple[int, float, int]:
     return os.getpid(), time.monotonic(), x * x
 
 
+def fail_on_5(x: int) -> int:
+    """``10 // (x - 5)``: ZeroDivisionError for item 5."""
+    return 10 // (x - 5)
+
+
 def fail_on_0(x: int) -> int:
     """Raise ValueError for item 0, the item a first call hands to a worker."""
     if x == 0:

@@ -207,10 +207,16 @@ def test_thread_probe_runs_for_work_that_waits_and_computes() -> None:
     assert cal.measurements.thread_probe_workers == 2
 
 
-def test_exception_during_calibration_propagates_with_its_type() -> None:
-    """A failing item in the sample raises its own exception type."""
+def test_exception_during_calibration_ends_the_sample_with_its_type() -> None:
+    """A failing item ends the sample: its ``Failure`` holds its own exception type, and no item after it is read."""
+    source = iter([3, 1, 2])
+    cal = calibrate(helpers.fail_on, source, n_items=3, facts=probe_platform())
+    assert cal.exhausted
+    [failure] = cal.results
+    assert isinstance(failure, Failure)
     with pytest.raises(ValueError, match="bad item 3"):
-        calibrate(helpers.fail_on, iter([3, 1, 2]), n_items=3, facts=probe_platform())
+        raise failure.exception()
+    assert list(source) == [1, 2]
 
 
 def test_exception_during_calibration_is_captured_with_errors_return() -> None:

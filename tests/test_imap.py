@@ -227,3 +227,13 @@ def test_imap_yields_the_results_before_a_failing_item_first(errors_first: str) 
     with pytest.raises(ValueError, match="bad item 3"):
         got.extend(gen)
     assert got == [0, 1, 2]
+
+
+@pytest.mark.timeout(60)
+def test_a_failing_item_raises_after_every_result_before_it() -> None:
+    """Item 5 raises (in the caller's sample, or in a chunk of a pool): items 0-4 come out first, as Executor.map does."""
+    results = autopar.imap(helpers.fail_on_5, range(100))
+    got = [next(results) for _ in range(5)]
+    with pytest.raises(ZeroDivisionError):
+        next(results)
+    assert got == [10 // (x - 5) for x in range(5)]

@@ -26,7 +26,7 @@ from ._core._reasons import EXHAUSTED
 from ._core._safety import with_start_failure
 from ._core._sizing import serial_batch_size
 from ._deadline import Deadline, starting_within
-from ._dispatch import serial_batches, unwrap
+from ._dispatch import serial_batches
 from ._errors import WorkerStartError
 from ._gather import call_facts, find_cluster, forced_cluster_threads, refresh, threads_now, with_cluster
 from ._model import Decision
@@ -38,6 +38,7 @@ from ._serialize import shipping
 from ._shared import CallWithShared, SharedHandle
 from ._speculation import Handover, Speculation, begin, caller_span, drop, measured_with, settle
 from ._warn import warn_unsafe
+from ._worker import until_failure
 
 if TYPE_CHECKING:
     import threading
@@ -173,6 +174,8 @@ class Call:
             self.recorder.calibrated(began, time.perf_counter(), in_caller, start=first)
         self.source, self.prefix, self.exhausted = source, early + cal.results, cal.exhausted
         self.deadline.check()
+        if not remember:
+            list(until_failure(self.prefix, self.capture_errors))  # explain raises the function's exception too
         self.advance(len(self.prefix))
         if exhausted is None:
             if remember and plan.remember:
@@ -203,7 +206,7 @@ class Call:
     def batches(self, decision: Decision, ordered: bool) -> Iterator[list[Any]]:
         """Yield every result: calibration items first (a handed-over pool's dispatch yields them), then the rest."""
         if self.handover is None:
-            yield unwrap(self.prefix, self.capture_errors)
+            yield from until_failure(self.prefix, self.capture_errors)
             self.prefix = []
         if self.exhausted:
             return

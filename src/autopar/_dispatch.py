@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ._core._sizing import SERIAL_BATCH_S, TARGET_CHUNK_S, WINDOW_PER_WORKER, adapted_chunksize, guided_size
 from ._errors import WorkerCrashedError
 from ._recorder import CALLER
-from ._worker import ChunkFailed, Failure, ItemClock, run_chunk
+from ._worker import ChunkFailed, Failure, ItemClock, run_chunk, until_failure, unwrap
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from ._recorder import Recorder
     from ._types import Pool
 
-__all__ = ["ChunkSizer", "Dispatch", "serial_batches", "unwrap"]
+__all__ = ["ChunkSizer", "Dispatch", "serial_batches"]
 
 _EMPTY = object()
 
@@ -49,20 +49,6 @@ class ChunkSizer:
         if not self.adaptive or elapsed_s <= 0:
             return
         self.size = adapted_chunksize(self.size, elapsed_s / size, self.target_s)
-
-
-def unwrap(results: list[Any], capture_errors: bool) -> list[Any]:
-    """Results as the caller sees them: a ``Failure`` becomes its exception, or is raised."""
-    if Failure not in map(type, results):
-        return results
-    out = []
-    for value in results:
-        if isinstance(value, Failure):
-            if not capture_errors:
-                raise value.exception()
-            value = value.exception()
-        out.append(value)
-    return out
 
 
 def serial_batches(
@@ -225,13 +211,14 @@ class Dispatch:
             elif not self.queued and not self.failing and not any(c.missing == 0 for c in self.order):
                 msg = "internal error: chunks are missing results but none is in flight"
                 raise RuntimeError(msg)
+            # A failing item raises after the results before it (``until_failure``), as its chunk's turn comes.
             if ordered:
                 while self.order and self.order[0].missing == 0:
-                    yield unwrap(self.order.popleft().slots, self.capture_errors)
+                    yield from until_failure(self.order.popleft().slots, self.capture_errors)
             else:
                 for done in [c for c in self.order if c.missing == 0]:
                     self.order.remove(done)
-                    yield unwrap(done.slots, self.capture_errors)
+                    yield from until_failure(done.slots, self.capture_errors)
             self.check_deadline()
 
     def _settle(self, task_id: int, results: list[Any] | None, error: BaseException | None) -> None:

@@ -17,7 +17,7 @@ import attrs
 
 from ._core._sampling import next_batch_size, sample_done, warmup_batch
 from ._model import SerialSample
-from ._worker import ChunkFailed, run_chunk
+from ._worker import ChunkFailed, Failure, run_chunk
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -80,7 +80,10 @@ def sample_serially(
     results: list[Any],
     check_deadline: Callable[[], object],
 ) -> tuple[SerialSample, bool]:
-    """Run and time batches until the sample is long enough; return it and whether the input ran out."""
+    """Run and time batches until the sample is long enough; return it and whether the input ran out.
+
+    The first item that raises (without ``capture_errors``) ends the input: its ``Failure`` is the last result.
+    """
     sample = SerialSample()
     size = 1
     while not sample_done(sample, n_items):
@@ -90,7 +93,11 @@ def sample_serially(
             return sample, True
         modules = len(sys.modules)
         q0, v0, w0, c0, p0 = clocks.queued(), clocks.waits(), clocks.wall(), clocks.thread(), clocks.process()
-        results.extend(run_in_caller(func, batch, len(results), capture_errors))
+        try:
+            results.extend(run_chunk(func, batch, len(results), capture_errors=capture_errors, in_process=False))
+        except ChunkFailed as failed:  # no item runs after it; the call raises it after the results before it
+            results.extend([*failed.results, Failure(failed.wrapped)])
+            return sample, True
         wall = clocks.wall() - w0
         if warmup_batch(sample, third_party_imports(modules)):
             sample = attrs.evolve(

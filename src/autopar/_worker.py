@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from ._errors import ExceptionWithTraceback, capture
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Iterator
 
 __all__ = [
     "SLOWEST_KEPT",
@@ -27,6 +27,8 @@ __all__ = [
     "is_inside_worker",
     "mark_process_worker",
     "run_chunk",
+    "until_failure",
+    "unwrap",
 ]
 
 #: Slowest items a recorded chunk keeps (and a report shows), as mpire keeps its five longest tasks.
@@ -62,6 +64,29 @@ class Failure:
         """The exception, with the worker's traceback attached as ``__cause__``."""
         error = self.error
         return error.rebuild() if isinstance(error, ExceptionWithTraceback) else error
+
+
+def unwrap(results: list[Any], capture_errors: bool) -> list[Any]:
+    """Results as the caller sees them: a ``Failure`` becomes its exception, or is raised."""
+    if Failure not in map(type, results):
+        return results
+    out = []
+    for value in results:
+        if isinstance(value, Failure):
+            if not capture_errors:
+                raise value.exception()
+            value = value.exception()
+        out.append(value)
+    return out
+
+
+def until_failure(results: list[Any], capture_errors: bool) -> Iterator[list[Any]]:
+    """``results`` as the caller sees them; without ``capture_errors``, those before a failure, then its exception."""
+    if not capture_errors and Failure in map(type, results):
+        failed = next(i for i, value in enumerate(results) if isinstance(value, Failure))
+        yield results[:failed]
+        raise results[failed].exception()
+    yield unwrap(results, capture_errors)
 
 
 class ChunkFailed(Exception):
