@@ -166,6 +166,28 @@ def test_a_pool_still_booting_when_the_call_goes_elsewhere_is_shut_down_at_exit(
     # No worker is left either: the test's leak check, after this, finds none.
 
 
+def test_a_decision_for_more_workers_of_the_pool_grows_it_and_keeps_its_first_items() -> None:
+    """A decision of 3 forkserver workers takes the early pool of 2, grown by one; every item runs once."""
+    from autopar._dispatch import Dispatch
+
+    facts = probe_platform(memory=False)
+    plan = Speculate("forkserver", 2, 2, in_background=True, after_s=0.0)
+    speculation = BackgroundSpeculation(plan, PoolSpec(), facts)
+    rest = speculation.start(helpers.pid_and_square, iter(range(7)), capture_errors=False)
+    assert speculation.hand_over("forkserver", 1) is None  # fewer workers: the pool is not shrunk
+    handover = speculation.hand_over("forkserver", 3)
+    assert handover is not None
+    assert handover.pool.workers == 3
+    caller = [helpers.pid_and_square(next(rest))]
+    dispatch = Dispatch(handover.pool, helpers.pid_and_square, rest, 4, chunksize=1, capture_errors=False)
+    dispatch.adopt(handover.sent, handover.unsent, caller, 2)
+    out = [result for chunk in dispatch.chunks(ordered=True) for result in chunk]
+    assert [square for _, square in out] == [x * x for x in range(7)]
+    assert len({pid for pid, _ in out[3:]} - {os.getpid()}) >= 2
+    _pools.release(handover.pool, healthy=True)
+    speculation.release()
+
+
 def test_a_decision_for_the_pool_takes_it_with_the_first_items_sent_or_not() -> None:
     """``hand_over`` waits for the boot, stops the thread sending, and the dispatch adopts every first item once."""
     from autopar._dispatch import Dispatch

@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autopar._core._costs import DEFAULT_WORKER_STARTUP_S, PROCESS_CHUNK_OVERHEAD_S, overlap, predict
+from autopar._core._costs import DEFAULT_WORKER_STARTUP_S, PROCESS_CHUNK_OVERHEAD_S, predict
 from autopar._core._decide import decide, forced_decision
-from autopar._core._sizing import CHUNKS_PER_WORKER, MAX_THREADS, MAX_WAITING_THREADS
+from autopar._core._rounds import overlap, rounds_s
+from autopar._core._sizing import CHUNKS_PER_WORKER, MAX_PROCESSES_PER_CPU, MAX_THREADS, MAX_WAITING_THREADS
 from autopar._core._workload import ASSUMED_ITEMS_UNKNOWN, is_computing, workload
 from autopar._model import Candidate, Decision, Measurements, Options, PlatformFacts, SerialSample
 from platforms import (
@@ -660,14 +661,86 @@ def test_auto_choice_within_ten_percent_of_fastest_for_any_workload(case: tuple[
     assert decision.limit_native_threads is (decision.strategy in PROCESSES)
 
 
-@settings(max_examples=200)
+@settings(max_examples=300)
 @given(workloads())
-def test_cpu_bound_workers_never_exceed_cpu_count_for_any_workload(case: tuple[Measurements, PlatformFacts]) -> None:
-    """CPU-bound work under the GIL never gets more workers than CPUs, on any candidate."""
+def test_cpu_bound_work_gets_more_workers_than_cpus_only_to_fill_a_last_round(
+    case: tuple[Measurements, PlatformFacts],
+) -> None:
+    """CPU-bound work under the GIL gets more workers than CPUs only in processes, for a few items, when faster.
+
+    Never threads; only for at most ``MAX_PROCESSES_PER_CPU`` items per CPU; only where the
+    prediction beats the same strategy with one worker per CPU.
+    """
     m, facts = case
     m = attrs.evolve(m, item_cpu_s=m.item_wall_s * 0.95)
-    decision = decide(m, attrs.evolve(facts, gil_enabled=True), AUTO)
-    assert all(c.workers <= facts.cpu_count for c in decision.candidates)
+    facts = attrs.evolve(facts, gil_enabled=True)
+    for c in decide(m, facts, AUTO).candidates:
+        if c.workers <= facts.cpu_count:
+            continue
+        assert c.strategy in PROCESSES
+        assert remaining(m) <= MAX_PROCESSES_PER_CPU * facts.cpu_count
+        assert c.predicted_s < predict(c.strategy, facts.cpu_count, c.chunksize, m, facts, AUTO)
+
+
+@pytest.mark.parametrize(
+    ("chunks", "workers", "busy", "expected"),
+    [
+        (5, 2, (), 3.0),  # the last chunk alone
+        (5, 3, (), 2.5),  # 3 then 2 at once: the cores never idle
+        (4, 2, (), 2.0),
+        (5, 2, (0.5, 0.5), 3.5),  # two workers first finish half an item each
+        (5, 5, (0.5, 0.5), 3.0),  # every item at once: 6 items' work on 2 cores
+        (1001, 2, (), 501.0),  # past the simulated count: rounds counted
+    ],
+)
+def test_rounds_of_equal_chunks_on_workers_sharing_two_cores(
+    chunks: int, workers: int, busy: tuple[float, ...], expected: float
+) -> None:
+    assert rounds_s(chunks, 1.0, workers, 2.0, busy) == pytest.approx(expected)
+
+
+def test_items_in_flight_in_the_early_pool_make_more_workers_pay() -> None:
+    """5 items left and 2 half-done in the early forkserver pool of 2 (2 CPUs): a third worker fills the gaps."""
+    m = measure(6, 0.3, sampled=1, calibration_s=0.366, speculative_items=2)
+    early = attrs.evolve(m, early_pool=("forkserver", 2), warm_pools=frozenset({("forkserver", 2)}))
+    facts = attrs.evolve(LINUX, start_methods=("spawn", "forkserver"), default_start_method="forkserver")
+    busy_2 = predict("forkserver", 2, 1, early, facts, AUTO)
+    assert busy_2 > predict("forkserver", 2, 1, attrs.evolve(early, early_pool=None), facts, AUTO)
+    decision = decide(early, facts, AUTO)
+    assert (decision.strategy, decision.workers) == ("forkserver", 3)
+    assert decision.predicted_s is not None
+    assert decision.predicted_s < busy_2
+
+
+def test_growing_the_pool_started_before_measuring_costs_only_the_added_workers() -> None:
+    """One forkserver worker added to the early pool of 2 costs half a boot on 2 CPUs; a new pool of 3, two boots."""
+    m = measure(5, 0.3, worker_startup_s={"forkserver": 0.2})
+    boots = (predict("forkserver", 3, 1, m, LINUX, AUTO) - predict("forkserver", 2, 1, m, LINUX, AUTO)) + 0.15
+    early = attrs.evolve(m, warm_pools=frozenset({("forkserver", 2)}), early_pool=("forkserver", 2))
+    grown = predict("forkserver", 3, 1, early, LINUX, AUTO) - predict("forkserver", 2, 1, early, LINUX, AUTO) + 0.15
+    assert boots == pytest.approx(0.2, abs=1e-3)  # 2 boots for 3 workers on 2 CPUs against 1, less the 0.15 s saved
+    assert grown == pytest.approx(0.1, abs=1e-3)  # the added worker's boot, shared by the 2 CPUs
+    assert decide(early, LINUX, AUTO).workers == 3
+
+
+@pytest.mark.parametrize(
+    ("items", "cpus", "workers"),
+    [(5, 2, 3), (7, 2, 4), (3, 2, 3), (8, 2, 2), (6, 2, 2), (4, 4, 4), (6, 4, 6), (40, 2, 2)],
+)
+def test_a_few_coarse_items_that_do_not_divide_among_the_cpus_fill_the_last_round(
+    items: int, cpus: int, workers: int
+) -> None:
+    """5 items of 0.3 s on 2 CPUs: 3 fork workers sharing the cores end with 2.5 items' time, not 3.
+
+    Counts that divide evenly, and calls of many items, keep one worker per CPU.
+    """
+    facts = attrs.evolve(LINUX, cpu_count=cpus)
+    decision = decide(measure(items, 0.3), facts, AUTO)
+    assert (decision.strategy, decision.workers) == ("fork", workers)
+    if workers > cpus:
+        assert decision.predicted_s is not None
+        saved = predict("fork", cpus, 1, measure(items, 0.3), facts, AUTO) - decision.predicted_s
+        assert saved > 0.1
 
 
 @settings(max_examples=200)
@@ -713,7 +786,7 @@ def test_time_queued_for_a_cpu_is_not_waiting() -> None:
     other processes for a CPU.  Without that queue time the share is 0.35 and the model took it
     for waiting work, with six process workers on two CPUs.
     """
-    loaded = measure(7, 1.18, cpu_share=0.41 / 1.18)
+    loaded = measure(8, 1.18, cpu_share=0.41 / 1.18)
     queued = attrs.evolve(loaded, item_waits=26.0, item_queued_s=0.75)
     work = workload(queued, LINUX)
     assert work.cpu_share > 0.9

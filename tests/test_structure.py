@@ -29,6 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_core",
         "_core._safety",
         "_core._workload",
+        "_core._rounds",
         "_core._sizing",
         "_core._costs",
         "_core._reasons",

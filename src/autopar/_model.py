@@ -192,15 +192,15 @@ class Measurements:
     interpreters_problem: str | None = "its modules were not checked for subinterpreters"
     #: Seconds to start one worker of each process start method (measured or default).
     worker_startup_s: Mapping[str, float] = attrs.field(factory=dict)
-    #: Per-worker set-up cost (initializer), seconds.
-    initializer_s: float = 0.0
+    initializer_s: float = 0.0  # per-worker set-up cost (initializer)
     #: Size of the object passed with ``shared=``: sent once to each spawn/forkserver worker.
     shared_bytes: int = 0
-    #: (strategy, workers) pairs whose pools are already running.
-    warm_pools: frozenset[tuple[str, int]] = frozenset()
+    warm_pools: frozenset[tuple[str, int]] = frozenset()  # (strategy, workers) of pools already running
     calibration_s: float = 0.0
-    #: Items that ran in process workers started at once, while the caller measured (not counted in ``sampled``).
+    #: Items that ran in process workers started at once, while the caller measured (not counted in ``sampled``),
+    #: and that pool, by start method and workers: a decision of more workers of its method grows it.
     speculative_items: int = 0
+    early_pool: tuple[str, int] | None = None
     #: First items of ``sampled`` that imported third-party modules (untimed), and the seconds they took over
     #: the others': a worker that did not fork from the caller after them pays those again (``_costs``).
     warmup_items: int = 0

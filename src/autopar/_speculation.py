@@ -29,7 +29,7 @@ import attrs
 from . import _pools
 from ._errors import SerializationError, WorkerStartError
 from ._pool_spec import is_single_use
-from ._speculation_thread import BackgroundSpeculation, Handover, fits_blind, poll_into
+from ._speculation_thread import BackgroundSpeculation, Handover, fits_blind, grown, poll_into
 from ._strategies._process._pool import ProcessPool
 
 if TYPE_CHECKING:
@@ -56,7 +56,11 @@ def measured_with(speculation: Speculation | BackgroundSpeculation | None, m: Me
     """``m`` with the items the speculation's workers ran, and its pool as warm once its start-up is paid or under way."""
     if speculation is None:
         return m
-    return attrs.evolve(m, speculative_items=speculation.in_workers, warm_pools=speculation.warm(m.warm_pools))
+    warm = speculation.warm(m.warm_pools)
+    early = (speculation.plan.method, speculation.plan.workers)
+    return attrs.evolve(
+        m, speculative_items=speculation.in_workers, warm_pools=warm, early_pool=early if early in warm else None
+    )
 
 
 def settle(
@@ -179,13 +183,9 @@ class Speculation:
         pool = self.pool
         if pool is None or method != self.plan.method or workers < self.plan.workers or not self._healthy:
             return None
-        if workers > pool.workers:
-            try:
-                _pools.grow(pool, workers)
-            except WorkerStartError as exc:  # a limit: the call decides again without fork
-                logger.debug("autopar: could not add fork workers to the early pool: %s", exc)
-                self._healthy = False
-                return None
+        if workers > pool.workers and not grown(pool, workers):
+            self._healthy = False
+            return None
         self.pool = None
         return Handover(pool, self.spec, list(enumerate(self._items)), [])
 

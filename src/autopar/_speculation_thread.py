@@ -29,7 +29,7 @@ import attrs
 
 from . import _pools
 from ._core._plans import SPECULATIVE_MAX_ITEM_BYTES
-from ._errors import SerializationError, WorkerCrashedError
+from ._errors import SerializationError, WorkerCrashedError, WorkerStartError
 from ._pool_spec import is_single_use
 from ._transfer import stated_size
 from ._worker import Failure, run_chunk
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from ._recorder import Recorder
     from ._types import Pool
 
-__all__ = ["BackgroundSpeculation", "Handover", "fits_blind", "poll_into"]
+__all__ = ["BackgroundSpeculation", "Handover", "fits_blind", "grown", "poll_into"]
 
 logger = logging.getLogger("autopar")
 
@@ -98,6 +98,16 @@ def _prompt_gil() -> Iterator[None]:
     finally:
         if sys.getswitchinterval() == ours:
             sys.setswitchinterval(before)
+
+
+def grown(pool: Pool, workers: int) -> bool:
+    """Whether ``pool`` grew to ``workers`` (a limit may stop it: the call then decides without it)."""
+    try:
+        _pools.grow(pool, workers)
+    except WorkerStartError as exc:
+        logger.debug("autopar: could not add workers to the early pool: %s", exc)
+        return False
+    return True
 
 
 class BackgroundSpeculation:
@@ -214,11 +224,11 @@ class BackgroundSpeculation:
         return pools | {(self.plan.method, self.plan.workers)} if self.started else pools
 
     def hand_over(self, method: str, workers: int) -> Handover | None:
-        """For a decision of this pool: the pool once booted, with the first items sent and unsent; else None.
+        """For a decision of this pool: the pool once booted (grown to ``workers``), with the first items; else None.
 
         The items not yet sent then wait for the workers instead of running in the caller.
         """
-        if (method, workers) != (self.plan.method, self.plan.workers) or not self._healthy:
+        if method != self.plan.method or workers < self.plan.workers or not self._healthy:
             return None
         self._calibrated.set()
         with self._lock:
@@ -229,6 +239,9 @@ class BackgroundSpeculation:
             pool, given = self._pool, self._given
             if pool is None or self._unsendable:
                 return None  # ``collect`` runs the items not sent
+            if workers > pool.workers and not grown(pool, workers):
+                self._healthy = False
+                return None
             self._pool = None
         items, self._items = self._items, []
         indexed = list(enumerate(items))

@@ -10,6 +10,7 @@ In dependency order:
 
 * ``_safety``: which process start methods exist and are safe, and which auto may use.
 * ``_workload``: what the measurements say about the work (computing, waiting, native threads).
+* ``_rounds``: how chunks share workers and cores (the tail of the last round).
 * ``_sizing``: worker counts and chunk sizes.
 * ``_costs``: the predicted wall time of each strategy.
 * ``_reasons``: the texts that explain a choice.

@@ -28,7 +28,10 @@ compares the candidates.  With ``n`` items of mean wall time ``t``:
   and results are pickled in one interpreter and unpickled in the other, their
   bytes copied once in memory; a chunk costs less to hand over, and auto first
   runs one item alone in a subinterpreter (its trial), which adds about one item.
-* every pool: start-up (none for a warm pool) and a tail of half a chunk.
+* every pool: start-up (none for a warm pool; the added workers only, for the
+  pool started before measuring) and a tail: computing items run in rounds of
+  ``workers``, sharing the cores when there are more workers than cores, so the
+  tail is what the last round leaves idle; for waiting items, half a chunk.
 
 No clock, no OS calls, no randomness: the same inputs give the same decision.
 """
@@ -38,6 +41,7 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import TYPE_CHECKING, NamedTuple
 
+from ._rounds import overlap, rounds_s, skew_tail_s, tail_s
 from ._safety import INTERPRETERS, PROCESS_METHODS
 from ._sizing import ceil_div
 from ._workload import MIN_CPU_SHARE, Workload, clean, workload
@@ -61,7 +65,6 @@ __all__ = [
     "cluster_parallelism",
     "dask_estimate",
     "dask_item_s",
-    "overlap",
     "estimate",
     "predict",
     "thread_speedup",
@@ -127,11 +130,6 @@ def thread_speedup(wl: Workload, workers: int) -> float:
     return min(amdahl, wl.cpu_count / max(wl.cpu_share, MIN_CPU_SHARE))
 
 
-def _tail_s(wl: Workload, workers: int, chunk_s: float) -> float:
-    """The last chunks finish unevenly: about half a chunk, plus half the slowest item's excess."""
-    return 0.0 if workers <= 1 else chunk_s / 2 + (wl.item_max_s - wl.item_s) / 2
-
-
 def _serial_estimate(wl: Workload, m: Measurements) -> Estimate:
     work = wl.remaining * wl.item_s
     return Estimate((clean(m.initializer_s) if wl.remaining else 0.0) + work, work)
@@ -145,36 +143,19 @@ def _thread_estimate(wl: Workload, m: Measurements, workers: int, chunksize: int
         # Initializers run concurrently, and scale as the function does.
         start = workers * (_THREAD_STARTUP_S + clean(m.initializer_s) / speedup)
     dispatch = ceil_div(wl.remaining, chunksize) * THREAD_CHUNK_OVERHEAD_S
-    return Estimate(start + compute + dispatch + _tail_s(wl, workers, chunksize * wl.item_s), compute)
+    return Estimate(start + compute + dispatch + tail_s(wl, workers, chunksize * wl.item_s), compute)
 
 
 def worker_startup_s(m: Measurements, method: str) -> float:
     return clean(m.worker_startup_s.get(method, DEFAULT_WORKER_STARTUP_S.get(method, _SPAWN_STARTUP_S)))
 
 
-#: How sharply process workers of blocking work approach their bound (larger: sooner).
-_OVERLAP_SHARPNESS = 3
-
-
-def overlap(workers: int, cap: float) -> float:
-    """Items running at once on ``workers`` process workers whose items wait part of the time.
-
-    ``cap`` (``cpu_count / cpu_share``) is what the cores allow.  Items wait and
-    compute out of step, so at ``workers == cap`` some cores still idle while
-    others queue (as in a closed queueing network): a smooth minimum of the two,
-    about 0.8 of the bound there, 0.92 at 1.5 times and 0.96 at twice as many
-    workers.  For the cold bench's ``mixed`` items (CPU 30% of wall, 2 cores) it
-    prices 4 fork workers 1.4x slower than 8, as measured (0.45 s against 0.33 s).
-    """
-    k = _OVERLAP_SHARPNESS
-    return float((workers**-k + cap**-k) ** (-1 / k))
-
-
 def _process_estimate(
     wl: Workload, m: Measurements, options: Options, method: str, workers: int, chunksize: int
 ) -> Estimate:
     item_s = wl.process_item_s
-    cap = wl.cpu_count / max(1.0 if wl.native else wl.cpu_share, MIN_CPU_SHARE)
+    # Items that wait part of the time overlap on the cores; computing items share them.
+    cap = wl.cpu_count / max(1.0 if wl.native else wl.cpu_share, MIN_CPU_SHARE) if wl.blocks else wl.cpu_count
     w_eff = overlap(workers, cap) if wl.blocks else min(workers, cap)
     half_pickle_s = clean(m.pickle_s) / 2
     in_memory = method == INTERPRETERS  # bytes copied in memory, not through a pipe
@@ -191,13 +172,44 @@ def _process_estimate(
     # A worker not forked from the caller imports again what the first item imported (``warmup_s``).
     imports_s = 0.0 if method == "fork" else clean(m.warmup_s)
     boot_s = worker_startup_s(m, method) + clean(m.initializer_s) + shared_s + imports_s
-    start = 0.0 if (method, workers) in m.warm_pools else boot_s * ceil_div(workers, wl.cpu_count)
+    start = _start_s(m, method, workers, boot_s, wl.cpu_count)
     if options.max_tasks_per_worker:
         start += boot_s * max(ceil_div(ceil_div(chunks, workers), options.max_tasks_per_worker) - 1, 0)
     if in_memory and not options.forced:
         start += item_s + overhead  # the trial: auto runs one item alone before the rest
-    total = start + max(workers_s, caller_s) + _tail_s(wl, workers, chunksize * item_s)
+    if wl.blocks:
+        total = start + max(workers_s, caller_s) + tail_s(wl, workers, chunksize * item_s)
+    else:  # computing items run in rounds: the last one may leave cores idle, unless the caller is slower
+        chunk_work_s = chunk_s + chunksize * (item_s + half_pickle_s + pipe_s)
+        run_s = rounds_s(chunks, chunk_work_s, workers, cap, _in_flight_s(wl, m, method))
+        total = start + max(workers_s, run_s, caller_s) + skew_tail_s(wl, workers)
     return Estimate(total, wl.remaining * item_s / w_eff)
+
+
+def _in_flight_s(wl: Workload, m: Measurements, method: str) -> tuple[float, ...]:
+    """Seconds left in the first items the early pool of ``method`` runs, which a decision of it keeps.
+
+    They began once its workers booted, and shared the cores with the caller's sample since.
+    """
+    if m.early_pool is None or m.early_pool[0] != method or m.speculative_items <= 0:
+        return ()
+    ran_s = max(clean(m.calibration_s) - worker_startup_s(m, method), 0.0)
+    rate = min(1.0, wl.cpu_count / (m.speculative_items + 1))
+    return (max(wl.process_item_s - ran_s * rate, 0.0),) * m.speculative_items
+
+
+def _start_s(m: Measurements, method: str, workers: int, boot_s: float, cpu_count: int) -> float:
+    """Start-up of a pool of ``workers``: none if one is idle; else they boot in parallel, one per CPU.
+
+    The pool started before measuring (``m.early_pool``) grows instead: its added
+    workers boot while the others compute, taking their CPU time from them.
+    """
+    if (method, workers) in m.warm_pools:
+        return 0.0
+    early = m.early_pool
+    if early is not None and early[0] == method and early[1] < workers:
+        return boot_s * (workers - early[1]) / cpu_count
+    return boot_s * ceil_div(workers, cpu_count)
 
 
 def cluster_parallelism(wl: Workload, c: ClusterFacts, slots: int) -> float:
@@ -228,7 +240,7 @@ def dask_estimate(wl: Workload, m: Measurements, c: ClusterFacts, workers: int, 
     start = 0.0 if (DASK, workers) in m.warm_pools else DASK_FIRST_USE_S + clean(m.initializer_s)
     # A round trip to start the first task, and one to fetch the last result once it is done.
     latency = 2 * clean(c.round_trip_s)
-    total = start + latency + max(compute, caller) + _tail_s(wl, slots, chunksize * item_s)
+    total = start + latency + max(compute, caller) + tail_s(wl, slots, chunksize * item_s)
     return Estimate(total, compute)
 
 

@@ -47,7 +47,7 @@ MAX_WAITING_THREADS = 64
 MAX_PROCESSES_PER_CPU = 4
 #: Process workers for work that mixes waiting and computing are also priced at this many times
 #: ``cpu_count / cpu_share``: items do not wait and compute in step, so at exactly that count the
-#: cores still sit idle at times (the cost model prices how much, ``_costs.overlap``).
+#: cores still sit idle at times (the cost model prices how much, ``_rounds.overlap``).
 QUEUE_HEADROOM = 2.0
 #: Chunks per worker when items are even: enough to balance the last round, few enough to
 #: keep dispatch cheap.  A forced strategy with a known input length uses the same count.
@@ -117,10 +117,14 @@ def worker_options(strategy: str, wl: Workload, options: Options) -> tuple[int, 
     times that, up to ``MAX_PROCESSES_PER_CPU`` per CPU, so the waits of some
     overlap the computing of others on every core; work that clearly waits
     stays on threads, whose near-total overlap needs no more processes.
+    A few computing items that do not divide among the CPUs also get process
+    workers above the CPU count (``_round_fillers``).
     """
     base = workers_for(strategy, wl, options)
-    if options.workers is not None or not wl.blocks or strategy == "serial":
+    if options.workers is not None or strategy == "serial":
         return (base,)
+    if not wl.blocks:
+        return (base, *_round_fillers(strategy, wl, base))
     if strategy == "threads":
         extra: tuple[int, ...] = (MAX_THREADS, _most_threads(wl))
     elif wl.cpu_share > CLEARLY_WAITING_CPU_SHARE:
@@ -130,6 +134,20 @@ def worker_options(strategy: str, wl: Workload, options: Options) -> tuple[int, 
     else:
         return (base,)
     return tuple(sorted({base, *(min(max(count, base), max(wl.remaining, 1)) for count in extra)}))
+
+
+def _round_fillers(strategy: str, wl: Workload, base: int) -> tuple[int, ...]:
+    """Process worker counts above ``base`` for a few computing items that do not divide among the CPUs.
+
+    5 equal items on 2 workers take 3 rounds, the last with one core idle; on
+    3 workers sharing 2 cores they take 2.5 (``_costs`` prices the rounds).  Only
+    for calls of at most ``MAX_PROCESSES_PER_CPU`` items per CPU, where a round
+    is a large share of the call; threads never share cores usefully for such work.
+    """
+    most = min(wl.remaining, MAX_PROCESSES_PER_CPU * wl.cpu_count)
+    if strategy == "threads" or wl.remaining > most:
+        return ()
+    return tuple(range(base + 1, most + 1))
 
 
 def chunksize_for(wl: Workload, workers: int, item_s: float, overhead_s: float) -> int:
