@@ -49,6 +49,20 @@ _LONG_CALL = """
             call()
 """
 
+_GIL_HOLDING_CALL = """
+    import os, sys, time
+    import autopar
+
+    def hold_the_gil(directory):
+        time.sleep(1.0)  # the worker's lifeline asks the kernel meanwhile
+        with open(os.path.join(directory, str(os.getpid())), "w"):
+            pass
+        return sum(range(10**12))  # C code that never lets another thread of the worker run
+
+    if __name__ == "__main__":
+        autopar.map(hold_the_gil, [sys.argv[1]] * 2, strategy="fork", workers=2, chunksize=1)
+"""
+
 _INTERRUPTED_START = """
     import os, sys, time
     import autopar
@@ -218,6 +232,30 @@ def test_workers_exit_soon_after_their_parent_is_killed(
         for pid in _pids(pid_dir):
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel's parent-death signal is Linux's")
+def test_a_fork_worker_that_holds_the_gil_still_ends_with_its_killed_parent(tmp_path: Path) -> None:
+    """No thread of the worker can run, so only the kernel's parent-death signal can end it.
+
+    Its lifeline first waits on a pidfd of the parent (cheap), then asks the kernel:
+    an item that holds the GIL for hours must not outlive its caller.
+    """
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    parent = _popen(tmp_path, str(_write(tmp_path, _GIL_HOLDING_CALL)), str(pid_dir))
+    try:
+        assert wait_until(lambda: len(_pids(pid_dir)) == 2, timeout=30), _stop(parent)
+        workers = _pids(pid_dir)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=SCRIPT_TIMEOUT_S)
+        assert wait_until(lambda: not any(_alive(pid) for pid in workers), timeout=ORPHAN_EXIT_S), workers
+    finally:
+        for pid in _pids(pid_dir):  # first: a live worker holds the parent's output open
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        _stop(parent)
 
 
 @pytest.mark.timeout(90)

@@ -9,7 +9,12 @@ watches depends on who its parent is (``LIFELINES``):
   as its process (the main thread).  Linux's ``prctl(PR_SET_PDEATHSIG,
   SIGKILL)`` has the kernel kill the worker when its parent ends.  The kernel
   means the *thread* that created the worker, hence the condition; elsewhere
-  than on Linux this falls back to ``"ppid"``.
+  than on Linux this falls back to ``"ppid"``.  ``import ctypes`` for that
+  call takes 4-12 ms, which the first items should not wait for: a daemon
+  thread first waits on a pidfd of the parent (``os.pidfd_open``, readable
+  once it ends), and asks the kernel only after ``KERNEL_AFTER_S``, as a
+  backstop for an item that holds the GIL; it then stays, since Linux keeps
+  the request per thread and drops it with a thread that ends.
 * ``"ppid"``: fork and spawn workers started by another thread.  A daemon
   thread compares ``os.getppid()`` with the parent every ``WATCH_INTERVAL_S``
   and ends the process once the worker was re-parented.
@@ -27,16 +32,19 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.connection
 import os
+import select
 import signal
 import sys
 import threading
 
-__all__ = ["LIFELINES", "WATCH_INTERVAL_S", "hold_lifeline"]
+__all__ = ["KERNEL_AFTER_S", "LIFELINES", "WATCH_INTERVAL_S", "hold_lifeline"]
 
 #: How a worker notices its caller's death, by who its parent is (see the module docstring).
 LIFELINES = ("kernel", "ppid", "sentinel")
 #: Seconds between two looks at the parent's pid, where nothing else can watch it.
 WATCH_INTERVAL_S = 0.5
+#: Seconds a ``"kernel"`` worker watches its parent through a pidfd alone before it also asks the kernel.
+KERNEL_AFTER_S = 0.05
 _PR_SET_PDEATHSIG = 1
 
 
@@ -64,6 +72,29 @@ def _watch_pid(parent: int) -> None:
             os._exit(0)  # nobody is left to read a result: stop the running item, print nothing
 
 
+def _parent_pidfd(parent: int) -> int | None:
+    """A pidfd of the parent (Linux 5.3+), or None; ends this process if the parent is gone already."""
+    try:
+        fd = os.pidfd_open(parent)
+    except (AttributeError, OSError):
+        return None
+    if os.getppid() != parent:
+        os._exit(0)  # re-parented: the pid may now be another process's
+    return fd
+
+
+def _watch_kernel(parent: int) -> None:
+    pidfd = _parent_pidfd(parent)
+    if pidfd is not None and select.select([pidfd], [], [], KERNEL_AFTER_S)[0]:
+        os._exit(0)
+    if not _kill_with_parent(parent):
+        _watch_pid(parent)
+    elif pidfd is not None:
+        select.select([pidfd], [], [])
+        os._exit(0)
+    threading.Event().wait()  # the kernel's request lives as long as this thread
+
+
 def _watch_sentinel(sentinel: int) -> None:
     multiprocessing.connection.wait([sentinel])
     os._exit(0)
@@ -81,6 +112,4 @@ def hold_lifeline(lifeline: str) -> None:
             _daemon(_watch_sentinel, sentinel)
             return
     parent = os.getppid()
-    if lifeline == "kernel" and _kill_with_parent(parent):
-        return
-    _daemon(_watch_pid, parent)
+    _daemon(_watch_kernel if lifeline == "kernel" else _watch_pid, parent)
