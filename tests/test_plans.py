@@ -155,6 +155,9 @@ def test_item_timeout_with_nothing_that_can_stop_an_item_is_a_value_error() -> N
         (attrs.evolve(LINUX, cpu_count=8), Options(workers=3), 100, SHIPS, Speculate("fork", 3, 2)),
         (LINUX, AUTO, 100, LAMBDA, Speculate("fork", 2, 1)),
         (LINUX, AUTO, 1, SHIPS, None),
+        (LINUX, AUTO, 1000, SHIPS, Speculate("fork", 2, 1)),
+        (LINUX, AUTO, 1001, SHIPS, None),  # its first items are too small a share to pay for the forks
+        (LINUX_314, AUTO, 200_000, SHIPS, Speculate("forkserver", 2, 2, in_background=True, after_s=0.02)),
         (LINUX, Options(workers=1), 100, SHIPS, None),
         (attrs.evolve(LINUX, cpu_count=1), AUTO, 100, SHIPS, None),
         (LINUX, Options(initializer=print), 100, SHIPS, None),

@@ -32,6 +32,7 @@ __all__ = [
     "Calibrate",
     "CallPlan",
     "Reuse",
+    "SPECULATIVE_MAX_ITEMS",
     "SPECULATIVE_MAX_ITEM_BYTES",
     "Run",
     "Speculate",
@@ -46,6 +47,10 @@ SPECULATIVE_METHODS = ("fork",)
 #: Other start methods (a forkserver, spawn) take 50-300 ms to boot their workers: a thread starts
 #: them, and only if calibration still runs this long after it began, which short work never does.
 BACKGROUND_AFTER_S = 0.02
+#: Most items of a call whose first items fork workers at once.  Those workers run one item each
+#: while the caller measures, a thousandth of a longer call at most, yet the forks, and the pages the
+#: caller then copies on write, cost 5-10 ms: a call of 200,000 items of 1 us lost more than it took.
+SPECULATIVE_MAX_ITEMS = 1000
 #: Largest item (as it states its size) sent to a worker before the call knows what sending costs:
 #: a bigger one could cost more to send than it saves, so it runs in the caller.
 SPECULATIVE_MAX_ITEM_BYTES = 64 * 1024
@@ -156,8 +161,9 @@ def speculation_plan(facts: PlatformFacts, opts: Options, n_items: int | None, s
     item.  Slower methods start in the background once calibration has run
     ``BACKGROUND_AFTER_S``, so that short work, which will not need them, never
     pays for them; their workers boot while the caller computes, so each CPU gets
-    an item.  A call with an initializer or a shared object, or of fewer than two
-    items, measures in the caller alone.
+    an item.  A call with an initializer or a shared object, of fewer than two
+    items, or of more than ``SPECULATIVE_MAX_ITEMS`` where ``fork`` would start,
+    measures in the caller alone.
     """
     if facts.cpu_count < 2 or opts.initializer is not None or opts.has_shared or opts.max_tasks_per_worker:
         return None
@@ -168,6 +174,8 @@ def speculation_plan(facts: PlatformFacts, opts: Options, n_items: int | None, s
         return None
     workers = facts.cpu_count if opts.workers is None else opts.workers
     at_once = usable[0] in SPECULATIVE_METHODS
+    if at_once and n_items is not None and n_items > SPECULATIVE_MAX_ITEMS:
+        return None
     # Fork workers run beside the caller from the start: one per CPU but the caller's.  Slower ones
     # boot while the caller computes its first item, and then each takes one more: no worker idles.
     items = min(workers, facts.cpu_count) - (1 if at_once else 0)
