@@ -108,23 +108,16 @@ def test_guardless_code_runs_once_and_in_parallel_under_forced_method(tmp_path: 
 
 
 @pytest.mark.timeout(200)
-@pytest.mark.parametrize("kind", ["script", "lambda"])
+@pytest.mark.parametrize("kind", ["script", "python-c", "lambda", "closure"])
 def test_auto_under_forkserver_default_uses_processes_for_guardless_code(tmp_path: Path, kind: str) -> None:
     """With forkserver as the interpreter's default (as on Python 3.14), auto runs guard-less code in processes."""
     prelude = "import multiprocessing\nmultiprocessing.set_start_method('forkserver')\n"
     source = _source(tmp_path, kind, "", prelude)
-    source += "print(json.dumps({'strategy': autopar.explain(func, [N // 4] * 16).strategy}))\n".replace(
-        "N", str(_items_n(tmp_path))
-    )
-    log = tmp_path / "log.txt"
-    script = tmp_path / "user_script.py"
-    script.write_text(source)
-    proc = helpers.run_python([str(script), str(log)], tmp_path, timeout=180)
-    assert proc.returncode == 0, proc.stderr
-    first, last = (json.loads(line) for line in proc.stdout.strip().splitlines()[-2:])
-    _assert_parallel(first)
-    assert last["strategy"] in ("forkserver", "spawn")
-    assert log.read_text().splitlines() == ["module level ran"]
+    source += "print(json.dumps({'out': out, 'ratio': 8 * one / wall, 'strategy': autopar.explain(func, [N // 4] * 16).strategy}))\n"
+    data, lines = _run(tmp_path, source.replace("N", str(_items_n(tmp_path))), as_c=kind == "python-c")
+    _assert_parallel(data)
+    assert data["strategy"] in ("forkserver", "spawn")
+    assert lines == ["module level ran"]
 
 
 _GUARDED = """
