@@ -116,8 +116,9 @@ def test_thread_probe_of_gil_bound_work_reads_about_one() -> None:
         clock.compute(0.001)
         return x
 
-    # No process pool here, so whether threads scale decides the strategy: the probe runs.
-    facts = attrs.evolve(probe_platform(), cpu_count=2, start_methods=())
+    # No process pool here, so whether threads scale decides the strategy: the probe runs.  Without a
+    # GIL no item is profiled first (the scripted clock's work would read as Python bytecode).
+    facts = attrs.evolve(probe_platform(), cpu_count=2, start_methods=(), gil_enabled=False)
     cal = calibrate(work, iter(range(100_000)), n_items=100_000, facts=facts, clocks=clock.clocks())
     assert cal.measurements.thread_probe_workers == 2
     assert cal.measurements.thread_speedup == pytest.approx(1.0)
@@ -199,12 +200,31 @@ def test_thread_probe_skipped_for_work_that_clearly_waits() -> None:
     assert decision.workers > facts.cpu_count
 
 
-def test_thread_probe_runs_for_work_that_waits_and_computes() -> None:
-    """An item that computes for a third of its time still gets a probe: how much threads help is open."""
+def test_thread_probe_runs_for_work_that_waits_and_computes_where_its_computing_may_run_in_parallel() -> None:
+    """An item that computes for a third of its time gets a probe when nothing tells its computing holds a GIL."""
     work, clocks = _blocking_work(compute_s=0.003, wait_s=0.006)
-    facts = attrs.evolve(probe_platform(), cpu_count=2, start_methods=())
+    facts = attrs.evolve(probe_platform(), cpu_count=2, start_methods=(), gil_enabled=False)
     cal = calibrate(work, iter(range(2000)), n_items=2000, facts=facts, clocks=clocks)
     assert cal.measurements.thread_probe_workers == 2
+
+
+def test_items_whose_cpu_runs_python_bytecode_get_a_profile_instead_of_a_probe() -> None:
+    """Under a GIL, an item whose computing is all Python bytecode is profiled, not probed: threads cannot run it.
+
+    The profiled item runs once, its result kept in order, and the rest of the input stays unread.
+    """
+    facts = attrs.evolve(probe_platform(), cpu_count=2, start_methods=())
+    work, clocks = _blocking_work(compute_s=0.003, wait_s=0.006)
+    no_gil = attrs.evolve(facts, gil_enabled=False)
+    probed = calibrate(work, iter(range(2000)), n_items=2000, facts=no_gil, clocks=clocks)
+    work, clocks = _blocking_work(compute_s=0.003, wait_s=0.006)
+    source = iter(range(2000))
+    cal = calibrate(work, source, n_items=2000, facts=attrs.evolve(facts, gil_enabled=True), clocks=clocks)
+    m = cal.measurements
+    assert m.thread_probe_workers == 0
+    assert cal.results == list(range(m.sampled))
+    assert next(source) == m.sampled
+    assert m.calibration_s < probed.measurements.calibration_s
 
 
 def test_exception_during_calibration_ends_the_sample_with_its_type() -> None:

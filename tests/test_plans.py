@@ -16,9 +16,13 @@ from autopar._core._sampling import (
     MAX_SAMPLE_ITEMS,
     MAX_WARMUP_ITEMS,
     SERIAL_SAMPLE_S,
+    MIN_C_SHARE_TO_PROBE,
+    PROFILE_S,
     ProbePlan,
     next_batch_size,
+    probe_after_profile,
     probe_plan,
+    profile_items,
     sample_done,
     warmup_batch,
 )
@@ -249,6 +253,33 @@ def _sample(
 ) -> SerialSample:
     wall = count * item_s
     return SerialSample(count=count, wall_s=wall, cpu_s=wall * cpu, process_s=wall * process, waits=waits)
+
+
+@pytest.mark.parametrize(
+    ("item_s", "plan", "gil", "expected"),
+    [
+        (10e-6, ProbePlan(2, 1500), True, int(PROFILE_S / 10e-6)),  # a 30 ms probe: 2 ms of items profiled first
+        (10e-6, ProbePlan(2, 1500), False, 0),  # no GIL: Python bytecode may run in parallel, the probe decides
+        (10e-6, ProbePlan(2, 200), True, 80),  # a 4 ms probe: a fifth of it profiled
+        (1e-3, ProbePlan(2, 15), True, 2),  # 2 items of 1 ms against a 30 ms probe
+        (3e-3, ProbePlan(2, 8), True, 1),  # one item, far shorter than the 48 ms probe
+        (9e-3, ProbePlan(2, 2), True, 0),  # one item would take a quarter of the probe's time
+    ],
+)
+def test_items_are_profiled_before_a_probe_only_under_a_gil_and_when_far_cheaper(
+    item_s: float, plan: ProbePlan, gil: bool, expected: int
+) -> None:
+    assert profile_items(_sample(100, item_s), plan, attrs.evolve(LINUX, gil_enabled=gil)) == expected
+
+
+@pytest.mark.parametrize(
+    ("share", "probes"),
+    [(0.0, False), (MIN_C_SHARE_TO_PROBE / 2, False), (MIN_C_SHARE_TO_PROBE, True), (0.9, True), (None, True)],
+)
+def test_a_probe_runs_unless_the_profile_shows_python_bytecode(share: float | None, probes: bool) -> None:
+    """Bytecode holds the GIL: items that spend almost no CPU in C functions cannot scale on threads."""
+    plan = ProbePlan(2, 10)
+    assert probe_after_profile(plan, share) == (plan if probes else None)
 
 
 def test_sample_stops_at_its_target_or_two_percent_of_a_small_run() -> None:

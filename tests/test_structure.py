@@ -85,7 +85,16 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_trial",
     ),
     # 4: measuring a call and gathering its facts.
-    ("_sample", "_thread_probe", "_calibrate", "_gather", "_pool_spec", "_speculation_thread", "_speculation"),
+    (
+        "_sample",
+        "_bytecode",
+        "_thread_probe",
+        "_calibrate",
+        "_gather",
+        "_pool_spec",
+        "_speculation_thread",
+        "_speculation",
+    ),
     # 5: calls and the front ends over them.
     (
         "_pooled",

@@ -16,12 +16,14 @@ instead of waiting for it.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._core._sampling import probe_plan
+from ._bytecode import c_cpu_share
+from ._core._sampling import probe_after_profile, probe_plan, profile_items
 from ._core._workload import probe_speedup
 from ._model import Measurements
 from ._sample import sample_serially
@@ -32,9 +34,12 @@ from ._transfer import PickleCost, measure_pickling
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+    from ._core._sampling import ProbePlan
     from ._model import PlatformFacts, SerialSample, Shipping
 
 __all__ = ["Calibration", "Clocks", "calibrate", "sample_measurements"]
+
+logger = logging.getLogger("autopar")
 
 #: How many items and results to pickle to price process pools.
 _PICKLE_SAMPLES = 3
@@ -122,12 +127,35 @@ def calibrate(
         shared_bytes=shared_bytes,
     )
     plan = probe_plan(sample, measured, facts, allowed=thread_probe and not exhausted)
-    reading = None if plan is None else probe_threads(func, stream, plan, capture_errors, results, clocks)
-    if plan is not None and reading is not None:
-        speedup = probe_speedup(sample, reading.wall_s, reading.items, reading.cpu_s)
-        measured = attrs.evolve(measured, thread_probe_workers=plan.threads, thread_speedup=speedup)
+    if plan is not None:
+        measured, exhausted = _probe(func, stream, plan, sample, measured, facts, capture_errors, results, clocks)
     measured = attrs.evolve(measured, sampled=len(results), calibration_s=clocks.wall() - begun)
     return Calibration(measurements=measured, results=results, exhausted=exhausted)
+
+
+def _probe(
+    func: Callable[[Any], Any],
+    stream: Iterator[Any],
+    plan: ProbePlan,
+    sample: SerialSample,
+    measured: Measurements,
+    facts: PlatformFacts,
+    capture_errors: bool,
+    results: list[Any],
+    clocks: Clocks,
+) -> tuple[Measurements, bool]:
+    """Profile a few items, then probe threads unless they ran Python bytecode; the reading, and whether the input ended."""
+    profiled = profile_items(sample, plan, facts)
+    if profiled:
+        share, ended = c_cpu_share(func, stream, profiled, capture_errors, results, clocks.thread)
+        logger.debug("autopar profile: %d item(s) spent a share of %s of their CPU in C", profiled, share)
+        if ended or probe_after_profile(plan, share) is None:
+            return measured, ended
+    reading = probe_threads(func, stream, plan, capture_errors, results, clocks)
+    if reading is None:
+        return measured, False
+    speedup = probe_speedup(sample, reading.wall_s, reading.items, reading.cpu_s)
+    return attrs.evolve(measured, thread_probe_workers=plan.threads, thread_speedup=speedup), False
 
 
 def _recording(source: Iterator[Any], head: list[Any]) -> Iterator[Any]:

@@ -20,11 +20,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_SAMPLE_ITEMS",
+    "MIN_C_SHARE_TO_PROBE",
     "MAX_WARMUP_ITEMS",
     "SERIAL_SAMPLE_S",
     "ProbePlan",
     "next_batch_size",
+    "probe_after_profile",
     "probe_plan",
+    "profile_items",
     "sample_done",
     "warmup_batch",
 ]
@@ -50,6 +53,14 @@ PROBE_MIN_WORK_S = 0.08
 PROBE_WORK_FACTOR = 10
 #: Most threads the probe runs (more adds noise, not information, on a few cores).
 PROBE_MAX_THREADS = 4
+#: Seconds of items run under a profiler before a thread probe, to read how much of their CPU time is
+#: spent in C functions (only C code may release the GIL): when that is a small share of the probe.
+PROFILE_S = 0.002
+#: A probe costs at least this many times the profiled items' time, or they are not profiled first.
+PROFILE_SAVING_FACTOR = 5
+#: Below this share of their CPU time in C functions, items run Python bytecode, which holds the GIL:
+#: threads cannot run them in parallel, and no probe is needed to say so.
+MIN_C_SHARE_TO_PROBE = 0.1
 
 
 @attrs.frozen
@@ -126,3 +137,22 @@ def _cheapest_process_s(m: Measurements, facts: PlatformFacts, items: float) -> 
     warm = any(name == method for name, _ in m.warm_pools)
     start = 0.0 if warm else m.worker_startup_s.get(method, DEFAULT_WORKER_STARTUP_S[method])
     return start + items * m.pickle_s
+
+
+def profile_items(sample: SerialSample, plan: ProbePlan, facts: PlatformFacts) -> int:
+    """Items to run under a profiler before ``plan``'s probe (0: none), about ``PROFILE_S`` of them.
+
+    Only where the interpreter has a GIL and the probe would take far longer
+    (``PROFILE_SAVING_FACTOR``): a probe of computing items keeps the other
+    cores idle for its whole length.
+    """
+    per_item = sample.per_item_s
+    most_s = plan.threads * plan.per_thread * per_item / PROFILE_SAVING_FACTOR
+    if not facts.gil_enabled or per_item <= 0 or per_item > most_s:
+        return 0
+    return max(1, int(min(PROFILE_S, most_s) / per_item))
+
+
+def probe_after_profile(plan: ProbePlan, c_share: float | None) -> ProbePlan | None:
+    """``plan``, unless the profiled items ran Python bytecode nearly all their CPU time (then None)."""
+    return None if c_share is not None and c_share < MIN_C_SHARE_TO_PROBE else plan

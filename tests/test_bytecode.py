@@ -1,0 +1,85 @@
+"""How much of an item's CPU runs in C: read with a profiler before a thread probe (``_bytecode``)."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from typing import Any
+
+import pytest
+
+import helpers
+from autopar._bytecode import c_cpu_share
+from autopar._worker import Failure
+
+_DATA = b"x" * (1 << 20)
+
+
+def countdown(n: int) -> int:
+    while n:
+        n -= 1
+    return n
+
+
+def digest(n: int) -> bytes:
+    return hashlib.sha256(_DATA[:n]).digest()
+
+
+def test_python_loops_spend_almost_none_of_their_cpu_in_c() -> None:
+    results: list[Any] = [-1]
+    share, ended = c_cpu_share(countdown, iter([200_000] * 5), 3, False, results)
+    assert share is not None
+    assert share < 0.1
+    assert not ended
+    assert results == [-1, 0, 0, 0]  # appended after what was there, in order
+
+
+def test_hashing_spends_most_of_its_cpu_in_c() -> None:
+    share, _ = c_cpu_share(digest, iter([len(_DATA)] * 3), 3, False, [])
+    assert share is not None
+    assert share > 0.5
+
+
+def test_only_the_items_asked_for_are_read() -> None:
+    source = iter(range(10))
+    results: list[Any] = []
+    c_cpu_share(abs, source, 4, False, results)
+    assert results == [0, 1, 2, 3]
+    assert next(source) == 4
+
+
+def test_a_short_input_ends_and_an_empty_one_reads_nothing() -> None:
+    results: list[Any] = []
+    assert c_cpu_share(abs, iter([5, 6]), 4, False, results)[1] is True
+    assert results == [5, 6]
+    assert c_cpu_share(abs, iter([]), 4, False, results) == (None, True)
+
+
+def test_a_failing_item_ends_the_input_with_its_failure_last() -> None:
+    """As in the serial sample: the results before it, then its ``Failure``; nothing after it is read."""
+    source = iter([1, 2, 3, 4, 5])
+    results: list[Any] = []
+    share, ended = c_cpu_share(helpers.fail_on_3, source, 4, False, results)
+    assert (share, ended) == (None, True)
+    assert results[:2] == [1, 2]
+    assert isinstance(results[2], Failure)
+    with pytest.raises(ValueError, match="3"):
+        raise results[2].exception()
+    assert list(source) == [5]  # the batch of 4 was read; 4 never ran
+    assert sys.getprofile() is None
+
+
+def test_a_profiler_already_set_is_left_alone() -> None:
+    """A user's profiler is never replaced: nothing runs and no share is read."""
+
+    def users(frame: Any, event: str, arg: Any) -> None:
+        return None
+
+    sys.setprofile(users)
+    try:
+        source = iter([1, 2])
+        assert c_cpu_share(abs, source, 2, False, []) == (None, False)
+        assert sys.getprofile() is users
+        assert next(source) == 1
+    finally:
+        sys.setprofile(None)
