@@ -15,9 +15,9 @@ from autopar._core._safety import usable_process_methods
 from autopar._core._sampling import (
     MAX_SAMPLE_ITEMS,
     MAX_WARMUP_ITEMS,
-    SERIAL_SAMPLE_S,
     MIN_C_SHARE_TO_PROBE,
     PROFILE_S,
+    SERIAL_SAMPLE_S,
     ProbePlan,
     next_batch_size,
     probe_after_profile,
