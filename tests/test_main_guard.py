@@ -11,6 +11,7 @@ measures them.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -254,3 +255,56 @@ def test_child_of_another_pool_importing_a_guardless_main_runs_serially(tmp_path
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.splitlines()[-1]) == [0, 1, 4]
     assert "imports the main module: running serially" in proc.stderr
+
+
+_PRELOADED_MODULE = """
+import os, sys
+with open(os.environ["IMPORT_LOG"], "a") as log:
+    log.write(f"{os.getpid()}\\n")
+def square(x):
+    return x * x
+"""
+
+_PRELOADING_CALLER = """
+import json, os, sys
+import autopar
+import preloaded_work
+if __name__ == "__main__":
+    out = autopar.map(preloaded_work.square, range(40), strategy="forkserver", workers=2, chunksize=1)
+    print(json.dumps({"out": out, "caller": os.getpid()}))
+"""
+
+
+@pytest.mark.timeout(120)
+def test_the_forkserver_imports_the_function_module_once_for_all_its_workers(tmp_path: Path) -> None:
+    """The server preloads the mapped function's module: it is imported by the caller and the server, not per worker."""
+    (tmp_path / "preloaded_work.py").write_text(_PRELOADED_MODULE)
+    script = tmp_path / "caller.py"
+    script.write_text(_PRELOADING_CALLER)
+    log = tmp_path / "imports.txt"
+    env = {"IMPORT_LOG": str(log), "PYTHONPATH": f"{helpers.SRC}{os.pathsep}{tmp_path}"}
+    proc = helpers.run_python([str(script)], tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert data["out"] == [x * x for x in range(40)]
+    importers = [int(pid) for pid in log.read_text().split()]
+    assert len(importers) == 2, importers  # the caller, then the forkserver's server
+    assert importers[0] == data["caller"]
+
+
+def test_a_running_forkserver_or_a_preload_chosen_elsewhere_is_left_alone(tmp_path: Path) -> None:
+    """autopar only adds to its own preload, before the server starts; never ``__main__`` or unimported modules."""
+    code = """
+import json, multiprocessing.forkserver as fs
+import autopar._main_module as mm
+mm.preload_in_forkserver(["json", "__main__", "not_imported_anywhere"])
+first = fs._forkserver._preload_modules
+fs.set_forkserver_preload(["mine"])
+mm.preload_in_forkserver(["json"])
+print(json.dumps([first, fs._forkserver._preload_modules, list(mm.FORKSERVER_PRELOAD)]))
+"""
+    proc = helpers.run_python(["-c", code], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    first, chosen, ours = json.loads(proc.stdout)
+    assert first == [*ours, "json"]
+    assert chosen == ["mine"]

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from ._core._joblib_speculate import on_speculative_pool, speculative_decision, starting_pool_timing, waits_for_pool
 from ._joblib_batch import ImportModules
 from ._joblib_pool import start_driver
+from ._main_module import preload_in_forkserver
 
 if TYPE_CHECKING:
     from ._core._joblib import JoblibRequest
@@ -154,8 +155,14 @@ def speculate(
 def start_speculation(
     decision: Decision, batch: Any, options: Options, facts: PlatformFacts, inner_threads: int | None
 ) -> Speculation:
-    """Start ``decision``'s pool from a thread of its own and have each worker import ``batch``'s modules."""
+    """Start ``decision``'s pool from a thread of its own and have each worker import ``batch``'s modules.
+
+    A forkserver's server imports them first, if it is not running yet: its workers then inherit them.
+    """
+    modules = batch_modules(batch)
+    if decision.strategy == "forkserver":
+        preload_in_forkserver(modules)
     driver = start_driver(decision, decision.strategy, decision.workers, options, facts, inner_threads, background=True)
     speculation = Speculation((decision.strategy, decision.workers), driver, decision.workers)
-    speculation.send(ImportModules(batch_modules(batch)))
+    speculation.send(ImportModules(modules))
     return speculation

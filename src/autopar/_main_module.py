@@ -26,11 +26,14 @@ import multiprocessing.spawn
 import os
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._forksafe import fork_safe_lock
 
-__all__ = ["FORKSERVER_PRELOAD", "in_main_bootstrap", "main_importable", "process_context"]
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+__all__ = ["FORKSERVER_PRELOAD", "in_main_bootstrap", "main_importable", "preload_in_forkserver", "process_context"]
 
 #: What the forkserver's server imports once, so that each worker forked from it has it already:
 #: the worker loop and what it imports, this module (it unpickles the process object) and cloudpickle
@@ -96,6 +99,33 @@ def _install() -> None:
 
             if getattr(getattr(forkserver, "_forkserver", None), "_preload_modules", None) == ["__main__"]:
                 forkserver.set_forkserver_preload(list(FORKSERVER_PRELOAD))
+
+
+def preload_in_forkserver(modules: Iterable[str]) -> None:
+    """Have the forkserver's server import ``modules`` too, if it has not started and its preload is autopar's.
+
+    Each worker forked from the server then has them already: a call whose function
+    lives in a module that imports scikit-learn pays that import once, in the server,
+    instead of once per worker (a cold grid search of 20 fits on 2 CPUs: 2.34 s
+    against 2.82 s).  Only modules the caller imported, never ``__main__``; the
+    server ignores one that cannot be imported there.  A server already running
+    keeps what it has; a preload someone else chose is left alone.
+    """
+    if sys.platform == "win32":
+        return
+    wanted = [m for m in modules if m in sys.modules and m != "__main__" and not m.startswith("__main__.")]
+    if not wanted:
+        return
+    _install()
+    import multiprocessing.forkserver as forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    with _install_lock:
+        if server is None or getattr(server, "_forkserver_pid", None) is not None:
+            return
+        if getattr(server, "_preload_modules", None) != list(FORKSERVER_PRELOAD):
+            return
+        forkserver.set_forkserver_preload([*FORKSERVER_PRELOAD, *dict.fromkeys(wanted)])
 
 
 class _MainFree:

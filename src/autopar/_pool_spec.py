@@ -6,6 +6,8 @@ import itertools
 from typing import TYPE_CHECKING, Any
 
 from ._config import native_threads_override
+from ._core._identity import unwrap_function
+from ._main_module import preload_in_forkserver
 from ._model import PoolSpec
 
 if TYPE_CHECKING:
@@ -37,6 +39,9 @@ def pool_spec(
     ``call_func`` is what workers call (the caller's function, bound to the
     shared object when there is one); ``cluster`` the call's Dask cluster.
     """
+    if decision.strategy == "forkserver":  # its server imports the function's module once for every worker
+        module = getattr(unwrap_function(call_func), "__module__", None)
+        preload_in_forkserver((module,) if isinstance(module, str) else ())
     native = None
     if uses_processes and decision.limit_native_threads:
         native = native_threads_override() or max(1, facts.cpu_count // max(decision.workers, 1))
