@@ -47,7 +47,7 @@ from ._joblib_speculate import Speculation, speculate
 from ._model import Decision, Measurements, SerialSample
 from ._sample import add_batch, run_in_caller
 from ._serialize import shipping
-from ._transfer import measure_pickling
+from ._transfer import PickleCost, measure_pickling
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -57,7 +57,6 @@ if TYPE_CHECKING:
     from ._joblib_pool import PoolDriver
     from ._joblib_probe import Probe
     from ._model import PlatformFacts
-    from ._transfer import PickleCost
 
 __all__ = ["Router"]
 
@@ -86,7 +85,7 @@ class Router:
         self._draining = False
         self._failed = False
         self._seen = 0
-        self._cost: PickleCost | None = None
+        self._cost: PickleCost | tuple[list[Any], list[Any]] | None = None  # or the first batch and its output
         self._probe: Probe | None = None
         self._probed = False
         self._driver: PoolDriver | None = None
@@ -172,14 +171,14 @@ class Router:
             if self._speculation is not None:
                 wall, waits = self._speculation.timing(wall, cpu, waits)
             self.sample = add_batch(self.sample, len(batch), wall, cpu, c.process() - p0, waits)
-            if self._cost is None:
-                self._cost = measure_pickling(run_batch, [batch], [out], c.wall)
+            self._cost = self._cost or ([batch], [out])  # priced once a decision needs it
             self._after_sample_batch(batch)
         future.set_result(out)
 
     def _measurements(self) -> Measurements:
         n_items = assumed_items(self.request.n_tasks, self.sample.count)
-        assert self._cost is not None
+        if not isinstance(self._cost, PickleCost):
+            self._cost = measure_pickling(run_batch, *(self._cost or ([], [])), self.clocks.wall)
         return attrs.evolve(
             sample_measurements(self.sample, self._cost, shipping(run_batch), n_items),
             sampled=self.sample.count,
