@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -512,3 +514,16 @@ def spin(x: int) -> int:
     while time.perf_counter() < until:
         pass
     return x
+
+
+@contextlib.contextmanager
+def a_waiting_thread() -> Iterator[threading.Thread]:
+    """One more thread in this process for the block: it waits until the block ends, and is joined then."""
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait, name="test-waiting-thread")
+    thread.start()
+    try:
+        yield thread
+    finally:
+        stop.set()
+        thread.join(timeout=30)

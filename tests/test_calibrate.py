@@ -351,14 +351,8 @@ def test_thread_counts_are_read_again_after_an_import_on_first_use() -> None:
     from autopar._model import Measurements
 
     before = call_facts()
-    stop = threading.Event()
-    started = threading.Thread(target=stop.wait)
-    started.start()
-    try:
+    with helpers.a_waiting_thread():
         assert threads_now(before, Measurements(n_items=10)) is before  # nothing imported: nothing re-read
         after = threads_now(before, Measurements(n_items=10, warmup_items=1))
-        assert after.python_threads == before.python_threads + 1
-        assert after.native_threads >= before.native_threads + 1
-    finally:
-        stop.set()
-        started.join()
+    assert after.python_threads == before.python_threads + 1
+    assert after.native_threads >= before.native_threads + 1

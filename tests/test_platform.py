@@ -226,14 +226,8 @@ def test_probe_platform_sane_on_this_linux_machine() -> None:
 def test_probe_platform_rereads_threads_each_call() -> None:
     """Static facts are reused between calls while thread counts are probed afresh."""
     before = probe_platform()
-    release = threading.Event()
-    thread = threading.Thread(target=release.wait)
-    thread.start()
-    try:
+    with helpers.a_waiting_thread():
         during = probe_platform()
-    finally:
-        release.set()
-        thread.join(timeout=SUBPROCESS_TIMEOUT_S)
     assert during.python_threads == before.python_threads + 1
     static = ("system", "python_version", "start_methods", "cpu_count", "cpu_logical", "memory_total_bytes")
     assert attrs.asdict(during, filter=lambda a, _: a.name in static) == attrs.asdict(
@@ -340,14 +334,8 @@ def test_in_worker_false_outside_workers() -> None:
 def test_count_threads_rises_when_thread_started() -> None:
     """Starting a thread adds one Python thread and at least one native thread."""
     python_before, native_before = count_threads()
-    release = threading.Event()
-    thread = threading.Thread(target=release.wait)
-    thread.start()
-    try:
+    with helpers.a_waiting_thread():
         python_during, native_during = count_threads()
-    finally:
-        release.set()
-        thread.join(timeout=SUBPROCESS_TIMEOUT_S)
     assert python_during == python_before + 1
     assert native_during >= native_before + 1
     assert native_during >= python_during

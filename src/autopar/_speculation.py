@@ -190,12 +190,13 @@ class Speculation:
         return Handover(pool, self.spec, list(enumerate(self._items)), [])
 
     def take(self, method: str, workers: int) -> tuple[Pool, PoolSpec] | None:
-        """The pool and its spec for a decision of ``method`` with ``workers``; else release it, and None."""
+        """Release the pool for a decision that did not take it over (``hand_over`` takes every one it can serve): None.
+
+        Its rows in a report are set aside: the next pool's workers are numbered afresh.
+        """
         pool, self.pool = self.pool, None
         if pool is None:
             return None
-        if (method, workers) == (self.plan.method, self.plan.workers) and self._healthy:
-            return pool, self.spec
         if self.report_to is not None:
             pool.record(None)
             self.report_to.set_aside()

@@ -75,12 +75,7 @@ class ProcessPool:
         started = time.perf_counter()
         waits = not (ready_later and spec.initializer is None)
         try:
-            fresh = self._number(start_workers(self._ctx, spec, workers, self._workers))
-            if waits:
-                self._await_ready(fresh)
-            else:
-                for worker in fresh:
-                    worker.awaiting_init = True
+            self._start(workers, wait=waits)
         except BaseException:
             # A failed start, a timeout or Ctrl-C: no worker it started may outlive it.
             self._broken = RuntimeError("pool failed to start")
@@ -93,19 +88,18 @@ class ProcessPool:
     def grow(self, workers: int) -> None:
         """Start workers up to ``workers`` (without an initializer, they boot while the others work); WorkerStartError."""
         try:
-            fresh = self._number(start_workers(self._ctx, self._spec, workers - len(self._workers), self._workers))
+            self._start(workers - len(self._workers), wait=self._spec.initializer is not None)
         finally:
             self.workers = len(self._workers)
-        if self._spec.initializer is not None:
-            self._await_ready(fresh)
-        for worker in fresh:
-            worker.awaiting_init = self._spec.initializer is None
 
-    def _number(self, workers: list[WorkerProcess]) -> list[WorkerProcess]:
-        """Give each new worker its row number in a report."""
-        for worker in workers:
+    def _start(self, count: int, *, wait: bool) -> None:
+        """Start ``count`` workers, numbered for a report; wait until they ran the initializer, or let them boot."""
+        fresh = start_workers(self._ctx, self._spec, count, self._workers)
+        for worker in fresh:
             worker.number = next(self._numbers)
-        return workers
+            worker.awaiting_init = not wait
+        if wait:
+            self._await_ready(fresh)
 
     def _await_ready(self, workers: list[WorkerProcess]) -> None:
         error = await_ready(workers, self.method)
@@ -129,7 +123,7 @@ class ProcessPool:
             self._tell(worker, ended=time.perf_counter())
             self._workers.remove(worker)
         try:
-            self._await_ready(self._number(start_workers(self._ctx, self._spec, len(dead), self._workers)))
+            self._start(len(dead), wait=True)
         except BaseException:
             self._broken = self._broken or RuntimeError("workers failed to start")
             raise
