@@ -17,7 +17,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from ._worker import ChunkFailed, Failure, run_chunk
+from ._sample import run_kept
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -58,11 +58,10 @@ def c_cpu_share(
     began = thread_time()
     sys.setprofile(profile)
     try:
-        results.extend(run_chunk(func, batch, len(results), capture_errors=capture_errors, in_process=False))
-    except ChunkFailed as failed:  # no item runs after it; the call raises it after the results before it
-        results.extend([*failed.results, Failure(failed.wrapped)])
-        return None, True
+        failed = run_kept(func, batch, results, capture_errors)
     finally:
         sys.setprofile(None)
+    if failed:
+        return None, True
     total = thread_time() - began
     return (in_c[0] / total if total > 0 else None), len(batch) < count

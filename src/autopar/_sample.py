@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from ._calibrate import Clocks
 
-__all__ = ["add_batch", "run_in_caller", "sample_serially"]
+__all__ = ["add_batch", "run_in_caller", "run_kept", "sample_serially"]
 
 
 def run_in_caller(func: Callable[[Any], Any], batch: list[Any], start: int, capture_errors: bool) -> list[Any]:
@@ -33,6 +33,20 @@ def run_in_caller(func: Callable[[Any], Any], batch: list[Any], start: int, capt
         return run_chunk(func, batch, start, capture_errors=capture_errors, in_process=False)
     except ChunkFailed as failed:
         raise failed.wrapped.rebuild()  # noqa: B904 - its __cause__ is the traceback text
+
+
+def run_kept(func: Callable[[Any], Any], batch: list[Any], results: list[Any], capture_errors: bool) -> bool:
+    """Run ``batch`` in the caller, its results appended to ``results``; True if an item raised.
+
+    The first item that raises (without ``capture_errors``) ends the batch: the results
+    before it, then its ``Failure``, are the last results; the call raises it after them.
+    """
+    try:
+        results.extend(run_chunk(func, batch, len(results), capture_errors=capture_errors, in_process=False))
+    except ChunkFailed as failed:
+        results.extend([*failed.results, Failure(failed.wrapped)])
+        return True
+    return False
 
 
 def add_batch(
@@ -93,10 +107,7 @@ def sample_serially(
             return sample, True
         modules = len(sys.modules)
         q0, v0, w0, c0, p0 = clocks.queued(), clocks.waits(), clocks.wall(), clocks.thread(), clocks.process()
-        try:
-            results.extend(run_chunk(func, batch, len(results), capture_errors=capture_errors, in_process=False))
-        except ChunkFailed as failed:  # no item runs after it; the call raises it after the results before it
-            results.extend([*failed.results, Failure(failed.wrapped)])
+        if run_kept(func, batch, results, capture_errors):  # no item runs after a failure
             return sample, True
         wall = clocks.wall() - w0
         if warmup_batch(sample, third_party_imports(modules)):

@@ -12,9 +12,9 @@ watches depends on who its parent is (``LIFELINES``):
   than on Linux this falls back to ``"ppid"``.  ``import ctypes`` for that
   call takes 4-12 ms, which the first items should not wait for: a daemon
   thread first waits on a pidfd of the parent (``os.pidfd_open``, readable
-  once it ends), and asks the kernel only after ``KERNEL_AFTER_S``, as a
-  backstop for an item that holds the GIL; it then stays, since Linux keeps
-  the request per thread and drops it with a thread that ends.
+  once it ends), and after ``KERNEL_AFTER_S`` asks the kernel, which also
+  ends a worker whose item holds the GIL; the thread then stays, since Linux
+  keeps the request per thread and drops it with a thread that ends.
 * ``"ppid"``: fork and spawn workers started by another thread.  A daemon
   thread compares ``os.getppid()`` with the parent every ``WATCH_INTERVAL_S``
   and ends the process once the worker was re-parented.
@@ -85,13 +85,12 @@ def _parent_pidfd(parent: int) -> int | None:
 
 def _watch_kernel(parent: int) -> None:
     pidfd = _parent_pidfd(parent)
-    if pidfd is not None and select.select([pidfd], [], [], KERNEL_AFTER_S)[0]:
-        os._exit(0)
+    if pidfd is not None:
+        if select.select([pidfd], [], [], KERNEL_AFTER_S)[0]:
+            os._exit(0)
+        os.close(pidfd)  # the kernel watches from now on
     if not _kill_with_parent(parent):
         _watch_pid(parent)
-    elif pidfd is not None:
-        select.select([pidfd], [], [])
-        os._exit(0)
     threading.Event().wait()  # the kernel's request lives as long as this thread
 
 
