@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import helpers
-from autopar._bytecode import c_cpu_share
+from autopar._bytecode import CShare, c_cpu_share
 from autopar._worker import Failure
 
 _DATA = b"x" * (1 << 20)
@@ -81,5 +81,89 @@ def test_a_profiler_already_set_is_left_alone() -> None:
         assert c_cpu_share(abs, source, 2, False, []) == (None, False)
         assert sys.getprofile() is users
         assert next(source) == 1
+    finally:
+        sys.setprofile(None)
+
+
+def _calls(n: int) -> int:
+    return sum(abs(i) for i in range(n))
+
+
+def test_the_meter_reads_python_loops_low_and_hashing_high() -> None:
+    python, hashing = CShare(), CShare()
+    with python:
+        countdown(200_000)
+    with hashing:
+        digest(len(_DATA))
+    assert python.share is not None
+    assert python.share < 0.1
+    assert hashing.share is not None
+    assert hashing.share > 0.5
+    assert sys.getprofile() is None
+
+
+def test_the_meter_removes_itself_once_its_events_are_spent() -> None:
+    """A call-heavy batch pays for ``events`` profiler events at most: the meter leaves in the middle of it."""
+    meter = CShare(events=50)
+    with meter:
+        _calls(1000)
+        inside = sys.getprofile()
+    assert inside is None
+    assert meter.done
+    assert meter.share is not None
+    with meter:  # spent: it installs no more
+        assert sys.getprofile() is None
+
+
+def test_the_meter_installs_no_more_once_it_saw_enough_cpu() -> None:
+    meter = CShare(cpu_s=0.001)
+    with meter:
+        countdown(2_000_000)
+    assert meter.done
+    seen = meter.covered
+    assert seen >= 0.001
+    with meter:
+        assert sys.getprofile() is None
+        countdown(10_000)
+    assert meter.covered == seen
+
+
+def test_reset_forgets_the_reading_and_restores_the_budget() -> None:
+    meter = CShare(events=20)
+    with meter:
+        _calls(100)
+    assert meter.done
+    meter.reset()
+    assert (meter.share, meter.done) == (None, False)
+    with meter:
+        assert sys.getprofile() is not None
+
+
+def test_a_profiler_an_item_sets_outlives_the_meter() -> None:
+    """The meter removes only its own hook: an item that sets its own profiler keeps it."""
+
+    def users(frame: Any, event: str, arg: Any) -> None:
+        return None
+
+    try:
+        with CShare():
+            sys.setprofile(users)
+        assert sys.getprofile() is users
+    finally:
+        sys.setprofile(None)
+
+
+def test_the_meter_never_replaces_a_profiler_already_set() -> None:
+    def users(frame: Any, event: str, arg: Any) -> None:
+        return None
+
+    meter = CShare()
+    sys.setprofile(users)
+    try:
+        with meter:
+            assert sys.getprofile() is users
+            countdown(10_000)
+        assert sys.getprofile() is users
+        assert meter.share is None
     finally:
         sys.setprofile(None)

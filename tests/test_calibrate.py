@@ -227,6 +227,22 @@ def test_items_whose_cpu_runs_python_bytecode_get_a_profile_instead_of_a_probe()
     assert m.calibration_s < probed.measurements.calibration_s
 
 
+@pytest.mark.parametrize(("version", "extra"), [((3, 12), 0), ((3, 11), 1)])
+def test_the_sample_reads_the_c_share_itself_where_profiling_is_cheap(version: tuple[int, int], extra: int) -> None:
+    """From 3.12 the timed sample runs under the profiler, so no item runs apart to be profiled before the probe.
+
+    Before 3.12 a profiler slows bytecode, so one more item runs under it, untimed.
+    Either way its Python bytecode rules the probe out.
+    """
+    work, clocks = _blocking_work(compute_s=0.003, wait_s=0.006)
+    facts = attrs.evolve(probe_platform(), cpu_count=2, start_methods=(), gil_enabled=True, python_version=version)
+    cal = calibrate(work, iter(range(2000)), n_items=2000, facts=facts, clocks=clocks)
+    m = cal.measurements
+    assert m.thread_probe_workers == 0
+    assert m.sampled == 3 + extra  # a sample of 1 then 2 items of 9 ms reaches its 15 ms
+    assert cal.results == list(range(m.sampled))
+
+
 def test_exception_during_calibration_ends_the_sample_with_its_type() -> None:
     """A failing item ends the sample: its ``Failure`` holds its own exception type, and no item after it is read."""
     source = iter([3, 1, 2])

@@ -23,6 +23,7 @@ from autopar._core._sampling import (
     probe_after_profile,
     probe_plan,
     profile_items,
+    profiles_sample,
     sample_done,
     warmup_batch,
 )
@@ -270,6 +271,24 @@ def test_items_are_profiled_before_a_probe_only_under_a_gil_and_when_far_cheaper
     item_s: float, plan: ProbePlan, gil: bool, expected: int
 ) -> None:
     assert profile_items(_sample(100, item_s), plan, attrs.evolve(LINUX, gil_enabled=gil)) == expected
+
+
+@pytest.mark.parametrize(
+    ("version", "gil", "cpus", "allowed", "profiles"),
+    [
+        ((3, 12), True, 2, True, True),
+        ((3, 15), True, 8, True, True),
+        ((3, 11), True, 2, True, False),  # a profiler slows every bytecode instruction: the sample is timed
+        ((3, 13), False, 2, True, False),  # no GIL: the probe decides
+        ((3, 13), True, 1, True, False),  # one CPU: no probe
+        ((3, 13), True, 2, False, False),  # no probe allowed (an initializer)
+    ],
+)
+def test_the_serial_sample_is_profiled_where_a_probe_may_follow_and_profiling_is_cheap(
+    version: tuple[int, int], gil: bool, cpus: int, allowed: bool, profiles: bool
+) -> None:
+    facts = attrs.evolve(LINUX, python_version=version, gil_enabled=gil, cpu_count=cpus)
+    assert profiles_sample(facts, allowed=allowed) is profiles
 
 
 @pytest.mark.parametrize(

@@ -22,8 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._bytecode import c_cpu_share
-from ._core._sampling import probe_after_profile, probe_plan, profile_items
+from ._bytecode import CShare, c_cpu_share
+from ._core._sampling import (
+    PROFILE_EVENTS,
+    PROFILE_S,
+    probe_after_profile,
+    probe_plan,
+    profile_items,
+    profiles_sample,
+)
 from ._core._workload import probe_speedup
 from ._model import Measurements
 from ._sample import sample_serially
@@ -116,7 +123,8 @@ def calibrate(
     results: list[Any] = []
     head: list[Any] = []
     stream = _recording(source, head)
-    sample, exhausted = sample_serially(func, stream, n_items, clocks, capture_errors, results, check_deadline)
+    meter = CShare(PROFILE_EVENTS, PROFILE_S, clocks.thread) if profiles_sample(facts, allowed=thread_probe) else None
+    sample, exhausted = sample_serially(func, stream, n_items, clocks, capture_errors, results, check_deadline, meter)
     cost = measure_pickling(func, head, results[:_PICKLE_SAMPLES], clocks.wall)
     ship = ship or shipping(func)
     measured = attrs.evolve(
@@ -128,7 +136,10 @@ def calibrate(
     )
     plan = probe_plan(sample, measured, facts, allowed=thread_probe and not exhausted)
     if plan is not None:
-        measured, exhausted = _probe(func, stream, plan, sample, measured, facts, capture_errors, results, clocks)
+        share = None if meter is None else meter.share
+        measured, exhausted = _probe(
+            func, stream, plan, sample, share, measured, facts, capture_errors, results, clocks
+        )
     measured = attrs.evolve(measured, sampled=len(results), calibration_s=clocks.wall() - begun)
     return Calibration(measurements=measured, results=results, exhausted=exhausted)
 
@@ -138,19 +149,26 @@ def _probe(
     stream: Iterator[Any],
     plan: ProbePlan,
     sample: SerialSample,
+    share: float | None,
     measured: Measurements,
     facts: PlatformFacts,
     capture_errors: bool,
     results: list[Any],
     clocks: Clocks,
 ) -> tuple[Measurements, bool]:
-    """Profile a few items, then probe threads unless they ran Python bytecode; the reading, and whether the input ended."""
-    profiled = profile_items(sample, plan, facts)
+    """Probe threads unless the items ran Python bytecode (``share`` of their CPU in C, None: profile a few first).
+
+    Returns the reading, and whether the input ended.
+    """
+    profiled = 0 if share is not None else profile_items(sample, plan, facts)
     if profiled:
         share, ended = c_cpu_share(func, stream, profiled, capture_errors, results, clocks.thread)
-        logger.debug("autopar profile: %d item(s) spent a share of %s of their CPU in C", profiled, share)
-        if ended or probe_after_profile(plan, share) is None:
+        if ended:
             return measured, ended
+    if share is not None:
+        logger.debug("autopar profile: the items spent a share of %.3f of their CPU in C", share)
+    if probe_after_profile(plan, share) is None:
+        return measured, False
     reading = probe_threads(func, stream, plan, capture_errors, results, clocks)
     if reading is None:
         return measured, False

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import sys
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -22,6 +23,7 @@ from ._worker import ChunkFailed, Failure, run_chunk
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+    from ._bytecode import CShare
     from ._calibrate import Clocks
 
 __all__ = ["add_batch", "run_in_caller", "run_kept", "sample_serially"]
@@ -93,10 +95,12 @@ def sample_serially(
     capture_errors: bool,
     results: list[Any],
     check_deadline: Callable[[], object],
+    meter: CShare | None = None,
 ) -> tuple[SerialSample, bool]:
     """Run and time batches until the sample is long enough; return it and whether the input ran out.
 
     The first item that raises (without ``capture_errors``) ends the input: its ``Failure`` is the last result.
+    ``meter``, if given, reads the timed batches' share of CPU time in C functions until it is done.
     """
     sample = SerialSample()
     size = 1
@@ -107,10 +111,14 @@ def sample_serially(
             return sample, True
         modules = len(sys.modules)
         q0, v0, w0, c0, p0 = clocks.queued(), clocks.waits(), clocks.wall(), clocks.thread(), clocks.process()
-        if run_kept(func, batch, results, capture_errors):  # no item runs after a failure
+        with meter or nullcontext():
+            failed = run_kept(func, batch, results, capture_errors)
+        if failed:  # no item runs after a failure
             return sample, True
         wall = clocks.wall() - w0
         if warmup_batch(sample, third_party_imports(modules)):
+            if meter is not None:
+                meter.reset()
             sample = attrs.evolve(
                 sample, warmup_items=sample.warmup_items + len(batch), warmup_s=sample.warmup_s + wall
             )

@@ -20,7 +20,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_SAMPLE_ITEMS",
+    "CHEAP_PROFILER_SINCE",
     "MIN_C_SHARE_TO_PROBE",
+    "PROFILE_EVENTS",
+    "PROFILE_S",
     "MAX_WARMUP_ITEMS",
     "SERIAL_SAMPLE_S",
     "ProbePlan",
@@ -28,6 +31,7 @@ __all__ = [
     "probe_after_profile",
     "probe_plan",
     "profile_items",
+    "profiles_sample",
     "sample_done",
     "warmup_batch",
 ]
@@ -56,6 +60,13 @@ PROBE_MAX_THREADS = 4
 #: Seconds of items run under a profiler before a thread probe, to read how much of their CPU time is
 #: spent in C functions (only C code may release the GIL): when that is a small share of the probe.
 PROFILE_S = 0.002
+#: The serial sample runs under the profiler for at most this many of its events (calls and returns,
+#: about 0.3 us each), so call-heavy items pay at most about 0.3 ms for it in all.
+PROFILE_EVENTS = 1000
+#: From this Python on, a profile function hooks calls alone (PEP 669's instrumentation); before it,
+#: every bytecode instruction pays for it (30-40% on a pure-Python loop), which would inflate the
+#: serial sample's timing: there the items are profiled apart, before a probe (``profile_items``).
+CHEAP_PROFILER_SINCE = (3, 12)
 #: A probe costs at least this many times the profiled items' time, or they are not profiled first.
 PROFILE_SAVING_FACTOR = 5
 #: Below this share of their CPU time in C functions, items run Python bytecode, which holds the GIL:
@@ -139,10 +150,20 @@ def _cheapest_process_s(m: Measurements, facts: PlatformFacts, items: float) -> 
     return start + items * m.pickle_s
 
 
+def profiles_sample(facts: PlatformFacts, *, allowed: bool) -> bool:
+    """The serial sample's first ``PROFILE_S`` of items run under the profiler: where a probe may follow, under a GIL.
+
+    Only where profiling leaves bytecode at full speed (``CHEAP_PROFILER_SINCE``): the sample is timed.
+    """
+    cheap = facts.python_version >= CHEAP_PROFILER_SINCE
+    return allowed and cheap and facts.gil_enabled and facts.cpu_count > 1
+
+
 def profile_items(sample: SerialSample, plan: ProbePlan, facts: PlatformFacts) -> int:
     """Items to run under a profiler before ``plan``'s probe (0: none), about ``PROFILE_S`` of them.
 
-    Only where the interpreter has a GIL and the probe would take far longer
+    For a sample that read nothing (a profiler of the caller's was set, or its
+    timed items ran no profiled code); only where the interpreter has a GIL and the probe would take far longer
     (``PROFILE_SAVING_FACTOR``): a probe of computing items keeps the other
     cores idle for its whole length.
     """
