@@ -192,6 +192,26 @@ def test_first_items_go_to_the_preferred_start_method_fork_at_once_others_in_the
     assert speculation_plan(facts, opts, n_items, shipping) == expected
 
 
+@pytest.mark.parametrize(
+    ("facts", "imports", "speculates"),
+    [
+        (LINUX, frozenset({"numpy"}), False),
+        (LINUX, frozenset({"json5", "scipy"}), False),
+        (LINUX_314, frozenset({"torch"}), False),
+        (LINUX, frozenset({"json5"}), True),  # no native thread pool: the early worker's import runs beside
+        (LINUX, frozenset(), True),
+    ],
+)
+def test_a_function_that_imports_a_numeric_library_on_first_use_gets_no_early_workers(
+    facts: PlatformFacts, imports: frozenset[str], speculates: bool
+) -> None:
+    """Its first item starts native thread pools on every CPU in the caller: a worker beside it slows both."""
+    assert (speculation_plan(facts, AUTO, 100, SHIPS, imports) is not None) is speculates
+    plan = _plan(facts, imports=imports)
+    assert isinstance(plan, Calibrate)
+    assert (plan.speculate is not None) is speculates
+
+
 # -- shared rules ---------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ safe (one thread), fork the interpreter's default, two CPUs or more.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -19,6 +20,7 @@ from autopar._core._plans import speculation_plan
 from autopar._errors import RemoteTraceback
 from autopar._gather import call_facts
 from autopar._model import Options, Shipping
+from autopar._serialize import first_use_imports
 
 
 def _speculates() -> bool:
@@ -103,3 +105,24 @@ def test_a_fork_decision_carries_the_first_item_on_without_waiting_for_it() -> N
     # Before, the call waited for item 0 before sending any other: every other worker's items ended after it.
     assert any(ended < first_ended for ended in others), report
     assert not any(w.name.startswith("early") for w in report.workers), report  # one pool served the whole call
+
+
+def _imports_lazily(x: int) -> int:
+    if x < 0:  # never runs: only the bytecode is read
+        import os.path
+
+        import not_a_module_autopar.sub  # type: ignore[import-not-found]  # noqa: F401
+        from other_module_autopar import thing  # type: ignore[import-not-found]  # noqa: F401
+
+        return len(os.path.sep)
+    return x
+
+
+def test_first_use_imports_names_the_modules_a_body_imports_that_are_not_loaded() -> None:
+    """Read from the bytecode: nothing runs, loaded modules (os) are left out, submodules name their package."""
+    expected = frozenset({"not_a_module_autopar", "other_module_autopar"})
+    assert first_use_imports(_imports_lazily) == expected
+    assert first_use_imports(functools.partial(_imports_lazily)) == expected
+    assert first_use_imports(helpers.square) == frozenset()
+    assert first_use_imports(len) == frozenset()  # no bytecode
+    assert first_use_imports(lambda x: x) == frozenset()

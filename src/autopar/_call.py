@@ -34,7 +34,7 @@ from ._pool_spec import pool_spec
 from ._pooled import TrialFailed, run_pooled
 from ._progress import make_progress
 from ._registry import get_strategy
-from ._serialize import shipping
+from ._serialize import first_use_imports, shipping
 from ._shared import CallWithShared, SharedHandle
 from ._speculation import Handover, Speculation, begin, caller_span, drop, measured_with, settle
 from ._warn import warn_unsafe
@@ -67,8 +67,7 @@ class Call:
         self.n_items = len(iterable) if isinstance(iterable, Sized) else None
         self.source: Iterator[Any] = iter(iterable)
         self.facts = call_facts()
-        # ``cancel``: set from another thread to stop the call (amap and aimap, when their task is cancelled).
-        self.deadline = Deadline(opts.timeout, cancel=cancel)
+        self.deadline = Deadline(opts.timeout, cancel=cancel)  # cancel: set by amap's cancelled task
         self.capture_errors = opts.errors == "return"
         self.prefix: list[Any] = []
         self.exhausted = self.n_items == 0
@@ -117,6 +116,7 @@ class Call:
             shipping=self.ship,
             cached=cached,
             uses_processes=uses_processes,
+            imports=first_use_imports(self.func),
             cluster_threads=forced_cluster_threads(self.opts, lambda: self.cluster),
         )
         if isinstance(plan, Run):

@@ -8,6 +8,8 @@ and nested functions go by value with cloudpickle.  ``shipping`` works out
 which, once per call, and for a function that cannot go even by value (a lock
 or a socket in a global or a closure cell) names the object and what holds it.
 ``pickle_function`` pickles a function for process workers.
+``first_use_imports`` names the modules a function imports in its own body
+that are not loaded yet (NumPy imported on first use).
 On Python 3.14+ it also gathers what auto-selection's rule for subinterpreters
 reads (``_core._safety.interpreters_auto_problem``): the packages the
 function's module refers to that hold a loaded extension module.
@@ -16,6 +18,7 @@ function's module refers to that hold a loaded extension module.
 from __future__ import annotations
 
 import importlib.machinery
+import opcode
 import pickle
 import sys
 import types
@@ -30,7 +33,7 @@ from ._pickling import by_value, dumps
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["extension_packages", "pickle_function", "ship_problem", "shipping"]
+__all__ = ["extension_packages", "first_use_imports", "pickle_function", "ship_problem", "shipping"]
 
 
 #: Why a function of ``__main__`` goes by value; fork workers still find it by reference, since they
@@ -164,6 +167,26 @@ def shipping(func: Callable[..., Any]) -> Shipping:
         fork_problem=None if problem == _MAIN_FUNCTION else problem,
         by_value=fails is None,
     )
+
+
+_IMPORT_NAME = opcode.opmap["IMPORT_NAME"]
+
+
+def first_use_imports(func: Callable[..., Any]) -> frozenset[str]:
+    """Top-level modules that ``func``'s own body imports and that are not loaded yet (its code's ``import``).
+
+    Read from its bytecode, so nothing runs: a module a helper imports is not seen.
+    """
+    code = getattr(unwrap_function(func), "__code__", None)
+    if not isinstance(code, types.CodeType):
+        return frozenset()
+    raw, names, extended, found = code.co_code, code.co_names, 0, set()
+    for at in range(0, len(raw) - 1, 2):
+        op, arg = raw[at], raw[at + 1] | extended
+        extended = arg << 8 if op == opcode.EXTENDED_ARG else 0
+        if op == _IMPORT_NAME and arg < len(names):
+            found.add(names[arg].partition(".")[0])
+    return frozenset(name for name in found if name not in sys.modules)
 
 
 def pickle_function(func: Callable[..., Any], *, inherited_main: bool = False) -> bytes:

@@ -33,6 +33,7 @@ __all__ = [
     "CallPlan",
     "Reuse",
     "SPECULATIVE_MAX_ITEMS",
+    "NATIVE_POOL_LIBRARIES",
     "SPECULATIVE_MAX_ITEM_BYTES",
     "Run",
     "Speculate",
@@ -51,6 +52,13 @@ BACKGROUND_AFTER_S = 0.02
 #: while the caller measures, a thousandth of a longer call at most, yet the forks, and the pages the
 #: caller then copies on write, cost 5-10 ms: a call of 200,000 items of 1 us lost more than it took.
 SPECULATIVE_MAX_ITEMS = 1000
+#: Libraries that start native thread pools (BLAS, OpenMP) when imported.  A function that imports one
+#: in its body, not loaded yet, gets no workers before measuring: the caller's first item imports it and
+#: computes on every CPU, and an early worker importing and computing beside it slowed both (the cold
+#: bench's NumPy matmul: 0.25 s against 0.21 s without, serially 0.21 s).
+NATIVE_POOL_LIBRARIES = frozenset(
+    {"numpy", "scipy", "pandas", "sklearn", "torch", "tensorflow", "jax", "numexpr", "numba", "cv2"}
+)
 #: Largest item (as it states its size) sent to a worker before the call knows what sending costs:
 #: a bigger one could cost more to send than it saves, so it runs in the caller.
 SPECULATIVE_MAX_ITEM_BYTES = 64 * 1024
@@ -120,6 +128,7 @@ def plan_call(
     cached: Measurements | None = None,
     uses_processes: bool = False,
     cluster_threads: int | None = None,
+    imports: frozenset[str] = frozenset(),
 ) -> CallPlan:
     """What one call does first, from the facts gathered for it.
 
@@ -131,6 +140,7 @@ def plan_call(
         cached: Measurements of an earlier call of the same function, or None (``explain`` passes None).
         uses_processes: The forced strategy runs process workers (for ``item_timeout``).
         cluster_threads: Threads of the Dask cluster, for a forced ``"dask"``.
+        imports: Modules the function imports on first use, not loaded yet.
 
     Raises:
         ValueError: a forced start method that does not exist here, or ``item_timeout``
@@ -149,11 +159,17 @@ def plan_call(
         return _forced_plan(facts, opts, n_items, shipping, cluster_threads)
     if cached is not None:
         return Reuse(cached)
-    speculate = speculation_plan(facts, opts, n_items, shipping)
+    speculate = speculation_plan(facts, opts, n_items, shipping, imports)
     return Calibrate(thread_probe=opts.initializer is None, remember=True, speculate=speculate)
 
 
-def speculation_plan(facts: PlatformFacts, opts: Options, n_items: int | None, shipping: Shipping) -> Speculate | None:
+def speculation_plan(
+    facts: PlatformFacts,
+    opts: Options,
+    n_items: int | None,
+    shipping: Shipping,
+    imports: frozenset[str] = frozenset(),
+) -> Speculate | None:
     """Whether a first call starts process workers while it measures, and how many items they get.
 
     A pool of the most preferred usable start method, one worker per CPU.  ``fork``
@@ -162,10 +178,13 @@ def speculation_plan(facts: PlatformFacts, opts: Options, n_items: int | None, s
     ``BACKGROUND_AFTER_S``, so that short work, which will not need them, never
     pays for them; their workers boot while the caller computes, so each CPU gets
     an item.  A call with an initializer or a shared object, of fewer than two
-    items, or of more than ``SPECULATIVE_MAX_ITEMS`` where ``fork`` would start,
-    measures in the caller alone.
+    items, of more than ``SPECULATIVE_MAX_ITEMS`` where ``fork`` would start, or
+    of a function that ``imports`` a ``NATIVE_POOL_LIBRARIES`` library on first
+    use, measures in the caller alone.
     """
     if facts.cpu_count < 2 or opts.initializer is not None or opts.has_shared or opts.max_tasks_per_worker:
+        return None
+    if imports & NATIVE_POOL_LIBRARIES:
         return None
     if n_items is not None and n_items < 2:
         return None
