@@ -17,6 +17,7 @@ function's module refers to that hold a loaded extension module.
 
 from __future__ import annotations
 
+import functools
 import importlib.machinery
 import opcode
 import pickle
@@ -180,13 +181,19 @@ def first_use_imports(func: Callable[..., Any]) -> frozenset[str]:
     code = getattr(unwrap_function(func), "__code__", None)
     if not isinstance(code, types.CodeType):
         return frozenset()
+    return frozenset(name for name in _imported(code) if name not in sys.modules)
+
+
+@functools.lru_cache(maxsize=256)
+def _imported(code: types.CodeType) -> frozenset[str]:
+    """The top-level modules ``code``'s ``import`` statements name (read once per code object)."""
     raw, names, extended, found = code.co_code, code.co_names, 0, set()
     for at in range(0, len(raw) - 1, 2):
         op, arg = raw[at], raw[at + 1] | extended
         extended = arg << 8 if op == opcode.EXTENDED_ARG else 0
         if op == _IMPORT_NAME and arg < len(names):
             found.add(names[arg].partition(".")[0])
-    return frozenset(name for name in found if name not in sys.modules)
+    return frozenset(found)
 
 
 def pickle_function(func: Callable[..., Any], *, inherited_main: bool = False) -> bytes:
