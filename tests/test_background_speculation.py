@@ -117,7 +117,7 @@ def test_an_item_not_yet_handed_over_is_taken_back_and_runs_in_the_caller() -> N
     speculation, _, _ = _speculation(after_s=5.0)
     rest = speculation.start(helpers.pid_and_square, iter(range(5)), capture_errors=False)
     assert list(rest) == [1, 2, 3, 4]
-    assert speculation.collect(lambda: None) == [(os.getpid(), 0)]
+    assert speculation.collect(lambda: None) == {0: (os.getpid(), 0)}
     assert speculation.take("forkserver", 2) is None  # no pool was started: the call starts its own
     speculation.release()
     _pools.shutdown_all()
@@ -132,7 +132,7 @@ def test_a_booted_pool_runs_the_first_item_and_serves_the_decision() -> None:
     while speculation.started is False or speculation._thread.is_alive():
         assert time.monotonic() < deadline
         time.sleep(0.01)
-    [(pid, square)] = speculation.collect(lambda: None)
+    [(pid, square)] = speculation.collect(lambda: None).values()
     assert (pid != os.getpid(), square) == (True, 0)
     held = speculation.take("forkserver", 2)
     assert held is not None
@@ -148,7 +148,7 @@ def test_a_failing_first_item_in_the_caller_keeps_its_exception_in_its_slot() ->
     """A claimed item that raises leaves a ``Failure`` in its slot, as a worker's failure does."""
     speculation, _, _ = _speculation(after_s=5.0)
     speculation.start(helpers.fail_on_0, iter(range(3)), capture_errors=False)
-    [slot] = speculation.collect(lambda: None)
+    [slot] = speculation.collect(lambda: None).values()
     assert isinstance(slot, Failure)
     assert isinstance(slot.exception(), ValueError)
     speculation.release()
@@ -181,7 +181,7 @@ def test_a_decision_for_more_workers_of_the_pool_grows_it_and_keeps_its_first_it
         assert handover.pool.workers == 3
         caller = [helpers.pid_and_square(next(rest))]
         dispatch = Dispatch(handover.pool, helpers.pid_and_square, rest, 4, chunksize=1, capture_errors=False)
-        dispatch.adopt(handover.sent, handover.unsent, caller, 2)
+        dispatch.adopt(handover.sent, handover.unsent, [None, None, *caller])
         out = [result for chunk in dispatch.chunks(ordered=True) for result in chunk]
         assert [square for _, square in out] == [x * x for x in range(7)]
         assert os.getpid() not in {pid for pid, _ in out[3:]}  # the rest ran in the pool, not here
@@ -204,7 +204,7 @@ def test_a_decision_for_the_pool_takes_it_with_the_first_items_sent_or_not() -> 
     assert [position for position, _ in handover.sent + handover.unsent] == [0, 1]
     caller = [helpers.pid_and_square(next(rest))]  # what calibration ran in the caller: item 2
     dispatch = Dispatch(handover.pool, helpers.pid_and_square, rest, 3, chunksize=1, capture_errors=False)
-    dispatch.adopt(handover.sent, handover.unsent, caller, 2)
+    dispatch.adopt(handover.sent, handover.unsent, [None, None, *caller])
     out = [result for chunk in dispatch.chunks(ordered=True) for result in chunk]
     assert [square for _, square in out] == [x * x for x in range(6)]
     assert out[2][0] == os.getpid()

@@ -10,7 +10,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from autopar._core._identity import function_identity, unwrap_function
-from autopar._core._plans import Calibrate, Reuse, Run, Speculate, plan_call, speculation_plan
+from autopar._core._plans import (
+    FEED_ALL_BELOW_CPU_SHARE,
+    Calibrate,
+    Reuse,
+    Run,
+    Speculate,
+    plan_call,
+    speculation_plan,
+    workers_fed,
+)
 from autopar._core._safety import usable_process_methods
 from autopar._core._sampling import (
     MAX_SAMPLE_ITEMS,
@@ -409,3 +418,18 @@ def test_item_timeout_sends_a_lambda_by_value_to_a_fresh_interpreter(facts: Plat
     plan = _plan(attrs.evolve(facts, main_importable=False), Options(item_timeout=1.0), shipping=LAMBDA_BY_VALUE)
     assert isinstance(plan, Run)
     assert plan.decision.strategy in {"forkserver", "spawn"}
+
+
+@pytest.mark.parametrize(
+    ("cpu_share", "expected"),
+    [
+        (0.0, 8),  # items that only wait: every worker gets one
+        (0.31, 8),  # 25 ms asleep, 11 ms computing
+        (FEED_ALL_BELOW_CPU_SHARE - 0.01, 8),
+        (FEED_ALL_BELOW_CPU_SHARE, 0),  # computing as much as waiting: the probe's threads need the CPUs
+        (1.0, 0),
+        (1.8, 0),  # native threads: CPU time over wall time above 1
+    ],
+)
+def test_workers_fed_during_the_thread_probe_follow_the_items_cpu_share(cpu_share: float, expected: int) -> None:
+    assert workers_fed(Speculate("fork", 8, 7), cpu_share) == expected

@@ -40,7 +40,7 @@ def test_first_item_runs_in_a_worker_and_every_item_once_in_order(caplog: pytest
         out = autopar.map(helpers.pid_and_square, range(40))
     assert [square for _, square in out] == [x * x for x in range(40)]
     assert out[0][0] != os.getpid(), caplog.text
-    assert out[1][0] == os.getpid()  # the caller's serial sample starts right after the workers' items
+    assert os.getpid() in {pid for pid, _ in out[1:]}  # the caller's serial sample
     assert any("in process workers meanwhile" in r.getMessage() for r in caplog.records)
 
 

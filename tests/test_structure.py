@@ -92,6 +92,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_calibrate",
         "_gather",
         "_pool_spec",
+        "_feeder",
         "_speculation_thread",
         "_speculation",
     ),

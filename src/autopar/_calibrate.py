@@ -109,6 +109,7 @@ def calibrate(
     check_deadline: Callable[[], object] = lambda: None,
     thread_probe: bool = True,
     ship: Shipping | None = None,
+    probing: Callable[[float], None] | None = None,
 ) -> Calibration:
     """Run the first items of ``source`` to measure the workload; keep their results, in order.
 
@@ -116,7 +117,8 @@ def calibrate(
     ``thread_probe=False`` rules the probe out (its threads never ran the
     initializer).  ``check_deadline`` runs between batches and raises
     ``TimeoutError``.  ``func``'s exception propagates unless ``capture_errors``
-    (then it takes the item's slot).  ``ship`` is worked out when not given.
+    (then it takes the item's slot).  ``ship`` is worked out when not given.  ``probing`` gets
+    the items' CPU share of wall time before a thread probe (a source feeding workers may stop).
     """
     clocks = clocks or Clocks()
     begun = clocks.wall()
@@ -138,7 +140,7 @@ def calibrate(
     if plan is not None:
         share = None if meter is None else meter.share
         measured, exhausted = _probe(
-            func, stream, plan, sample, share, measured, facts, capture_errors, results, clocks
+            func, stream, plan, sample, share, measured, facts, capture_errors, results, clocks, probing
         )
     measured = attrs.evolve(measured, sampled=len(results), calibration_s=clocks.wall() - begun)
     return Calibration(measurements=measured, results=results, exhausted=exhausted)
@@ -155,6 +157,7 @@ def _probe(
     capture_errors: bool,
     results: list[Any],
     clocks: Clocks,
+    probing: Callable[[float], None] | None,
 ) -> tuple[Measurements, bool]:
     """Probe threads unless the items ran Python bytecode (``share`` of their CPU in C, None: profile a few first).
 
@@ -169,6 +172,8 @@ def _probe(
         logger.debug("autopar profile: the items spent a share of %.3f of their CPU in C", share)
     if probe_after_profile(plan, share) is None:
         return measured, False
+    if probing is not None:
+        probing(sample.cpu_s / sample.wall_s if sample.wall_s > 0 else 1.0)
     reading = probe_threads(func, stream, plan, capture_errors, results, clocks)
     if reading is None:
         return measured, False

@@ -36,7 +36,7 @@ from ._progress import make_progress
 from ._registry import get_strategy
 from ._serialize import first_use_imports, shipping
 from ._shared import CallWithShared, SharedHandle
-from ._speculation import Handover, Speculation, begin, caller_span, drop, measured_with, settle
+from ._speculation import Handover, Speculation, after_calibration, begin, caller_span, drop, settle
 from ._warn import warn_unsafe
 from ._worker import until_failure
 
@@ -142,7 +142,7 @@ class Call:
             if self.recorder is not None:
                 self.speculation.record(self.recorder)  # the first items the workers run
             source = self.speculation.start(self.call_func, source, self.capture_errors)
-            n_items = None if n_items is None else n_items - self.speculation.sent
+            n_items = None if n_items is None else n_items - self.speculation.sent_first
         began = time.perf_counter()
         try:
             cal = calibrate(
@@ -158,28 +158,28 @@ class Call:
                 check_deadline=self.deadline.check,
                 thread_probe=plan.thread_probe,
                 ship=self.ship,
+                probing=None if self.speculation is None else self.speculation.probing,
             )
-            measured = measured_with(self.speculation, cal.measurements)
+            measured = after_calibration(self.speculation, cal.measurements)
             self.facts = threads_now(self.facts, measured)
             logger.debug("autopar calibration: %s", measured)
             exhausted = serial_decision(EXHAUSTED) if cal.exhausted else None
             decision = exhausted or decide(with_cluster(self.cluster, measured), self.facts, self.opts)
-            self.handover, early = settle(self.speculation, decision, self.deadline.check, self.recorder is not None)
+            self.handover, prefix = settle(self.speculation, decision, cal.results, self.deadline.check, self.recorder)
         except BaseException:
             if self.speculation is not None:
                 self.speculation.abandon()
             raise
         if self.recorder is not None:
-            first, in_caller = caller_span(self.speculation, self.handover, len(early) + len(cal.results))
+            first, in_caller = caller_span(self.speculation, self.handover, len(cal.results))
             self.recorder.calibrated(began, time.perf_counter(), in_caller, start=first)
-        self.source, self.prefix, self.exhausted = source, early + cal.results, cal.exhausted
+        self.source, self.prefix, self.exhausted = source, prefix, cal.exhausted
         self.deadline.check()
         if not remember:
             list(until_failure(self.prefix, self.capture_errors))  # explain raises the function's exception too
-        self.advance(len(self.prefix))
-        if exhausted is None:
-            if remember and plan.remember:
-                _cache.put(self.key, cal.measurements)
+        self.advance(len(self.prefix) - (0 if self.handover is None else self.handover.out))
+        if exhausted is None:  # without ``remember``, the key is None
+            _cache.put(self.key if plan.remember else None, cal.measurements)
             logger.info("%s", decision)
         return decision
 
@@ -224,8 +224,7 @@ class Call:
     def _serial(self, decision: Decision) -> Iterator[list[Any]]:
         """Run the rest in the caller, in batches of about 10 ms so the deadline is checked often."""
         self._initialize_caller()
-        m = decision.measurements
-        first = serial_batch_size(m.item_wall_s) if m is not None else 1
+        first = 1 if decision.measurements is None else serial_batch_size(decision.measurements.item_wall_s)
         yield from serial_batches(
             self.call_func,
             self.source,

@@ -151,24 +151,32 @@ class Dispatch:
         #: A failure will end the call (errors="raise"): read no more input.
         self.failing = False
 
-    def adopt(self, sent: list[tuple[int, Any]], unsent: list[tuple[int, Any]], ran: list[Any], start: int) -> None:
+    def adopt(self, sent: list[tuple[int, Any]], unsent: list[tuple[int, Any]], ran: list[Any]) -> None:
         """Take over a first call's speculation, before ``chunks()``; every result still comes back in input order.
 
         ``sent`` (position, item) pairs are in flight as task id ``position``; ``unsent`` never reached
-        a worker; ``ran`` are the caller's results from position ``start`` on.
+        a worker; ``ran`` holds every other result from position 0 on, by position.
         """
-        for position, item in [*sent, *unsent]:
+        flying = {position for position, _ in sent}
+        done_from = 0
+        for position, item in sorted([*sent, *unsent], key=lambda pair: pair[0]):
+            self._adopt_done(ran[done_from:position], done_from)
             chunk = _Chunk(position, [item])
             self.order.append(chunk)
-            if position < len(sent):
+            if position in flying:
                 self.in_flight[position] = (chunk, 0, 1, time.monotonic())
             else:
                 self.queued.append((chunk, 0, 1))
-        done = _Chunk(start, [])
-        done.slots = ran
-        self.order.append(done)
-        self.next_start = start + len(ran)
-        self.task_ids = itertools.count(len(sent))
+            done_from = position + 1
+        self._adopt_done(ran[done_from:], done_from)
+        self.next_start = max(len(ran), done_from)
+        self.task_ids = itertools.count(self.next_start)
+
+    def _adopt_done(self, results: list[Any], start: int) -> None:
+        if results:
+            done = _Chunk(start, [])
+            done.slots = results
+            self.order.append(done)
 
     def _submit(self, chunk: _Chunk, offset: int, count: int) -> None:
         task_id = next(self.task_ids)

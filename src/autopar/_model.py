@@ -1,9 +1,8 @@
 """Frozen records that flow between layers: platform facts, options, measurements, decisions.
 
-Every field that carries a quantity names its unit (``_s`` seconds, ``_bytes``).
-The records are plain data: the decision logic (``_decide``) and the start-method
-rules (``_safety``) are pure functions of them, so they can be tested with
-synthetic values and no clock.
+Every field that carries a quantity names its unit (``_s`` seconds, ``_bytes``).  The records are
+plain data: the decision logic (``_decide``) and the start-method rules (``_safety``) are pure
+functions of them, so they can be tested with synthetic values and no clock.
 """
 
 from __future__ import annotations
@@ -198,8 +197,10 @@ class Measurements:
     warm_pools: frozenset[tuple[str, int]] = frozenset()  # (strategy, workers) of pools already running
     calibration_s: float = 0.0
     #: Items that ran in process workers started at once, while the caller measured (not counted in ``sampled``),
-    #: and that pool, by start method and workers: a decision of more workers of its method grows it.
+    #: those still out at the decision, and that pool, by start method and workers: a decision of more workers
+    #: of its method grows it.
     speculative_items: int = 0
+    speculative_out: int = 0
     early_pool: tuple[str, int] | None = None
     #: First items of ``sampled`` that imported third-party modules (untimed), and the seconds they took over
     #: the others': a worker that did not fork from the caller after them pays those again (``_costs``).
@@ -272,10 +273,7 @@ class Candidate:
 
 @attrs.frozen(kw_only=True)
 class Decision:
-    """The strategy, worker count and chunk size chosen for a call, and why.
-
-    ``str(decision)`` renders a readable table of every candidate.
-    """
+    """The strategy, worker count and chunk size chosen for a call, and why (``str()``: a table of every candidate)."""
 
     strategy: str
     workers: int

@@ -58,7 +58,7 @@ def run_pooled(call: Call, decision: Decision, spec: PoolSpec, pool: Pool, order
             recorder=recorder,
         )
         if handover is not None:  # the first items, in flight since calibration, then the caller's results
-            dispatch.adopt(handover.sent, handover.unsent, call.prefix, len(handover.sent) + len(handover.unsent))
+            dispatch.adopt(handover.sent, handover.unsent, call.prefix)
         yield from dispatch.chunks(ordered=ordered)
         healthy = True
     except TrialFailed as failed:

@@ -21,12 +21,14 @@ from ._model import SerialSample
 from ._worker import ChunkFailed, Failure, run_chunk
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
 
     from ._bytecode import CShare
     from ._calibrate import Clocks
 
 __all__ = ["add_batch", "run_in_caller", "run_kept", "sample_serially"]
+
+_END = object()
 
 
 def run_in_caller(func: Callable[[Any], Any], batch: list[Any], start: int, capture_errors: bool) -> list[Any]:
@@ -37,7 +39,7 @@ def run_in_caller(func: Callable[[Any], Any], batch: list[Any], start: int, capt
         raise failed.wrapped.rebuild()  # noqa: B904 - its __cause__ is the traceback text
 
 
-def run_kept(func: Callable[[Any], Any], batch: list[Any], results: list[Any], capture_errors: bool) -> bool:
+def run_kept(func: Callable[[Any], Any], batch: Iterable[Any], results: list[Any], capture_errors: bool) -> bool:
     """Run ``batch`` in the caller, its results appended to ``results``; True if an item raised.
 
     The first item that raises (without ``capture_errors``) ends the batch: the results
@@ -106,26 +108,26 @@ def sample_serially(
     size = 1
     while not sample_done(sample, n_items):
         check_deadline()
-        batch = list(itertools.islice(source, size))
-        if not batch:
+        first = next(source, _END)
+        if first is _END:
             return sample, True
-        modules = len(sys.modules)
+        # Items are read as they run, not before: a source that feeds workers meanwhile reads between them.
+        batch = itertools.chain((first,), itertools.islice(source, size - 1))
+        modules, ran = len(sys.modules), len(results)
         q0, v0, w0, c0, p0 = clocks.queued(), clocks.waits(), clocks.wall(), clocks.thread(), clocks.process()
         with meter or nullcontext():
             failed = run_kept(func, batch, results, capture_errors)
         if failed:  # no item runs after a failure
             return sample, True
-        wall = clocks.wall() - w0
+        wall, count = clocks.wall() - w0, len(results) - ran
         if warmup_batch(sample, third_party_imports(modules)):
             if meter is not None:
                 meter.reset()
-            sample = attrs.evolve(
-                sample, warmup_items=sample.warmup_items + len(batch), warmup_s=sample.warmup_s + wall
-            )
+            sample = attrs.evolve(sample, warmup_items=sample.warmup_items + count, warmup_s=sample.warmup_s + wall)
             continue
         v1, q1 = clocks.waits(), clocks.queued()
         waits = None if v0 is None or v1 is None else v1 - v0
         queued = None if q0 is None or q1 is None else q1 - q0
-        sample = add_batch(sample, len(batch), wall, clocks.thread() - c0, clocks.process() - p0, waits, queued)
+        sample = add_batch(sample, count, wall, clocks.thread() - c0, clocks.process() - p0, waits, queued)
         size = next_batch_size(sample, size)
     return sample, False

@@ -27,9 +27,11 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from . import _pools
-from ._errors import SerializationError, WorkerStartError
+from ._core._plans import workers_fed
+from ._errors import WorkerStartError
+from ._feeder import Feeder, Handover, shared_input
 from ._pool_spec import is_single_use
-from ._speculation_thread import BackgroundSpeculation, Handover, fits_blind, grown, poll_into
+from ._speculation_thread import BackgroundSpeculation, grown
 from ._strategies._process._pool import ProcessPool
 
 if TYPE_CHECKING:
@@ -40,7 +42,7 @@ if TYPE_CHECKING:
     from ._recorder import Recorder
     from ._types import Pool
 
-__all__ = ["Handover", "Speculation", "begin", "caller_span", "drop", "measured_with", "settle"]
+__all__ = ["Handover", "Speculation", "begin", "after_calibration", "caller_span", "drop", "settle"]
 
 logger = logging.getLogger("autopar")
 
@@ -52,47 +54,74 @@ def begin(plan: Speculate, spec: PoolSpec, facts: PlatformFacts) -> Speculation 
     return Speculation.begin(plan, spec, facts)
 
 
-def measured_with(speculation: Speculation | BackgroundSpeculation | None, m: Measurements) -> Measurements:
-    """``m`` with the items the speculation's workers ran, and its pool as warm once its start-up is paid or under way."""
+def after_calibration(speculation: Speculation | BackgroundSpeculation | None, m: Measurements) -> Measurements:
+    """Calibration is over: no more items for the workers.  ``m`` with the items they run, and the early pool.
+
+    The early pool counts as warm once its start-up is paid or under way; the items the
+    workers took while the caller calibrated are not left to run.
+    """
     if speculation is None:
         return m
+    speculation.stop()
     warm = speculation.warm(m.warm_pools)
     early = (speculation.plan.method, speculation.plan.workers)
+    n_items = None if m.n_items is None else max(m.n_items - speculation.topped, 0)
     return attrs.evolve(
-        m, speculative_items=speculation.in_workers, warm_pools=warm, early_pool=early if early in warm else None
+        m,
+        n_items=n_items,
+        speculative_items=speculation.in_workers,
+        speculative_out=speculation.in_flight,
+        warm_pools=warm,
+        early_pool=early if early in warm else None,
     )
 
 
 def settle(
     speculation: Speculation | BackgroundSpeculation | None,
     decision: Decision,
+    ran: list[Any],
     check_deadline: Callable[[], float | None],
-    recorded: bool,
+    recorder: Recorder | None,
 ) -> tuple[Handover | None, list[Any]]:
-    """After calibration: the pool with its first items for a decision of it (``Handover``), else their results.
+    """After calibration, whose results in the caller were ``ran``: every result so far, by input position.
 
-    A handed-over pool's dispatch adopts the items (``Dispatch.adopt``): the call never waits for them here.
+    For a decision of the speculation's pool, that pool comes too (``Handover``), with the items
+    still out: the call's dispatch adopts them (``Dispatch.adopt``), and their positions hold None
+    meanwhile.  Else the call waits here for the workers' results (and stops reporting to ``recorder``).
     """
     if speculation is None:
-        return None, []
+        return None, ran
     handover = speculation.hand_over(decision.strategy, decision.workers)
     if handover is not None:
-        return handover, []
+        out = dict.fromkeys([position for position, _ in [*handover.sent, *handover.unsent]])
+        return handover, in_order({**handover.done, **out}, ran)
     early = speculation.collect(check_deadline)
-    if recorded:
+    if recorder is not None:
         speculation.record(None)
-    return None, early
+    return None, in_order(early, ran)
+
+
+def in_order(early: dict[int, Any], ran: list[Any]) -> list[Any]:
+    """The workers' results at their input positions, and the caller's, ``ran``, in the others in turn.
+
+    The caller's results end early at an item that raised: the positions after it, never yielded, hold None.
+    """
+    total = max(len(early) + len(ran), max(early, default=-1) + 1)
+    caller = iter(ran)
+    return [early[position] if position in early else next(caller, None) for position in range(total)]
 
 
 def caller_span(
     speculation: Speculation | BackgroundSpeculation | None, handover: Handover | None, items: int
 ) -> tuple[int, int]:
-    """The first input position the caller ran during calibration, and how many it ran, of ``items`` collected."""
+    """The first input position the caller ran during calibration, and how many, of which ``items`` were calibration's."""
     if speculation is None:
         return 0, items
+    if isinstance(speculation, Speculation):
+        return speculation.first_in_caller, items
     if handover is not None:
         return speculation.sent, items
-    return speculation.in_workers, items - speculation.in_workers
+    return speculation.in_workers, speculation.sent - speculation.in_workers + items
 
 
 def drop(handover: Handover | None) -> None:
@@ -117,12 +146,13 @@ class Speculation:
             facts,
             create=lambda: ProcessPool(plan.method, plan.workers, spec, ready_later=True),
         )
-        self.sent = 0
-        self._items: list[Any] = []  # the items sent, by position
+        self.feeder: Feeder | None = None  # the items out and back, once ``start`` sent the first ones
+        #: The input position of the first item the caller runs, and how many went to the workers before it.
+        self.first_in_caller = self.sent_first = 0
         #: The call's recorder (``report=True``): the pool's rows are set aside if the call does not use it.
         self.report_to: Recorder | None = None
         # A pool built around this call's lambda or closure serves this call only.
-        self._healthy = True
+        self._sound = True  # False once the pool could not grow
         self._reusable = not is_single_use(spec)
 
     @classmethod
@@ -135,38 +165,61 @@ class Speculation:
             return None
 
     def start(self, func: Callable[[Any], Any], source: Iterator[Any], capture_errors: bool) -> Iterator[Any]:
-        """Send the first items, one task each; return the rest of ``source``, unsent items first."""
+        """Send the first items, one task each; return the rest of ``source``, unsent items first.
+
+        For a list's, tuple's or range's iterator (``_feeder.shared_input``), a thread feeds each worker that finished
+        its item the next one while the caller calibrates, until ``probing`` or ``stop``.
+        """
         assert self.pool is not None
+        feeder = self.feeder = Feeder(self.pool, func, capture_errors)
         head = list(itertools.islice(source, self.plan.items))
         for position, item in enumerate(head):
-            if not self._send(func, item, position, capture_errors):
+            if not feeder.send(item, position):
+                self.first_in_caller = self.sent_first = position
                 return itertools.chain(head[position:], source)  # it runs in the caller, with the sample
-            self.sent += 1
-            self._items.append(item)
-        return source
+        self.first_in_caller = self.sent_first = len(head)
+        return feeder.feed(source, len(head), self.plan.items) if shared_input(source) else source
 
-    def _send(self, func: Callable[[Any], Any], item: Any, position: int, capture_errors: bool) -> bool:
-        """Submit ``item`` as its own task; False when it is too big to send blind, or cannot be pickled."""
-        assert self.pool is not None
-        if not fits_blind(item):
-            return False
-        try:
-            self.pool.submit(position, func, [item], position, capture_errors)
-        except SerializationError:
-            return False
-        return True
+    def probing(self, cpu_share: float) -> None:
+        """The thread probe begins, on items busy ``cpu_share`` of their wall time: feed every worker, or none."""
+        if self.feeder is not None:
+            self.feeder.target = workers_fed(self.plan, cpu_share)
+            if not self.feeder.target:
+                self.feeder.stop()
 
-    def collect(self, check_deadline: Callable[[], float | None]) -> list[Any]:
-        """The results of the items sent, in input order; a failed item holds a ``Failure`` in its slot."""
-        assert self.pool is not None
-        slots: list[Any] = [None] * self.sent
-        self._healthy = poll_into(self.pool, slots, self.sent, check_deadline) and self._healthy
-        return slots
+    def stop(self) -> None:
+        """Calibration is over: no more items for the workers."""
+        if self.feeder is not None:
+            self.feeder.stop()
+
+    def collect(self, check_deadline: Callable[[], float | None]) -> dict[int, Any]:
+        """The results of the items sent, by input position; a failed item holds a ``Failure``."""
+        assert self.feeder is not None
+        return self.feeder.collect(check_deadline)
+
+    @property
+    def sent(self) -> int:
+        """How many items went to the workers."""
+        return 0 if self.feeder is None else self.feeder.sent
 
     @property
     def in_workers(self) -> int:
-        """How many first items the workers ran."""
+        """How many items the workers ran."""
         return self.sent
+
+    @property
+    def in_flight(self) -> int:
+        """How many items are out in the workers."""
+        return 0 if self.feeder is None else len(self.feeder.out)
+
+    @property
+    def topped(self) -> int:
+        """How many items the workers took beyond the first ones, while the caller calibrated."""
+        return self.sent - self.sent_first
+
+    @property
+    def _healthy(self) -> bool:
+        return self._sound and (self.feeder is None or self.feeder.healthy)
 
     def record(self, recorder: Recorder | None) -> None:
         """Feed the workers' timings to ``recorder`` (``report=True``), or stop (None)."""
@@ -183,11 +236,14 @@ class Speculation:
         pool = self.pool
         if pool is None or method != self.plan.method or workers < self.plan.workers or not self._healthy:
             return None
+        self.stop()  # before growing: no thread may run while the caller forks
         if workers > pool.workers and not grown(pool, workers):
-            self._healthy = False
+            self._sound = False
             return None
+        assert self.feeder is not None
+        self.feeder.stop()
         self.pool = None
-        return Handover(pool, self.spec, list(enumerate(self._items)), [])
+        return Handover(pool, self.spec, sorted(self.feeder.out.items()), [], self.feeder.results)
 
     def take(self, method: str, workers: int) -> tuple[Pool, PoolSpec] | None:
         """Release the pool for a decision that did not take it over (``hand_over`` takes every one it can serve): None.
@@ -205,6 +261,7 @@ class Speculation:
 
     def abandon(self) -> None:
         """Stop what the workers run and shut the pool down (a timeout, Ctrl-C, an error in the caller)."""
+        self.stop()
         pool, self.pool = self.pool, None
         if pool is not None:
             pool.cancel()
@@ -212,6 +269,7 @@ class Speculation:
 
     def release(self) -> None:
         """Give the pool back for later calls, if the call did not use it."""
+        self.stop()
         pool, self.pool = self.pool, None
         if pool is not None:
             _pools.release(pool, healthy=self._healthy and self._reusable)

@@ -25,13 +25,10 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from . import _pools
-from ._core._plans import SPECULATIVE_MAX_ITEM_BYTES
 from ._errors import SerializationError, WorkerCrashedError, WorkerStartError
+from ._feeder import Handover, fits_blind
 from ._pool_spec import is_single_use
-from ._transfer import stated_size
 from ._worker import Failure, run_chunk
 
 if TYPE_CHECKING:
@@ -42,29 +39,9 @@ if TYPE_CHECKING:
     from ._recorder import Recorder
     from ._types import Pool
 
-__all__ = ["BackgroundSpeculation", "Handover", "fits_blind", "grown", "poll_into"]
+__all__ = ["BackgroundSpeculation", "grown", "poll_into"]
 
 logger = logging.getLogger("autopar")
-
-
-@attrs.frozen
-class Handover:
-    """A speculation's pool, given to the call that decided on it, with the first items' state.
-
-    The call's dispatch adopts them (``Dispatch.adopt``): ``sent`` are (position, item) pairs in
-    flight as task ``position``; ``unsent`` were set aside but never reached a worker.
-    """
-
-    pool: Pool
-    spec: PoolSpec
-    sent: list[tuple[int, Any]]
-    unsent: list[tuple[int, Any]]
-
-
-def fits_blind(item: Any) -> bool:
-    """Whether ``item`` may be sent before the call knows what sending costs (its stated size is small)."""
-    size = stated_size(item)
-    return size is None or size <= SPECULATIVE_MAX_ITEM_BYTES
 
 
 def poll_into(pool: Pool, slots: list[Any], count: int, check_deadline: Callable[[], float | None]) -> bool:
@@ -189,8 +166,8 @@ class BackgroundSpeculation:
                 return  # the caller runs it and the rest
             self._given += 1
 
-    def collect(self, check_deadline: Callable[[], float | None]) -> list[Any]:
-        """The first items' results, in input order: those not yet handed to a worker run here, now."""
+    def collect(self, check_deadline: Callable[[], float | None]) -> dict[int, Any]:
+        """The first items' results, by input position: those not yet handed to a worker run here, now."""
         assert self._func is not None
         self._calibrated.set()
         with self._lock:
@@ -204,12 +181,31 @@ class BackgroundSpeculation:
             assert pool is not None
             self._healthy = poll_into(pool, slots, given, check_deadline) and self._healthy
         self._items = []
-        return slots
+        return dict(enumerate(slots))
 
     @property
     def in_workers(self) -> int:
         """How many first items the workers ran (the others ran in the caller)."""
         return self._given
+
+    #: The workers take no items beyond the first ones.
+    topped = 0
+
+    @property
+    def sent_first(self) -> int:
+        """How many first items were set aside for the workers."""
+        return self.sent
+
+    @property
+    def in_flight(self) -> int:
+        """How many first items went to the workers."""
+        return self._given
+
+    def probing(self, cpu_share: float) -> None:
+        """Nothing changes: the workers get the first items only."""
+
+    def stop(self) -> None:
+        """Nothing to stop (``collect`` and ``hand_over`` stop the thread)."""
 
     def record(self, recorder: Recorder | None) -> None:
         """Feed the workers' timings to ``recorder`` (``report=True``) once the pool is up, or stop (None)."""

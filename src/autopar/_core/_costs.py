@@ -191,11 +191,11 @@ def _in_flight_s(wl: Workload, m: Measurements, method: str) -> tuple[float, ...
 
     They began once its workers booted, and shared the cores with the caller's sample since.
     """
-    if m.early_pool is None or m.early_pool[0] != method or m.speculative_items <= 0:
+    if m.early_pool is None or m.early_pool[0] != method or m.speculative_out <= 0:
         return ()
     ran_s = max(clean(m.calibration_s) - worker_startup_s(m, method), 0.0)
-    rate = min(1.0, wl.cpu_count / (m.speculative_items + 1))
-    return (max(wl.process_item_s - ran_s * rate, 0.0),) * m.speculative_items
+    rate = min(1.0, wl.cpu_count / (m.speculative_out + 1))
+    return (max(wl.process_item_s - ran_s * rate, 0.0),) * m.speculative_out
 
 
 def _start_s(m: Measurements, method: str, workers: int, boot_s: float, cpu_count: int) -> float:

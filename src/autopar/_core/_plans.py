@@ -40,6 +40,7 @@ __all__ = [
     "plan_call",
     "serial_decision",
     "speculation_plan",
+    "workers_fed",
 ]
 
 #: Start methods cheap enough to start in the caller before a call knows whether it needs processes
@@ -59,6 +60,10 @@ SPECULATIVE_MAX_ITEMS = 1000
 NATIVE_POOL_LIBRARIES = frozenset(
     {"numpy", "scipy", "pandas", "sklearn", "torch", "tensorflow", "jax", "numexpr", "numba", "cv2"}
 )
+#: Items busy on a CPU less than this share of their wall time leave the CPUs mostly idle: during the
+#: thread probe of such items, every early worker is fed (40 items that sleep 25 ms and compute 9 ms).
+#: Items that compute more would slow the probe's threads: the workers then get none.
+FEED_ALL_BELOW_CPU_SHARE = 0.5
 #: Largest item (as it states its size) sent to a worker before the call knows what sending costs:
 #: a bigger one could cost more to send than it saves, so it runs in the caller.
 SPECULATIVE_MAX_ITEM_BYTES = 64 * 1024
@@ -244,3 +249,12 @@ def _item_timeout_plan(
         raise ValueError(_reasons.item_timeout_none_message(opts.item_timeout))
     plan = forced_decision(facts, attrs.evolve(opts, strategy=methods[0]), n_items)
     return Run(attrs.evolve(plan, forced=False, reasons=(_reasons.item_timeout_reason(methods[0]),)))
+
+
+def workers_fed(plan: Speculate, cpu_share: float) -> int:
+    """How many items the early pool keeps out during the thread probe, of items busy ``cpu_share`` of their wall time.
+
+    Every worker's worth for items that mostly wait (under ``FEED_ALL_BELOW_CPU_SHARE``): they leave the
+    CPUs idle.  None for items that compute: the probe's threads need the CPUs.
+    """
+    return plan.workers if cpu_share < FEED_ALL_BELOW_CPU_SHARE else 0
