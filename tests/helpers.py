@@ -307,6 +307,14 @@ def record_item_slowly(arg: tuple[str, int]) -> int:
     return result
 
 
+def record_wait_then_compute(arg: tuple[str, int]) -> int:
+    """``record_item``, then sleep 10 ms and compute a few ms of Python: it waits more than it computes."""
+    result = record_item(arg)
+    time.sleep(0.01)
+    countdown(250_000)
+    return result
+
+
 class InitFailedError(Exception):
     """Raised by ``failing_init``."""
 

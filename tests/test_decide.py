@@ -701,7 +701,7 @@ def test_rounds_of_equal_chunks_on_workers_sharing_two_cores(
 
 def test_items_in_flight_in_the_early_pool_make_more_workers_pay() -> None:
     """5 items left and 2 half-done in the early forkserver pool of 2 (2 CPUs): a third worker fills the gaps."""
-    m = measure(6, 0.3, sampled=1, calibration_s=0.366, speculative_items=2, speculative_out=2)
+    m = measure(6, 0.3, sampled=1, calibration_s=0.366, speculative_items=2, speculative_out_s=(0.286, 0.286))
     early = attrs.evolve(m, early_pool=("forkserver", 2), warm_pools=frozenset({("forkserver", 2)}))
     facts = attrs.evolve(LINUX, start_methods=("spawn", "forkserver"), default_start_method="forkserver")
     busy_2 = predict("forkserver", 2, 1, early, facts, AUTO)

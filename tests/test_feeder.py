@@ -1,4 +1,4 @@
-"""While the caller calibrates, a thread feeds the early fork workers the next items of a list, tuple or range.
+"""At a thread probe of items that wait, the early fork workers done with their first item get the next ones.
 
 Real fork workers where fork is safe; ``in_order`` and ``Dispatch.adopt`` also on their own.
 """
@@ -15,7 +15,7 @@ import autopar
 import helpers
 from autopar._core._plans import speculation_plan
 from autopar._dispatch import Dispatch
-from autopar._feeder import Feeder, shared_input
+from autopar._feeder import Feeder
 from autopar._gather import call_facts
 from autopar._model import Options, PoolSpec, Shipping
 from autopar._speculation import in_order
@@ -27,11 +27,6 @@ _PLAN = speculation_plan(call_facts(), Options(), 100, Shipping(name="f"))
 needs_fork = pytest.mark.skipif(
     _PLAN is None or _PLAN.in_background, reason="the early pool forks where fork is safe and the default"
 )
-
-
-def test_only_iterators_of_lists_tuples_and_ranges_are_read_by_two_threads() -> None:
-    assert all(shared_input(iter(kind)) for kind in ([1], (1,), range(3), range(2**70)))
-    assert not any(shared_input(source) for source in (iter({1}), (x for x in [1]), iter("ab"), [1], range(3)))
 
 
 def test_in_order_puts_each_result_at_its_input_position() -> None:
@@ -49,63 +44,70 @@ def test_in_order_after_a_failure_in_the_caller_holds_no_result_it_did_not_run()
     assert out[3:] == [None, None, "w5"]
 
 
+def _wait_for_result(feeder: Feeder, position: int) -> None:
+    deadline = time.monotonic() + 20
+    while position not in feeder.results and time.monotonic() < deadline:
+        feeder.top_up(0)  # settles what came back, sends nothing
+        time.sleep(0.002)
+    assert position in feeder.results
+
+
 @needs_fork
-def test_the_feeder_keeps_the_worker_busy_and_every_item_runs_once_at_its_position() -> None:
-    """One worker kept busy while the caller reads slowly: the worker runs more than the first item, each item once."""
-    pool = ProcessPool("fork", 1, PoolSpec())
+def test_top_up_gives_idle_workers_the_next_items_and_every_item_runs_once_at_its_position() -> None:
+    """Item 0 out, the caller reads 1 and 2; a top-up to 2 sends 3 and 4; the caller goes on from 5."""
+    pool = ProcessPool("fork", 2, PoolSpec())
     try:
         feeder = Feeder(pool, helpers.pid_and_square, capture_errors=False)
-        source = iter(range(30))
+        source = iter(range(12))
         assert feeder.send(next(source), 0)
-        ran: list[tuple[int, int]] = []
-        for item in feeder.feed(source, 1, target=1):
-            ran.append(helpers.pid_and_square(item))
-            time.sleep(0.01)  # a caller that waits: the worker finishes its item meanwhile
+        reading = feeder.reading(source, 1)
+        ran = [helpers.pid_and_square(next(reading)) for _ in range(2)]
+        _wait_for_result(feeder, 0)
+        feeder.top_up(2)
+        assert sorted(feeder.out) == [3, 4]
+        assert feeder.sent == 3
+        ran += [helpers.pid_and_square(item) for item in reading]
+        assert [square for _, square in ran] == [x * x for x in (1, 2, *range(5, 12))]
         early = feeder.collect(lambda: None)
-        assert len(early) > 1, early  # the worker took items beyond the first
-        assert ran, early  # and the caller read some
-        assert {pid for pid, _ in early.values()} == set(pool.pids())
-        assert {pid for pid, _ in ran} == {os.getpid()}
+        assert sorted(early) == [0, 3, 4]
+        assert {pid for pid, _ in early.values()} <= set(pool.pids())
         out = in_order(early, ran)
-        assert [square for _, square in out] == [x * x for x in range(30)]
+        assert [square for _, square in out] == [x * x for x in range(12)]
         assert feeder.out == {}
+        assert len(feeder.ages()) == 0
     finally:
         pool.shutdown()
 
 
 @needs_fork
-def test_a_stopped_feeder_sends_nothing_more() -> None:
+def test_top_up_to_zero_only_settles_what_came_back() -> None:
     pool = ProcessPool("fork", 1, PoolSpec())
     try:
         feeder = Feeder(pool, helpers.pid_and_square, capture_errors=False)
-        source = feeder.feed(iter(range(100)), 0, target=1)
-        feeder.stop()
-        sent = feeder.sent
-        time.sleep(0.05)
-        assert feeder.sent == sent <= 1
-        early = feeder.collect(lambda: None)
-        rest = list(source)
-        assert len(early) + len(rest) == 100
-        assert sorted([*early, *range(len(early), 100)]) == list(range(100))
+        assert feeder.send(0, 0)
+        assert len(feeder.ages()) == 1
+        reading = feeder.reading(iter(range(1, 5)), 1)
+        _wait_for_result(feeder, 0)
+        assert (feeder.sent, feeder.out) == (1, {})
+        assert list(reading) == [1, 2, 3, 4]
     finally:
         pool.shutdown()
 
 
 @needs_fork
-def test_an_item_too_big_to_send_blind_goes_to_the_caller_and_feeding_stops() -> None:
-    pool = ProcessPool("fork", 1, PoolSpec())
+def test_an_item_too_big_to_send_blind_goes_to_the_caller_at_its_position() -> None:
+    pool = ProcessPool("fork", 2, PoolSpec())
     try:
         feeder = Feeder(pool, helpers.pid_of, capture_errors=False)
-        items = [b"a", bytes(1024 * 1024), b"c", b"d"]
+        items = [b"a", b"b", bytes(1024 * 1024), b"d"]
         source = iter(items)
         assert feeder.send(next(source), 0)
-        reading = feeder.feed(source, 1, target=1)
-        deadline = time.monotonic() + 10
-        while feeder.sent < 2 and time.monotonic() < deadline and feeder.results == {}:
-            time.sleep(0.005)
-        time.sleep(0.05)  # the worker is done with item 0: the thread read item 1, too big to send
+        reading = feeder.reading(source, 1)
+        assert next(reading) == b"b"
+        _wait_for_result(feeder, 0)
+        feeder.top_up(2)  # item 2 is too big: it stays for the caller, and nothing more is sent
+        assert feeder.out == {}
         assert feeder.sent == 1
-        assert next(reading) is items[1]  # the caller's next item
         assert list(reading) == items[2:]
         assert list(feeder.collect(lambda: None)) == [0]
     finally:
@@ -135,25 +137,19 @@ def _calibration_log(caplog: pytest.LogCaptureFixture) -> str:
 
 
 @needs_fork
-def test_items_that_wait_keep_every_worker_fed_during_calibration(tmp_path, caplog: pytest.LogCaptureFixture) -> None:
-    """Waiting items from a list: the workers run several of them while the caller calibrates; each runs once."""
+@pytest.mark.parametrize("kind", [list, iter])
+def test_items_that_wait_run_once_in_order_with_idle_workers_fed_at_the_probe(
+    tmp_path, caplog: pytest.LogCaptureFixture, kind
+) -> None:
+    """Waiting items, from a list or an iterator: each runs once, in order; a probe's start feeds the idle worker."""
     items = [(str(tmp_path), x) for x in range(40)]
     with caplog.at_level(logging.DEBUG, logger="autopar"):
-        out = autopar.map(helpers.record_item_slowly, items)
+        out = autopar.map(helpers.record_wait_then_compute, kind(items))
     assert out == [x * x for x in range(40)]
     lines = [line for path in tmp_path.iterdir() for line in path.read_text().split("\n") if line]
     assert sorted(int(line.split()[1]) for line in lines) == list(range(40))
     text = _calibration_log(caplog)
     assert "early_pool=('fork'" in text, text
     speculative = int(text.split("speculative_items=")[1].split(",")[0])
-    assert speculative > 1, text  # beyond the one first item
-
-
-@needs_fork
-def test_a_generator_input_is_not_read_by_a_thread(caplog: pytest.LogCaptureFixture) -> None:
-    """A generator may belong to its thread: only the first items go to the workers, before calibration."""
-    with caplog.at_level(logging.DEBUG, logger="autopar"):
-        out = autopar.map(helpers.sleep_for, (0.005 for _ in range(30)))
-    assert out == [0.005] * 30
-    text = _calibration_log(caplog)
-    assert "speculative_items=1," in text, text
+    probed = int(text.split("thread_probe_workers=")[1].split(",")[0])
+    assert speculative > 1 if probed else speculative == 1, text  # beyond the one first item

@@ -43,8 +43,8 @@ __all__ = ["cache_key", "clear", "get", "observe", "put"]
 
 #: A run whose per-item time differs from the cached one by more than this factor recalibrates.
 DRIFT_FACTOR = 4.0
-#: Fields that describe one call, never stored: the pools warm now, the cluster found now.
-_NOT_STORED = frozenset({"warm_pools", "cluster"})
+#: Fields that describe one call, never stored: the pools warm now, the cluster found now, the items out now.
+_NOT_STORED = frozenset({"warm_pools", "cluster", "speculative_out_s"})
 
 logger = logging.getLogger("autopar")
 _lock = fork_safe_lock()

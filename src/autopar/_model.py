@@ -197,10 +197,10 @@ class Measurements:
     warm_pools: frozenset[tuple[str, int]] = frozenset()  # (strategy, workers) of pools already running
     calibration_s: float = 0.0
     #: Items that ran in process workers started at once, while the caller measured (not counted in ``sampled``),
-    #: those still out at the decision, and that pool, by start method and workers: a decision of more workers
-    #: of its method grows it.
+    #: the seconds each one still out at the decision has been out, and that pool, by start method and workers:
+    #: a decision of more workers of its method grows it.
     speculative_items: int = 0
-    speculative_out: int = 0
+    speculative_out_s: tuple[float, ...] = ()
     early_pool: tuple[str, int] | None = None
     #: First items of ``sampled`` that imported third-party modules (untimed), and the seconds they took over
     #: the others': a worker that did not fork from the caller after them pays those again (``_costs``).

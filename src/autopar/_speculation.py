@@ -29,7 +29,7 @@ import attrs
 from . import _pools
 from ._core._plans import workers_fed
 from ._errors import WorkerStartError
-from ._feeder import Feeder, Handover, shared_input
+from ._feeder import Feeder, Handover
 from ._pool_spec import is_single_use
 from ._speculation_thread import BackgroundSpeculation, grown
 from ._strategies._process._pool import ProcessPool
@@ -55,14 +55,12 @@ def begin(plan: Speculate, spec: PoolSpec, facts: PlatformFacts) -> Speculation 
 
 
 def after_calibration(speculation: Speculation | BackgroundSpeculation | None, m: Measurements) -> Measurements:
-    """Calibration is over: no more items for the workers.  ``m`` with the items they run, and the early pool.
+    """``m`` with the items the speculation's workers run, and its pool as warm once its start-up is paid or under way.
 
-    The early pool counts as warm once its start-up is paid or under way; the items the
-    workers took while the caller calibrated are not left to run.
+    The items the workers took while the caller calibrated are not left to run.
     """
     if speculation is None:
         return m
-    speculation.stop()
     warm = speculation.warm(m.warm_pools)
     early = (speculation.plan.method, speculation.plan.workers)
     n_items = None if m.n_items is None else max(m.n_items - speculation.topped, 0)
@@ -70,7 +68,7 @@ def after_calibration(speculation: Speculation | BackgroundSpeculation | None, m
         m,
         n_items=n_items,
         speculative_items=speculation.in_workers,
-        speculative_out=speculation.in_flight,
+        speculative_out_s=speculation.out_ages(),
         warm_pools=warm,
         early_pool=early if early in warm else None,
     )
@@ -167,8 +165,7 @@ class Speculation:
     def start(self, func: Callable[[Any], Any], source: Iterator[Any], capture_errors: bool) -> Iterator[Any]:
         """Send the first items, one task each; return the rest of ``source``, unsent items first.
 
-        For a list's, tuple's or range's iterator (``_feeder.shared_input``), a thread feeds each worker that finished
-        its item the next one while the caller calibrates, until ``probing`` or ``stop``.
+        The rest are numbered as the caller reads them: at ``probing``, idle workers may get some.
         """
         assert self.pool is not None
         feeder = self.feeder = Feeder(self.pool, func, capture_errors)
@@ -178,19 +175,16 @@ class Speculation:
                 self.first_in_caller = self.sent_first = position
                 return itertools.chain(head[position:], source)  # it runs in the caller, with the sample
         self.first_in_caller = self.sent_first = len(head)
-        return feeder.feed(source, len(head), self.plan.items) if shared_input(source) else source
+        return feeder.reading(source, len(head))
 
     def probing(self, cpu_share: float) -> None:
-        """The thread probe begins, on items busy ``cpu_share`` of their wall time: feed every worker, or none."""
-        if self.feeder is not None:
-            self.feeder.target = workers_fed(self.plan, cpu_share)
-            if not self.feeder.target:
-                self.feeder.stop()
+        """A thread probe begins, on items busy ``cpu_share`` of their wall time.
 
-    def stop(self) -> None:
-        """Calibration is over: no more items for the workers."""
+        For items that mostly wait, each idle worker gets one more item (``workers_fed``): it
+        runs beside the probe, which takes about an item's time, so the decision seldom waits for it.
+        """
         if self.feeder is not None:
-            self.feeder.stop()
+            self.feeder.top_up(workers_fed(self.plan, cpu_share))
 
     def collect(self, check_deadline: Callable[[], float | None]) -> dict[int, Any]:
         """The results of the items sent, by input position; a failed item holds a ``Failure``."""
@@ -207,10 +201,9 @@ class Speculation:
         """How many items the workers ran."""
         return self.sent
 
-    @property
-    def in_flight(self) -> int:
-        """How many items are out in the workers."""
-        return 0 if self.feeder is None else len(self.feeder.out)
+    def out_ages(self) -> tuple[float, ...]:
+        """Seconds since each item still out in the workers was sent."""
+        return () if self.feeder is None else self.feeder.ages()
 
     @property
     def topped(self) -> int:
@@ -236,12 +229,10 @@ class Speculation:
         pool = self.pool
         if pool is None or method != self.plan.method or workers < self.plan.workers or not self._healthy:
             return None
-        self.stop()  # before growing: no thread may run while the caller forks
         if workers > pool.workers and not grown(pool, workers):
             self._sound = False
             return None
         assert self.feeder is not None
-        self.feeder.stop()
         self.pool = None
         return Handover(pool, self.spec, sorted(self.feeder.out.items()), [], self.feeder.results)
 
@@ -261,7 +252,6 @@ class Speculation:
 
     def abandon(self) -> None:
         """Stop what the workers run and shut the pool down (a timeout, Ctrl-C, an error in the caller)."""
-        self.stop()
         pool, self.pool = self.pool, None
         if pool is not None:
             pool.cancel()
@@ -269,7 +259,6 @@ class Speculation:
 
     def release(self) -> None:
         """Give the pool back for later calls, if the call did not use it."""
-        self.stop()
         pool, self.pool = self.pool, None
         if pool is not None:
             _pools.release(pool, healthy=self._healthy and self._reusable)

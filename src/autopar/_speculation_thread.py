@@ -23,6 +23,7 @@ import itertools
 import logging
 import sys
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from . import _pools
@@ -108,6 +109,7 @@ class BackgroundSpeculation:
         # Under the lock: the thread's pool, the items it submitted, and whether the caller took the rest.
         self._pool: Pool | None = None
         self._given = 0
+        self._given_at = 0.0  # when the booted workers got them
         self._claimed = False
         self._orphaned = False
         self._recorder: Recorder | None = None
@@ -165,6 +167,7 @@ class BackgroundSpeculation:
                 self._unsendable = True
                 return  # the caller runs it and the rest
             self._given += 1
+            self._given_at = time.perf_counter()
 
     def collect(self, check_deadline: Callable[[], float | None]) -> dict[int, Any]:
         """The first items' results, by input position: those not yet handed to a worker run here, now."""
@@ -196,16 +199,14 @@ class BackgroundSpeculation:
         """How many first items were set aside for the workers."""
         return self.sent
 
-    @property
-    def in_flight(self) -> int:
-        """How many first items went to the workers."""
-        return self._given
+    def out_ages(self) -> tuple[float, ...]:
+        """Seconds since each first item was handed to a booted worker."""
+        with self._lock:
+            given, at = self._given, self._given_at
+        return (time.perf_counter() - at,) * given if given else ()
 
     def probing(self, cpu_share: float) -> None:
         """Nothing changes: the workers get the first items only."""
-
-    def stop(self) -> None:
-        """Nothing to stop (``collect`` and ``hand_over`` stop the thread)."""
 
     def record(self, recorder: Recorder | None) -> None:
         """Feed the workers' timings to ``recorder`` (``report=True``) once the pool is up, or stop (None)."""

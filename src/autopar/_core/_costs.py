@@ -187,15 +187,14 @@ def _process_estimate(
 
 
 def _in_flight_s(wl: Workload, m: Measurements, method: str) -> tuple[float, ...]:
-    """Seconds left in the first items the early pool of ``method`` runs, which a decision of it keeps.
+    """Seconds left in the items the early pool of ``method`` runs, which a decision of it keeps.
 
-    They began once its workers booted, and shared the cores with the caller's sample since.
+    Each has been out ``m.speculative_out_s`` seconds, sharing the CPUs with the caller's sample since.
     """
-    if m.early_pool is None or m.early_pool[0] != method or m.speculative_out <= 0:
+    if m.early_pool is None or m.early_pool[0] != method or not m.speculative_out_s:
         return ()
-    ran_s = max(clean(m.calibration_s) - worker_startup_s(m, method), 0.0)
-    rate = min(1.0, wl.cpu_count / (m.speculative_out + 1))
-    return (max(wl.process_item_s - ran_s * rate, 0.0),) * m.speculative_out
+    rate = min(1.0, wl.cpu_count / (len(m.speculative_out_s) + 1))
+    return tuple(max(wl.process_item_s - clean(age) * rate, 0.0) for age in m.speculative_out_s)
 
 
 def _start_s(m: Measurements, method: str, workers: int, boot_s: float, cpu_count: int) -> float:
