@@ -180,7 +180,8 @@ def table(rows: list[dict[str, object]], repeats: int, scale: float, names: list
     out = [
         f"# First calls, cold ({dt.date.today().isoformat()})",
         "",
-        f"{machine}; medians of {repeats} fresh interpreters per cell, seconds; scale {scale}.",
+        f"{machine}; medians of {repeats} fresh interpreters per cell, seconds; scale {scale};"
+        f" countdown at {int(os.environ.get('AUTOPAR_BENCH_STEPS_PER_S', 0)) / 1e6:.0f}M steps/s.",
         "auto / best: autopar over the best fixed strategy of the row; auto speed-up: serial over autopar.",
         "",
         *lines,
@@ -203,6 +204,8 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--contenders", default="", help="a comma-separated subset (auto is always run)")
     args = parser.parse_args()
+    # Items of "0.2 s of countdown" take 0.2 s on this machine, in every child alike.
+    os.environ.setdefault(cold_shapes.STEPS_ENV, str(cold_shapes.steps_per_s()))
     shapes = [s.name for s in cold_shapes.SHAPES] if not args.only else args.only.split(",")
     names = list(CONTENDERS) if not args.contenders else [*args.contenders.split(","), "auto"]
     rows = []

@@ -308,9 +308,9 @@ def record_item_slowly(arg: tuple[str, int]) -> int:
 
 
 def record_wait_then_compute(arg: tuple[str, int]) -> int:
-    """``record_item``, then sleep 10 ms and compute a few ms of Python: it waits more than it computes."""
+    """``record_item``, then sleep 20 ms and compute a few ms of Python: it waits more than it computes."""
     result = record_item(arg)
-    time.sleep(0.01)
+    time.sleep(0.02)
     countdown(250_000)
     return result
 

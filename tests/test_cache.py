@@ -81,6 +81,25 @@ def test_cache_file_name_carries_the_autopar_version(tmp_path: Path, monkeypatch
     assert _cache.get(key) is None
 
 
+def test_fields_of_one_call_are_never_stored_and_an_entry_holding_them_still_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool a first call started and the items it had out describe that call: a later one reads none of them."""
+    monkeypatch.setenv("AUTOPAR_CACHE_DIR", str(tmp_path))
+    key = _cache.cache_key(helpers.square, 1000)
+    assert key is not None
+    one_call = {"early_pool": ("fork", 8), "speculative_out_s": (0.01,), "warm_pools": frozenset({("fork", 8)})}
+    _cache.put(key, Measurements(n_items=1000, item_wall_s=0.002, **one_call))  # type: ignore[arg-type]
+    (path,) = tmp_path.glob("decisions-*.json")
+    entry = json.loads(path.read_text())[key]
+    assert not set(one_call) & set(entry)
+    path.write_text(json.dumps({key: {**entry, "early_pool": ["fork", 8]}}))  # as an earlier build stored it
+    _cache.clear()
+    loaded = _cache.get(key)
+    assert loaded is not None
+    assert (loaded.item_wall_s, loaded.early_pool, loaded.speculative_out_s) == (0.002, None, ())
+
+
 def _wrong_type(entry: dict[str, Any]) -> Any:
     return {**entry, "item_wall_s": "fast"}
 

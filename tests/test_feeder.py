@@ -138,10 +138,11 @@ def _calibration_log(caplog: pytest.LogCaptureFixture) -> str:
 
 @needs_fork
 @pytest.mark.parametrize("kind", [list, iter])
-def test_items_that_wait_run_once_in_order_with_idle_workers_fed_at_the_probe(
+def test_items_that_wait_run_once_in_order_on_an_early_pool_grown_to_overlap_their_waits(
     tmp_path, caplog: pytest.LogCaptureFixture, kind
 ) -> None:
-    """Waiting items, from a list or an iterator: each runs once, in order; a probe's start feeds the idle worker."""
+    """Waiting items, from a list or an iterator: each runs once, in order; once the sample shows they wait,
+    the early pool grows past the CPUs, every worker gets an item, and no thread probe runs."""
     items = [(str(tmp_path), x) for x in range(40)]
     with caplog.at_level(logging.DEBUG, logger="autopar"):
         out = autopar.map(helpers.record_wait_then_compute, kind(items))
@@ -149,7 +150,9 @@ def test_items_that_wait_run_once_in_order_with_idle_workers_fed_at_the_probe(
     lines = [line for path in tmp_path.iterdir() for line in path.read_text().split("\n") if line]
     assert sorted(int(line.split()[1]) for line in lines) == list(range(40))
     text = _calibration_log(caplog)
-    assert "early_pool=('fork'" in text, text
+    workers = int(text.split("early_pool=('fork', ")[1].split(")")[0])
     speculative = int(text.split("speculative_items=")[1].split(",")[0])
     probed = int(text.split("thread_probe_workers=")[1].split(",")[0])
-    assert speculative > 1 if probed else speculative == 1, text  # beyond the one first item
+    assert workers > (os.cpu_count() or 1), text
+    assert speculative >= workers, text  # beyond the one first item: every worker fed
+    assert probed == 0, text

@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from autopar._core._identity import function_identity, unwrap_function
 from autopar._core._plans import (
-    FEED_ALL_BELOW_CPU_SHARE,
     Calibrate,
     Reuse,
     Run,
@@ -36,8 +35,8 @@ from autopar._core._sampling import (
     sample_done,
     warmup_batch,
 )
-from autopar._core._sizing import guided_size
-from autopar._core._workload import is_clearly_waiting, is_computing, probe_speedup
+from autopar._core._sizing import guided_size, worker_options
+from autopar._core._workload import is_clearly_waiting, is_computing, probe_speedup, workload
 from autopar._errors import SerializationError
 from autopar._model import Measurements, Options, PlatformFacts, SerialSample, Shipping
 from platforms import LINUX, LINUX_314, LINUX_THREADS, WINDOWS
@@ -420,16 +419,59 @@ def test_item_timeout_sends_a_lambda_by_value_to_a_fresh_interpreter(facts: Plat
     assert plan.decision.strategy in {"forkserver", "spawn"}
 
 
+def _sampled(
+    cpu_share: float, n_items: int = 1000, *, waits: float = 1.0, process: float | None = None
+) -> Measurements:
+    """Measurements after a serial sample of items 40 ms long, busy ``cpu_share`` of it."""
+    cpu = 0.04 * cpu_share
+    return Measurements(
+        n_items=n_items,
+        sampled=1,
+        item_wall_s=0.04,
+        item_cpu_s=cpu,
+        item_process_cpu_s=cpu if process is None else process * 0.04,
+        item_waits=waits,
+    )
+
+
 @pytest.mark.parametrize(
-    ("cpu_share", "expected"),
+    ("m", "expected"),
     [
-        (0.0, 8),  # items that only wait: every worker gets one
-        (0.31, 8),  # 25 ms asleep, 11 ms computing
-        (FEED_ALL_BELOW_CPU_SHARE - 0.01, 8),
-        (FEED_ALL_BELOW_CPU_SHARE, 0),  # computing as much as waiting: the probe's threads need the CPUs
-        (1.0, 0),
-        (1.8, 0),  # native threads: CPU time over wall time above 1
+        (_sampled(0.25), 8),  # 25 ms asleep, 8 ms computing: 2 CPUs / 0.25 keep them busy
+        (_sampled(0.45), 4),  # computing near half the time: 2 / 0.45, rounded down
+        (_sampled(0.12), 8),  # 5 ms of 40 computing: 16 would keep the CPUs busy, 4 per CPU at most
+        (_sampled(0.1), 0),  # a tenth or less clearly waits: threads, and nothing sent
+        (_sampled(0.05), 0),
+        (_sampled(0.25, n_items=5), 4),  # never more workers than items left
+        (_sampled(0.25, n_items=2), 2),  # nor fewer than it has
+        (_sampled(0.6), 3),  # blocks 40% of the time: one more worker than CPUs
+        (_sampled(0.7), 0),  # 2 / 0.7 rounds down to the CPU count
+        (_sampled(1.0), 0),  # computing: a probe's threads would need the CPUs
+        (_sampled(0.6, waits=0.0), 0),  # never blocked: the CPU it lacked went to other processes
+        (_sampled(0.25, process=1.8), 0),  # native threads already use both CPUs
     ],
 )
-def test_workers_fed_during_the_thread_probe_follow_the_items_cpu_share(cpu_share: float, expected: int) -> None:
-    assert workers_fed(Speculate("fork", 8, 7), cpu_share) == expected
+def test_the_early_pool_grows_for_items_that_block_to_the_workers_that_keep_the_cpus_busy(
+    m: Measurements, expected: int
+) -> None:
+    assert workers_fed(Speculate("fork", 2, 1), m, LINUX) == expected
+
+
+def test_an_early_pool_grown_for_waiting_items_is_priced_by_the_cost_model() -> None:
+    """The count the pool grows to is a candidate the decision prices: a decision of it takes the pool over."""
+    m = _sampled(0.25)
+    fed = workers_fed(Speculate("fork", 2, 1), m, LINUX)
+    assert fed in worker_options("fork", workload(m, LINUX), Options())
+
+
+def test_a_probe_is_skipped_once_the_early_pool_overlaps_the_waits_unless_pickling_costs() -> None:
+    """A pool grown to overlap the waits runs mixed items near their best whatever threads would do."""
+    sample = SerialSample(count=1, wall_s=0.04, cpu_s=0.01, process_s=0.01, waits=1)
+    m = attrs.evolve(_sampled(0.25), pickle_s=1e-5)
+    assert probe_plan(sample, m, LINUX, allowed=True) is not None  # no early pool: the probe decides
+    grown = attrs.evolve(m, early_pool=("fork", 8), warm_pools=frozenset({("fork", 8)}))
+    assert probe_plan(sample, grown, LINUX, allowed=True) is None
+    small = attrs.evolve(m, early_pool=("fork", 4), warm_pools=frozenset({("fork", 4)}))
+    assert probe_plan(sample, small, LINUX, allowed=True) is not None  # 4 workers overlap half the waits
+    costly = attrs.evolve(grown, pickle_s=0.005)  # threads would save 5 ms of each 40 ms item
+    assert probe_plan(sample, costly, LINUX, allowed=True) is not None

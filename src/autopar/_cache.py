@@ -43,8 +43,9 @@ __all__ = ["cache_key", "clear", "get", "observe", "put"]
 
 #: A run whose per-item time differs from the cached one by more than this factor recalibrates.
 DRIFT_FACTOR = 4.0
-#: Fields that describe one call, never stored: the pools warm now, the cluster found now, the items out now.
-_NOT_STORED = frozenset({"warm_pools", "cluster", "speculative_out_s"})
+#: Fields that describe one call, never stored: the pools warm now, the cluster found now, the items out now
+#: and the pool they run in.
+_NOT_STORED = frozenset({"warm_pools", "cluster", "speculative_out_s", "early_pool"})
 
 logger = logging.getLogger("autopar")
 _lock = fork_safe_lock()
@@ -119,6 +120,7 @@ def _entry(fields: Any) -> Measurements | str:
     if not isinstance(fields, dict):
         return f"an entry is a {type(fields).__name__}, not an object"
     stored = _stored_fields()
+    fields = {name: value for name, value in fields.items() if name not in _NOT_STORED}  # an older entry's
     unknown = sorted(set(fields) - set(stored))
     missing = sorted(set(stored) - set(fields))
     if unknown or missing:

@@ -109,7 +109,7 @@ def calibrate(
     check_deadline: Callable[[], object] = lambda: None,
     thread_probe: bool = True,
     ship: Shipping | None = None,
-    probing: Callable[[float], None] | None = None,
+    sampled: Callable[[Measurements], Measurements] | None = None,
 ) -> Calibration:
     """Run the first items of ``source`` to measure the workload; keep their results, in order.
 
@@ -117,8 +117,9 @@ def calibrate(
     ``thread_probe=False`` rules the probe out (its threads never ran the
     initializer).  ``check_deadline`` runs between batches and raises
     ``TimeoutError``.  ``func``'s exception propagates unless ``capture_errors``
-    (then it takes the item's slot).  ``ship`` is worked out when not given.  ``probing`` gets
-    the items' CPU share of wall time before a thread probe (a source feeding workers may stop).
+    (then it takes the item's slot).  ``ship`` is worked out when not given.  ``sampled`` gets
+    the serial sample's measurements before the probe is planned, and returns them with what it
+    changed (an early pool grown: ``Measurements.early_pool``).
     """
     clocks = clocks or Clocks()
     begun = clocks.wall()
@@ -129,18 +130,15 @@ def calibrate(
     sample, exhausted = sample_serially(func, stream, n_items, clocks, capture_errors, results, check_deadline, meter)
     cost = measure_pickling(func, head, results[:_PICKLE_SAMPLES], clocks.wall)
     ship = ship or shipping(func)
-    measured = attrs.evolve(
-        sample_measurements(sample, cost, ship, n_items),
-        worker_startup_s=dict(worker_startup_s or {}),
-        warm_pools=warm_pools,
-        initializer_s=initializer_s,
-        shared_bytes=shared_bytes,
-    )
+    measured = attrs.evolve(sample_measurements(sample, cost, ship, n_items), warm_pools=warm_pools)
+    measured = attrs.evolve(measured, initializer_s=initializer_s, shared_bytes=shared_bytes, sampled=len(results))
+    measured = attrs.evolve(measured, worker_startup_s=dict(worker_startup_s or {}))
+    measured = measured if sampled is None else sampled(measured)
     plan = probe_plan(sample, measured, facts, allowed=thread_probe and not exhausted)
     if plan is not None:
         share = None if meter is None else meter.share
         measured, exhausted = _probe(
-            func, stream, plan, sample, share, measured, facts, capture_errors, results, clocks, probing
+            func, stream, plan, sample, share, measured, facts, capture_errors, results, clocks
         )
     measured = attrs.evolve(measured, sampled=len(results), calibration_s=clocks.wall() - begun)
     return Calibration(measurements=measured, results=results, exhausted=exhausted)
@@ -157,7 +155,6 @@ def _probe(
     capture_errors: bool,
     results: list[Any],
     clocks: Clocks,
-    probing: Callable[[float], None] | None,
 ) -> tuple[Measurements, bool]:
     """Probe threads unless the items ran Python bytecode (``share`` of their CPU in C, None: profile a few first).
 
@@ -172,8 +169,6 @@ def _probe(
         logger.debug("autopar profile: the items spent a share of %.3f of their CPU in C", share)
     if probe_after_profile(plan, share) is None:
         return measured, False
-    if probing is not None:
-        probing(sample.cpu_s / sample.wall_s if sample.wall_s > 0 else 1.0)
     reading = probe_threads(func, stream, plan, capture_errors, results, clocks)
     if reading is None:
         return measured, False

@@ -158,7 +158,7 @@ class Call:
                 check_deadline=self.deadline.check,
                 thread_probe=plan.thread_probe,
                 ship=self.ship,
-                probing=None if self.speculation is None else self.speculation.probing,
+                sampled=None if self.speculation is None else self.speculation.sampled,
             )
             measured = after_calibration(self.speculation, cal.measurements)
             self.facts = threads_now(self.facts, measured)

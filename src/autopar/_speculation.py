@@ -62,7 +62,7 @@ def after_calibration(speculation: Speculation | BackgroundSpeculation | None, m
     if speculation is None:
         return m
     warm = speculation.warm(m.warm_pools)
-    early = (speculation.plan.method, speculation.plan.workers)
+    early = (speculation.plan.method, speculation.workers)
     n_items = None if m.n_items is None else max(m.n_items - speculation.topped, 0)
     return attrs.evolve(
         m,
@@ -135,6 +135,7 @@ class Speculation:
     def __init__(self, plan: Speculate, spec: PoolSpec, facts: PlatformFacts) -> None:
         self.plan = plan
         self.spec = spec
+        self.facts = facts
         # An idle pool of an earlier call serves again; a new one's workers boot while the caller
         # measures: the pool does not wait for them.
         self.pool: Pool | None = _pools.acquire(
@@ -165,7 +166,7 @@ class Speculation:
     def start(self, func: Callable[[Any], Any], source: Iterator[Any], capture_errors: bool) -> Iterator[Any]:
         """Send the first items, one task each; return the rest of ``source``, unsent items first.
 
-        The rest are numbered as the caller reads them: at ``probing``, idle workers may get some.
+        The rest are numbered as the caller reads them: once ``sampled``, idle workers may get some.
         """
         assert self.pool is not None
         feeder = self.feeder = Feeder(self.pool, func, capture_errors)
@@ -177,14 +178,22 @@ class Speculation:
         self.first_in_caller = self.sent_first = len(head)
         return feeder.reading(source, len(head))
 
-    def probing(self, cpu_share: float) -> None:
-        """A thread probe begins, on items busy ``cpu_share`` of their wall time.
+    def sampled(self, m: Measurements) -> Measurements:
+        """The serial sample ``m`` is in: for items that mix waiting and computing, grow the pool and feed it.
 
-        For items that mostly wait, each idle worker gets one more item (``workers_fed``): it
-        runs beside the probe, which takes about an item's time, so the decision seldom waits for it.
+        The pool grows to the workers that overlap the items' waits (``workers_fed``), and each idle
+        one gets the next item; the measurements then name the pool as warm (``early_pool``).
         """
-        if self.feeder is not None:
-            self.feeder.top_up(workers_fed(self.plan, cpu_share))
+        fed = workers_fed(self.plan, m, self.facts)
+        if self.feeder is None or self.pool is None or not fed:
+            return m
+        self.feeder.top_up(self.pool.workers)  # the workers up first: each new one takes ~2 ms to fork
+        if fed > self.pool.workers and not grown(self.pool, fed):
+            self._sound = False
+            return m
+        self.feeder.top_up(self.pool.workers)
+        early = (self.plan.method, self.pool.workers)
+        return attrs.evolve(m, warm_pools=m.warm_pools | {early}, early_pool=early)
 
     def collect(self, check_deadline: Callable[[], float | None]) -> dict[int, Any]:
         """The results of the items sent, by input position; a failed item holds a ``Failure``."""
@@ -220,14 +229,19 @@ class Speculation:
         if self.pool is not None:
             self.pool.record(recorder)
 
+    @property
+    def workers(self) -> int:
+        """The pool's workers: the plan's, or more once the sample showed the items wait (``sampled``)."""
+        return self.plan.workers if self.pool is None else self.pool.workers
+
     def warm(self, pools: frozenset[tuple[str, int]]) -> frozenset[tuple[str, int]]:
         """``pools`` (idle pools, by strategy and workers) with this one: its workers are up."""
-        return pools | {(self.plan.method, self.plan.workers)}
+        return pools | {(self.plan.method, self.workers)}
 
     def hand_over(self, method: str, workers: int) -> Handover | None:
         """The pool with its first items still in flight, for a decision of this pool (grown to ``workers``); else None."""
         pool = self.pool
-        if pool is None or method != self.plan.method or workers < self.plan.workers or not self._healthy:
+        if pool is None or method != self.plan.method or workers < pool.workers or not self._healthy:
             return None
         if workers > pool.workers and not grown(pool, workers):
             self._sound = False

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from ._core._plans import Speculate
-    from ._model import PlatformFacts, PoolSpec
+    from ._model import Measurements, PlatformFacts, PoolSpec
     from ._recorder import Recorder
     from ._types import Pool
 
@@ -205,8 +205,14 @@ class BackgroundSpeculation:
             given, at = self._given, self._given_at
         return (time.perf_counter() - at,) * given if given else ()
 
-    def probing(self, cpu_share: float) -> None:
-        """Nothing changes: the workers get the first items only."""
+    @property
+    def workers(self) -> int:
+        """The pool's workers, as planned (it grows only for a decision of it)."""
+        return self.plan.workers
+
+    def sampled(self, m: Measurements) -> Measurements:
+        """``m`` as it is: the workers get the first items only."""
+        return m
 
     def record(self, recorder: Recorder | None) -> None:
         """Feed the workers' timings to ``recorder`` (``report=True``) once the pool is up, or stop (None)."""

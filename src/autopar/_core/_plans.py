@@ -24,6 +24,8 @@ from .._model import Decision
 from . import _reasons
 from ._decide import forced_decision, serial_exit
 from ._safety import INTERPRETERS, PROCESS_METHODS, require_available, require_interpreters, usable_process_methods
+from ._sizing import waiting_processes
+from ._workload import workload
 
 if TYPE_CHECKING:
     from .._model import Measurements, Options, PlatformFacts, Shipping
@@ -60,10 +62,6 @@ SPECULATIVE_MAX_ITEMS = 1000
 NATIVE_POOL_LIBRARIES = frozenset(
     {"numpy", "scipy", "pandas", "sklearn", "torch", "tensorflow", "jax", "numexpr", "numba", "cv2"}
 )
-#: Items busy on a CPU less than this share of their wall time leave the CPUs mostly idle: during the
-#: thread probe of such items, every early worker is fed (40 items that sleep 25 ms and compute 9 ms).
-#: Items that compute more would slow the probe's threads: the workers then get none.
-FEED_ALL_BELOW_CPU_SHARE = 0.5
 #: Largest item (as it states its size) sent to a worker before the call knows what sending costs:
 #: a bigger one could cost more to send than it saves, so it runs in the caller.
 SPECULATIVE_MAX_ITEM_BYTES = 64 * 1024
@@ -251,10 +249,15 @@ def _item_timeout_plan(
     return Run(attrs.evolve(plan, forced=False, reasons=(_reasons.item_timeout_reason(methods[0]),)))
 
 
-def workers_fed(plan: Speculate, cpu_share: float) -> int:
-    """How many items the early pool keeps out during the thread probe, of items busy ``cpu_share`` of their wall time.
+def workers_fed(plan: Speculate, m: Measurements, platform: PlatformFacts) -> int:
+    """Workers the early pool grows to once the serial sample ``m`` is in, each fed an item; 0: it stays as it is.
 
-    Every worker's worth for items that mostly wait (under ``FEED_ALL_BELOW_CPU_SHARE``): they leave the
-    CPUs idle.  None for items that compute: the probe's threads need the CPUs.
+    Items that block part of their time, and compute the rest, leave CPUs idle on one worker per
+    CPU: the pool grows to the count that keeps them busy (``waiting_processes``, no more than the
+    items left), which the cost model prices too, and a worker done with its item gets the next.
+    Items that compute get none: a thread probe's threads would need the CPUs.  Items that clearly
+    wait go to threads: an item sent would only delay them.
     """
-    return plan.workers if cpu_share < FEED_ALL_BELOW_CPU_SHARE else 0
+    wl = workload(m, platform)
+    wanted = waiting_processes(wl)
+    return max(plan.workers, min(wanted, wl.remaining)) if wanted > wl.cpu_count else 0

@@ -25,6 +25,7 @@ __all__ = [
     "SERIAL_BATCH_S",
     "TARGET_CHUNK_S",
     "WINDOW_PER_WORKER",
+    "waiting_processes",
     "adapted_chunksize",
     "ceil_div",
     "chunksize_for",
@@ -130,10 +131,22 @@ def worker_options(strategy: str, wl: Workload, options: Options) -> tuple[int, 
     elif wl.cpu_share > CLEARLY_WAITING_CPU_SHARE:
         by_share = wl.cpu_count / max(wl.cpu_share, MIN_CPU_SHARE)
         cap = MAX_PROCESSES_PER_CPU * wl.cpu_count
-        extra = (min(int(by_share), cap), min(math.ceil(by_share * QUEUE_HEADROOM), cap))
+        extra = (waiting_processes(wl), min(math.ceil(by_share * QUEUE_HEADROOM), cap))
     else:
         return (base,)
     return tuple(sorted({base, *(min(max(count, base), max(wl.remaining, 1)) for count in extra)}))
+
+
+def waiting_processes(wl: Workload) -> int:
+    """Process workers that keep every CPU busy on items that block part of their time.
+
+    About ``cpu_count / cpu_share``, at most ``MAX_PROCESSES_PER_CPU`` per CPU; one per CPU for
+    items that do not block, and for items that clearly wait, which stay on threads.
+    """
+    if not wl.blocks or wl.native or wl.cpu_share <= CLEARLY_WAITING_CPU_SHARE:
+        return wl.cpu_count
+    by_share = int(wl.cpu_count / max(wl.cpu_share, MIN_CPU_SHARE))
+    return max(wl.cpu_count, min(by_share, MAX_PROCESSES_PER_CPU * wl.cpu_count))
 
 
 def _round_fillers(strategy: str, wl: Workload, base: int) -> tuple[int, ...]:
