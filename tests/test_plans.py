@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import attrs
 import pytest
@@ -26,12 +27,14 @@ from autopar._core._sampling import (
     MIN_C_SHARE_TO_PROBE,
     PROFILE_S,
     SERIAL_SAMPLE_S,
+    SERIAL_SAMPLE_SHARE,
     ProbePlan,
     next_batch_size,
     probe_after_profile,
     probe_plan,
     profile_items,
     profiles_sample,
+    sample_batch_size,
     sample_done,
     warmup_batch,
 )
@@ -338,6 +341,20 @@ def test_sample_stops_at_its_target_or_two_percent_of_a_small_run() -> None:
     assert sample_done(_sample(MAX_SAMPLE_ITEMS, 1e-9), None)
     assert SERIAL_SAMPLE_S <= 0.05
     assert [next_batch_size(_sample(n, 1e-6), last) for n, last in ((0, 1), (1, 1), (3, 2))] == [1, 2, 4]
+
+
+def test_the_last_serial_batch_stops_at_the_samples_target_instead_of_doubling_past_it() -> None:
+    """511 items of 10 us took 5.1 ms: a run of 40,000 is sampled for 2% of it, 8 ms, so about 290 more, not 512."""
+    sample = _sample(511, 10e-6)
+    assert sample_batch_size(sample, 256, 40_000) == math.ceil((SERIAL_SAMPLE_SHARE * 0.4 - sample.wall_s) / 10e-6)
+    assert sample_batch_size(sample, 256, None) == 512  # no length: the 15 ms target is twice as far
+    assert sample_batch_size(_sample(1000, 10e-6), 512, None) == 500  # 10 ms of 15
+    assert sample_batch_size(_sample(1, 0.02), 1, None) == 1  # past the target already: one item at a time
+    sizes, total = [], _sample(0, 0.0)
+    while not sample_done(total, 40_000):
+        sizes.append(sample_batch_size(total, sizes[-1] if sizes else 1, 40_000))
+        total = _sample(total.count + sizes[-1], 10e-6)
+    assert total.wall_s <= SERIAL_SAMPLE_SHARE * 0.4 + 10e-6  # one item past the target at most
 
 
 def test_only_a_first_batch_that_imported_third_party_modules_is_warm_up() -> None:

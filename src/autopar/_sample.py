@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._core._sampling import next_batch_size, sample_done, warmup_batch
+from ._core._sampling import sample_batch_size, sample_done, warmup_batch
 from ._model import SerialSample
 from ._worker import ChunkFailed, Failure, run_chunk
 
@@ -129,5 +129,5 @@ def sample_serially(
         waits = None if v0 is None or v1 is None else v1 - v0
         queued = None if q0 is None or q1 is None else q1 - q0
         sample = add_batch(sample, count, wall, clocks.thread() - c0, clocks.process() - p0, waits, queued)
-        size = next_batch_size(sample, size)
+        size = sample_batch_size(sample, size, n_items)
     return sample, False

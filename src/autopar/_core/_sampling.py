@@ -27,12 +27,14 @@ __all__ = [
     "PROFILE_S",
     "MAX_WARMUP_ITEMS",
     "SERIAL_SAMPLE_S",
+    "SERIAL_SAMPLE_SHARE",
     "ProbePlan",
     "next_batch_size",
     "probe_after_profile",
     "probe_plan",
     "profile_items",
     "profiles_sample",
+    "sample_batch_size",
     "sample_done",
     "warmup_batch",
 ]
@@ -87,11 +89,14 @@ def sample_done(sample: SerialSample, n_items: int | None) -> bool:
     """The serial sample is long enough: about ``SERIAL_SAMPLE_S`` of work, or 2% of a small run."""
     if sample.count >= MAX_SAMPLE_ITEMS:
         return True
-    target = SERIAL_SAMPLE_S
-    if n_items is not None:
-        # Sample at most ~2% of the estimated whole (but always one item).
-        target = min(target, SERIAL_SAMPLE_SHARE * sample.per_item_s * n_items)
-    return sample.count > 0 and sample.wall_s >= target
+    return sample.count > 0 and sample.wall_s >= _target_s(sample, n_items)
+
+
+def _target_s(sample: SerialSample, n_items: int | None) -> float:
+    """Seconds the serial sample should run: ``SERIAL_SAMPLE_S``, at most ~2% of the estimated whole."""
+    if n_items is None:
+        return SERIAL_SAMPLE_S
+    return min(SERIAL_SAMPLE_S, SERIAL_SAMPLE_SHARE * sample.per_item_s * n_items)
 
 
 def warmup_batch(sample: SerialSample, imported: int) -> bool:
@@ -100,10 +105,22 @@ def warmup_batch(sample: SerialSample, imported: int) -> bool:
 
 
 def next_batch_size(sample: SerialSample, last: int) -> int:
-    """Items in the next serial batch: doubling, so tiny items are timed in batches."""
+    """Items in the next batch the caller runs: doubling, so tiny items are timed in batches."""
     if sample.count == 0:
         return 1
     return min(last * 2, max(1, MAX_SAMPLE_ITEMS - sample.count))
+
+
+def sample_batch_size(sample: SerialSample, last: int, n_items: int | None) -> int:
+    """Items in the serial sample's next batch: ``next_batch_size``, but not past the sample's target.
+
+    A last doubling would run up to twice the target: the batch stops at about the items the target still
+    needs, at the per-item time so far.
+    """
+    size = next_batch_size(sample, last)
+    if sample.count == 0 or sample.per_item_s <= 0:
+        return size
+    return min(size, max(1, math.ceil((_target_s(sample, n_items) - sample.wall_s) / sample.per_item_s)))
 
 
 def probe_plan(sample: SerialSample, m: Measurements, facts: PlatformFacts, *, allowed: bool) -> ProbePlan | None:
