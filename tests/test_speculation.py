@@ -93,6 +93,15 @@ def test_a_big_first_item_runs_in_the_caller() -> None:
     assert out[0] == os.getpid()
 
 
+def test_a_first_item_too_big_to_send_blind_starts_no_pool() -> None:
+    """16 arguments of 20 MB with trivial work: no worker forks for items it would not be sent (it cost 4 ms)."""
+    out = autopar.map(helpers.pid_of, [bytes(20 * 1024 * 1024)] * 16, report=True)
+    assert out == [os.getpid()] * 16
+    report = autopar.last_report()
+    assert report is not None
+    assert [worker.name for worker in report.workers] == ["caller"], report.workers
+
+
 def test_a_fork_decision_carries_the_first_item_on_without_waiting_for_it() -> None:
     """The decision is the early pool: the dispatch adopts item 0, still running, and the other worker goes on meanwhile."""
     out = autopar.map(helpers.pid_end_and_square_slow_0, range(30), report=True)

@@ -36,7 +36,7 @@ from ._progress import make_progress
 from ._registry import get_strategy
 from ._serialize import first_use_imports, shipping
 from ._shared import CallWithShared, SharedHandle
-from ._speculation import Handover, Speculation, after_calibration, begin, caller_span, drop, settle
+from ._speculation import Early, Handover, after_calibration, begin, caller_span, drop, settle
 from ._warn import warn_unsafe
 from ._worker import until_failure
 
@@ -47,7 +47,6 @@ if TYPE_CHECKING:
     from ._core._plans import Speculate
     from ._model import Options, PoolSpec, Shipping
     from ._recorder import Recorder
-    from ._speculation_thread import BackgroundSpeculation
     from ._types import Pool
 
 __all__ = ["Call"]
@@ -77,7 +76,7 @@ class Call:
         if self.progress is not None:
             self.progress(0, self.n_items)
         self.caller_initialized = False
-        self.speculation: Speculation | BackgroundSpeculation | None = None
+        self.speculation: Early | None = None
         self.handover: Handover | None = None  # the speculation's pool and first items, for the dispatch
         self.ran: Decision | None = None  # what ran instead of the decision, when its pool could not start
         self.shared: SharedHandle | None = None
@@ -137,11 +136,8 @@ class Call:
         initializer_s = self._initialize_caller()  # the caller runs items: set up like a worker first
         source, n_items, warm = self.source, self.n_items, _pools.warm_pools()
         if plan.speculate is not None and remember:
-            self.speculation = self._speculate(plan.speculate)
+            self.speculation, source = self._speculate(plan.speculate, source)
         if self.speculation is not None:
-            if self.recorder is not None:
-                self.speculation.record(self.recorder)  # the first items the workers run
-            source = self.speculation.start(self.call_func, source, self.capture_errors)
             n_items = None if n_items is None else n_items - self.speculation.sent_first
         began = time.perf_counter()
         try:
@@ -183,11 +179,14 @@ class Call:
             logger.info("%s", decision)
         return decision
 
-    def _speculate(self, plan: Speculate) -> Speculation | BackgroundSpeculation | None:
-        """Start the pool the plan names, built as that decision's pool would be (None if it cannot start)."""
+    def _speculate(self, plan: Speculate, source: Iterator[Any]) -> tuple[Early, Iterator[Any]]:
+        """Start the pool the plan names, built as that decision's pool would be, with its first items; the rest of ``source``."""
         spec = self._spec(Decision(strategy=plan.method, workers=plan.workers, chunksize=1), uses_processes=True)
         with starting_within(self.deadline):
-            return begin(plan, spec, self.facts)
+            speculation = begin(plan, spec, self.facts)
+            if self.recorder is not None:
+                speculation.record(self.recorder)  # the first items the workers run
+            return speculation, speculation.start(self.call_func, source, self.capture_errors)
 
     def _initialize_caller(self) -> float:
         """Run the initializer in the calling thread once; return the seconds it took."""

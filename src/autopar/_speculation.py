@@ -4,7 +4,7 @@ When the core's ``speculation_plan`` says so, a first call starts its pool
 before measuring and hands one first item to each worker but one; the caller's
 serial sample starts after them.  Each item still runs exactly once: an item
 that cannot be pickled, or states a size over ``SPECULATIVE_MAX_ITEM_BYTES``, is not
-sent and runs in the caller with the sample.
+sent and runs in the caller with the sample; when the first one is too big, no pool starts.
 After calibration the call collects the workers' results (in input order,
 ahead of the sample's), and keeps the pool if the decision is that pool::
 
@@ -29,7 +29,7 @@ import attrs
 from . import _pools
 from ._core._plans import workers_fed
 from ._errors import WorkerStartError
-from ._feeder import Feeder, Handover
+from ._feeder import Feeder, Handover, fits_blind
 from ._pool_spec import is_single_use
 from ._speculation_thread import BackgroundSpeculation, grown
 from ._strategies._process._pool import ProcessPool
@@ -42,16 +42,16 @@ if TYPE_CHECKING:
     from ._recorder import Recorder
     from ._types import Pool
 
-__all__ = ["Handover", "Speculation", "begin", "after_calibration", "caller_span", "drop", "settle"]
+__all__ = ["Early", "Handover", "Speculation", "begin", "after_calibration", "caller_span", "drop", "settle"]
 
 logger = logging.getLogger("autopar")
 
 
-def begin(plan: Speculate, spec: PoolSpec, facts: PlatformFacts) -> Speculation | BackgroundSpeculation | None:
-    """The speculation ``plan`` asks for, started; None when its pool cannot start (the caller measures alone)."""
+def begin(plan: Speculate, spec: PoolSpec, facts: PlatformFacts) -> Early:
+    """The speculation ``plan`` asks for: a fork pool starts with the first items (``start``), others in a thread."""
     if plan.in_background:
         return BackgroundSpeculation(plan, spec, facts)
-    return Speculation.begin(plan, spec, facts)
+    return Speculation(plan, spec, facts)
 
 
 def after_calibration(speculation: Speculation | BackgroundSpeculation | None, m: Measurements) -> Measurements:
@@ -136,15 +136,7 @@ class Speculation:
         self.plan = plan
         self.spec = spec
         self.facts = facts
-        # An idle pool of an earlier call serves again; a new one's workers boot while the caller
-        # measures: the pool does not wait for them.
-        self.pool: Pool | None = _pools.acquire(
-            plan.method,
-            plan.workers,
-            spec,
-            facts,
-            create=lambda: ProcessPool(plan.method, plan.workers, spec, ready_later=True),
-        )
+        self.pool: Pool | None = None  # once ``start`` found a first item to send
         self.feeder: Feeder | None = None  # the items out and back, once ``start`` sent the first ones
         #: The input position of the first item the caller runs, and how many went to the workers before it.
         self.first_in_caller = self.sent_first = 0
@@ -154,23 +146,27 @@ class Speculation:
         self._sound = True  # False once the pool could not grow
         self._reusable = not is_single_use(spec)
 
-    @classmethod
-    def begin(cls, plan: Speculate, spec: PoolSpec, facts: PlatformFacts) -> Speculation | None:
-        """The speculation, its pool started; None when the pool cannot start (the caller measures alone)."""
-        try:
-            return cls(plan, spec, facts)
-        except WorkerStartError as exc:
-            logger.debug("autopar: no workers before measuring: %s", exc)
-            return None
-
     def start(self, func: Callable[[Any], Any], source: Iterator[Any], capture_errors: bool) -> Iterator[Any]:
-        """Send the first items, one task each; return the rest of ``source``, unsent items first.
+        """Start the pool and send the first items, one task each; return the rest of ``source``, unsent items first.
 
         The rest are numbered as the caller reads them: once ``sampled``, idle workers may get some.
+        No pool starts for a first item too big to send blind (``fits_blind``; 16 arguments of
+        20 MB lost 4 ms to forks, and ran in the caller), nor where it cannot: the caller measures alone.
         """
-        assert self.pool is not None
-        feeder = self.feeder = Feeder(self.pool, func, capture_errors)
         head = list(itertools.islice(source, self.plan.items))
+        if not head or not fits_blind(head[0]):
+            return itertools.chain(head, source)
+        plan, spec = self.plan, self.spec
+        try:
+            # An idle pool of an earlier call serves again; a new one's workers boot while the caller
+            # measures: the pool does not wait for them.
+            create = lambda: ProcessPool(plan.method, plan.workers, spec, ready_later=True)  # noqa: E731
+            self.pool = _pools.acquire(plan.method, plan.workers, spec, self.facts, create=create)
+        except WorkerStartError as exc:
+            logger.debug("autopar: no workers before measuring: %s", exc)
+            return itertools.chain(head, source)
+        self.pool.record(self.report_to)
+        feeder = self.feeder = Feeder(self.pool, func, capture_errors)
         for position, item in enumerate(head):
             if not feeder.send(item, position):
                 self.first_in_caller = self.sent_first = position
@@ -197,8 +193,7 @@ class Speculation:
 
     def collect(self, check_deadline: Callable[[], float | None]) -> dict[int, Any]:
         """The results of the items sent, by input position; a failed item holds a ``Failure``."""
-        assert self.feeder is not None
-        return self.feeder.collect(check_deadline)
+        return {} if self.feeder is None else self.feeder.collect(check_deadline)
 
     @property
     def sent(self) -> int:
@@ -235,8 +230,8 @@ class Speculation:
         return self.plan.workers if self.pool is None else self.pool.workers
 
     def warm(self, pools: frozenset[tuple[str, int]]) -> frozenset[tuple[str, int]]:
-        """``pools`` (idle pools, by strategy and workers) with this one: its workers are up."""
-        return pools | {(self.plan.method, self.workers)}
+        """``pools`` (idle pools, by strategy and workers) with this one, if it started: its workers are up."""
+        return pools if self.feeder is None else pools | {(self.plan.method, self.workers)}
 
     def hand_over(self, method: str, workers: int) -> Handover | None:
         """The pool with its first items still in flight, for a decision of this pool (grown to ``workers``); else None."""
@@ -276,3 +271,7 @@ class Speculation:
         pool, self.pool = self.pool, None
         if pool is not None:
             _pools.release(pool, healthy=self._healthy and self._reusable)
+
+
+#: Either variant of the first items' pool.
+Early = Speculation | BackgroundSpeculation
