@@ -7,6 +7,7 @@ per item for a quick run.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import statistics
@@ -63,6 +64,18 @@ def wait_then_compute(spec: tuple[float, int]) -> int:
     return countdown(spec[1])
 
 
+_BLOCK = bytes(1024 * 1024)
+
+
+def wait_then_hash(spec: tuple[float, int]) -> str:
+    """Sleep ``spec[0]`` seconds, then hash ``spec[1]`` MB in C, which releases the GIL: threads run it in parallel."""
+    time.sleep(spec[0])
+    digest = hashlib.sha256()
+    for _ in range(spec[1]):
+        digest.update(_BLOCK)
+    return digest.hexdigest()
+
+
 def sleep_for(seconds: float) -> float:
     time.sleep(seconds)
     return seconds
@@ -117,6 +130,12 @@ SHAPES: tuple[Workload, ...] = (
         wait_then_compute,
         lambda s: [(0.025 * s, _steps(0.025, s))] * 40,
         "40 items: sleep 25 ms, then compute ~25 ms",
+    ),
+    Workload(
+        "wait_hash",
+        wait_then_hash,
+        lambda s: [(0.02 * s, max(1, round(16 * s)))] * 40,
+        "40 items: sleep 20 ms, then hash 16 MB in C (GIL released)",
     ),
     Workload("io_wait", sleep_for, lambda s: [0.02 * s] * 200, "200 items that sleep 20 ms"),
     Workload("big_args", length, lambda s: [bytes(int(_BIG * s))] * 16, "16 arguments of 20 MB bytes, trivial work"),

@@ -468,27 +468,29 @@ def _sampled(
         (_sampled(0.25, process=1.8), 0),  # native threads already use both CPUs
     ],
 )
-def test_the_early_pool_grows_for_items_that_block_to_the_workers_that_keep_the_cpus_busy(
+def test_the_early_pool_grows_for_items_that_block_and_run_bytecode_to_the_workers_that_keep_the_cpus_busy(
     m: Measurements, expected: int
 ) -> None:
-    assert workers_fed(Speculate("fork", 2, 1), m, LINUX) == expected
+    assert workers_fed(Speculate("fork", 2, 1), m, LINUX, c_share=0.0) == expected
+
+
+@pytest.mark.parametrize(
+    ("c_share", "grows"),
+    [
+        (0.0, True),  # Python bytecode: threads cannot run it in parallel
+        (MIN_C_SHARE_TO_PROBE / 2, True),
+        (MIN_C_SHARE_TO_PROBE, False),  # C code, which may release the GIL: the probe decides, undisturbed
+        (0.9, False),  # hashing after a wait
+        (None, False),  # not profiled (before Python 3.12): no evidence, no bet
+    ],
+)
+def test_the_early_pool_grows_only_where_the_profile_shows_python_bytecode(c_share: float | None, grows: bool) -> None:
+    fed = workers_fed(Speculate("fork", 2, 1), _sampled(0.25), LINUX, c_share)
+    assert fed == (8 if grows else 0)
 
 
 def test_an_early_pool_grown_for_waiting_items_is_priced_by_the_cost_model() -> None:
     """The count the pool grows to is a candidate the decision prices: a decision of it takes the pool over."""
     m = _sampled(0.25)
-    fed = workers_fed(Speculate("fork", 2, 1), m, LINUX)
+    fed = workers_fed(Speculate("fork", 2, 1), m, LINUX, c_share=0.0)
     assert fed in worker_options("fork", workload(m, LINUX), Options())
-
-
-def test_a_probe_is_skipped_once_the_early_pool_overlaps_the_waits_unless_pickling_costs() -> None:
-    """A pool grown to overlap the waits runs mixed items near their best whatever threads would do."""
-    sample = SerialSample(count=1, wall_s=0.04, cpu_s=0.01, process_s=0.01, waits=1)
-    m = attrs.evolve(_sampled(0.25), pickle_s=1e-5)
-    assert probe_plan(sample, m, LINUX, allowed=True) is not None  # no early pool: the probe decides
-    grown = attrs.evolve(m, early_pool=("fork", 8), warm_pools=frozenset({("fork", 8)}))
-    assert probe_plan(sample, grown, LINUX, allowed=True) is None
-    small = attrs.evolve(m, early_pool=("fork", 4), warm_pools=frozenset({("fork", 4)}))
-    assert probe_plan(sample, small, LINUX, allowed=True) is not None  # 4 workers overlap half the waits
-    costly = attrs.evolve(grown, pickle_s=0.005)  # threads would save 5 ms of each 40 ms item
-    assert probe_plan(sample, costly, LINUX, allowed=True) is not None

@@ -109,7 +109,7 @@ def calibrate(
     check_deadline: Callable[[], object] = lambda: None,
     thread_probe: bool = True,
     ship: Shipping | None = None,
-    sampled: Callable[[Measurements], Measurements] | None = None,
+    sampled: Callable[[Measurements, float | None], Measurements] | None = None,
 ) -> Calibration:
     """Run the first items of ``source`` to measure the workload; keep their results, in order.
 
@@ -118,8 +118,9 @@ def calibrate(
     initializer).  ``check_deadline`` runs between batches and raises
     ``TimeoutError``.  ``func``'s exception propagates unless ``capture_errors``
     (then it takes the item's slot).  ``ship`` is worked out when not given.  ``sampled`` gets
-    the serial sample's measurements before the probe is planned, and returns them with what it
-    changed (an early pool grown: ``Measurements.early_pool``).
+    the serial sample's measurements and its share of CPU time in C functions (None: not profiled)
+    before the probe is planned, and returns them with what it changed (an early pool grown:
+    ``Measurements.early_pool``).
     """
     clocks = clocks or Clocks()
     begun = clocks.wall()
@@ -133,10 +134,10 @@ def calibrate(
     measured = attrs.evolve(sample_measurements(sample, cost, ship, n_items), warm_pools=warm_pools)
     measured = attrs.evolve(measured, initializer_s=initializer_s, shared_bytes=shared_bytes, sampled=len(results))
     measured = attrs.evolve(measured, worker_startup_s=dict(worker_startup_s or {}))
-    measured = measured if sampled is None else sampled(measured)
+    share = None if meter is None else meter.share
+    measured = measured if sampled is None else sampled(measured, share)
     plan = probe_plan(sample, measured, facts, allowed=thread_probe and not exhausted)
     if plan is not None:
-        share = None if meter is None else meter.share
         measured, exhausted = _probe(
             func, stream, plan, sample, share, measured, facts, capture_errors, results, clocks
         )

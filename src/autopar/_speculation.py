@@ -174,13 +174,14 @@ class Speculation:
         self.first_in_caller = self.sent_first = len(head)
         return feeder.reading(source, len(head))
 
-    def sampled(self, m: Measurements) -> Measurements:
-        """The serial sample ``m`` is in: for items that mix waiting and computing, grow the pool and feed it.
+    def sampled(self, m: Measurements, c_share: float | None) -> Measurements:
+        """The serial sample ``m`` is in: for items that mix waiting and computing, feed the pool, grown if need be.
 
-        The pool grows to the workers that overlap the items' waits (``workers_fed``), and each idle
-        one gets the next item; the measurements then name the pool as warm (``early_pool``).
+        The pool grows to the workers that overlap the items' waits where their computing runs Python
+        bytecode (``workers_fed``, from ``c_share``), and each idle one gets the next item; the
+        measurements then name the pool as warm (``early_pool``).
         """
-        fed = workers_fed(self.plan, m, self.facts)
+        fed = workers_fed(self.plan, m, self.facts, c_share)
         if self.feeder is None or self.pool is None or not fed:
             return m
         self.feeder.top_up(self.pool.workers)  # the workers up first: each new one takes ~2 ms to fork

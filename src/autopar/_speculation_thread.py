@@ -210,7 +210,7 @@ class BackgroundSpeculation:
         """The pool's workers, as planned (it grows only for a decision of it)."""
         return self.plan.workers
 
-    def sampled(self, m: Measurements) -> Measurements:
+    def sampled(self, m: Measurements, c_share: float | None) -> Measurements:
         """``m`` as it is: the workers get the first items only."""
         return m
 

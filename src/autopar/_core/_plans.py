@@ -24,6 +24,7 @@ from .._model import Decision
 from . import _reasons
 from ._decide import forced_decision, serial_exit
 from ._safety import INTERPRETERS, PROCESS_METHODS, require_available, require_interpreters, usable_process_methods
+from ._sampling import MIN_C_SHARE_TO_PROBE
 from ._sizing import waiting_processes
 from ._workload import workload
 
@@ -249,15 +250,21 @@ def _item_timeout_plan(
     return Run(attrs.evolve(plan, forced=False, reasons=(_reasons.item_timeout_reason(methods[0]),)))
 
 
-def workers_fed(plan: Speculate, m: Measurements, platform: PlatformFacts) -> int:
+def workers_fed(plan: Speculate, m: Measurements, platform: PlatformFacts, c_share: float | None) -> int:
     """Workers the early pool grows to once the serial sample ``m`` is in, each fed an item; 0: it stays as it is.
 
     Items that block part of their time, and compute the rest, leave CPUs idle on one worker per
-    CPU: the pool grows to the count that keeps them busy (``waiting_processes``, no more than the
-    items left), which the cost model prices too, and a worker done with its item gets the next.
-    Items that compute get none: a thread probe's threads would need the CPUs.  Items that clearly
-    wait go to threads: an item sent would only delay them.
+    CPU.  Where the sample's profile shows that their CPU time runs Python bytecode (``c_share``,
+    the share in C functions, under ``MIN_C_SHARE_TO_PROBE``), threads cannot run that part in
+    parallel and processes are the answer: the pool grows to the count that keeps the CPUs busy
+    (``waiting_processes``, no more than the items left), which the cost model prices too, and a
+    worker done with its item gets the next.  Without that evidence nothing changes: C code that
+    releases the GIL after a wait (hashing, compression) runs best on threads, which the probe
+    must then read undisturbed (an item fed beside it halved its reading).  Items that compute,
+    or clearly wait, get none either.
     """
+    if c_share is None or c_share >= MIN_C_SHARE_TO_PROBE:
+        return 0
     wl = workload(m, platform)
     wanted = waiting_processes(wl)
     return max(plan.workers, min(wanted, wl.remaining)) if wanted > wl.cpu_count else 0

@@ -11,10 +11,9 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from ._costs import CLOSE_RATIO, DEFAULT_WORKER_STARTUP_S
+from ._costs import DEFAULT_WORKER_STARTUP_S
 from ._safety import usable_process_methods
-from ._sizing import waiting_processes
-from ._workload import ASSUMED_ITEMS_UNKNOWN, is_clearly_waiting, is_computing, workload
+from ._workload import ASSUMED_ITEMS_UNKNOWN, is_clearly_waiting, is_computing
 
 if TYPE_CHECKING:
     from .._model import Measurements, PlatformFacts, SerialSample
@@ -129,9 +128,7 @@ def probe_plan(sample: SerialSample, m: Measurements, facts: PlatformFacts, *, a
     Probe only when the rest of the work dwarfs the probe, which may run at
     serial speed, and when its answer matters: computing work that a cheap
     process pool runs at full speed goes there whether or not threads would
-    scale, so does work that mixes waiting and computing once the pool started
-    before measuring has grown to overlap its waits, and work that clearly waits
-    goes to threads whatever the probe reads.
+    scale, and work that clearly waits goes to threads whatever the probe reads.
 
     Args:
         sample: The serial sample.
@@ -156,20 +153,7 @@ def probe_plan(sample: SerialSample, m: Measurements, facts: PlatformFacts, *, a
         and _cheapest_process_s(m, facts, estimate_s / per_item) <= probe_work_s * (threads - 1) / threads
     ):
         return None
-    if _early_pool_overlaps(m, facts) and m.pickle_s <= (CLOSE_RATIO - 1) * per_item:
-        return None
     return ProbePlan(threads=threads, per_thread=per_thread)
-
-
-def _early_pool_overlaps(m: Measurements, facts: PlatformFacts) -> bool:
-    """The pool started before measuring already has the workers that overlap these items' waits.
-
-    Items that block part of their time then run near their best there whether or not threads
-    would run their computing in parallel: threads could save only the pickling, a tie when it
-    takes under ``CLOSE_RATIO - 1`` of an item's time.
-    """
-    wl = workload(m, facts)
-    return m.early_pool is not None and m.early_pool[1] >= waiting_processes(wl) > wl.cpu_count
 
 
 def _cheapest_process_s(m: Measurements, facts: PlatformFacts, items: float) -> float:
