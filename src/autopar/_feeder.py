@@ -2,10 +2,10 @@
 
 The first items go to the workers at once, one task each (task id: the input
 position).  The caller then reads the rest through ``reading``, which numbers
-the items it reads.  When a thread probe of items that mostly wait begins,
-each worker done with its item gets one more (``top_up``): it runs beside the
-probe, which takes about an item's time, instead of idling until the decision.
-Positions follow the order of reading, so results merge back in input order::
+the items it reads.  Once the serial sample shows items that wait and compute
+in Python bytecode, the pool grows and each worker done with its item gets the
+next one (``top_up``, ``_core._plans.workers_fed``) instead of idling until the
+decision.  Positions follow the order of reading, so results merge back in input order::
 
     send(item, position)     a first item, one task
     reading(source)          the caller's items, numbered

@@ -25,7 +25,6 @@ __all__ = [
     "SERIAL_BATCH_S",
     "TARGET_CHUNK_S",
     "WINDOW_PER_WORKER",
-    "waiting_processes",
     "adapted_chunksize",
     "ceil_div",
     "chunksize_for",
@@ -33,6 +32,7 @@ __all__ = [
     "forced_chunksize",
     "guided_size",
     "serial_batch_size",
+    "waiting_processes",
     "worker_options",
     "workers_for",
 ]
