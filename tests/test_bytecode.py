@@ -1,15 +1,16 @@
-"""How much of an item's CPU runs in C: read with a profiler before a thread probe (``_bytecode``)."""
+"""How much of an item's CPU runs in C: read with a profiler, or a budgeted tracer before 3.12 (``_bytecode``)."""
 
 from __future__ import annotations
 
 import hashlib
 import sys
+import time
 from typing import Any
 
 import pytest
 
 import helpers
-from autopar._bytecode import CShare, c_cpu_share
+from autopar._bytecode import CShare, TracedShare, c_cpu_share, sample_meter
 from autopar._worker import Failure
 
 _DATA = b"x" * (1 << 20)
@@ -167,3 +168,73 @@ def test_the_meter_never_replaces_a_profiler_already_set() -> None:
         assert meter.share is None
     finally:
         sys.setprofile(None)
+
+
+def _count_then_read_own_tracer(n: int) -> object:
+    """Count down, calling nothing a profiler sees; then return this frame's own tracer."""
+    while n:
+        n -= 1
+    return sys._getframe().f_trace
+
+
+def test_the_tracer_leaves_a_loop_that_calls_nothing_once_it_saw_its_budget() -> None:
+    """A profiler alone would stay for the whole loop; line events let the tracer leave in the middle of it."""
+    meter = TracedShare(cpu_s=0.001)
+    with meter:
+        left_frame_traced = _count_then_read_own_tracer(1_000_000)
+        inside = (sys.gettrace(), sys.getprofile())
+    assert inside == (None, None)
+    assert left_frame_traced is None  # the frames it traced were cleared, not only the hooks
+    assert meter.done
+    assert meter.covered >= 0.001
+    assert meter.share is not None
+    assert meter.share < 0.1
+    assert 0 < meter.slowed_s <= 0.001  # nearly all it saw was its own tracing, at most its budget
+
+
+def test_the_tracer_reads_hashing_high_and_adds_little_to_it() -> None:
+    meter = TracedShare(cpu_s=0.001)
+    with meter:
+        digest(len(_DATA))
+    assert meter.share is not None
+    assert meter.share > 0.5
+    assert meter.slowed_s < meter.covered / 2  # C functions run at full speed under it
+    assert (sys.gettrace(), sys.getprofile()) == (None, None)
+
+
+def test_the_tracer_never_replaces_a_tracer_already_set() -> None:
+    """A debugger's or coverage's tracer stays; the meter then reads nothing and slows nothing."""
+
+    def users(frame: Any, event: str, arg: Any) -> None:
+        return None
+
+    meter = TracedShare()
+    sys.settrace(users)
+    try:
+        with meter:
+            assert sys.gettrace() is users
+            assert sys.getprofile() is None
+        assert sys.gettrace() is users
+    finally:
+        sys.settrace(None)
+    assert (meter.share, meter.slowed_s) == (None, 0.0)
+
+
+def test_a_c_call_that_blocks_counts_on_neither_side() -> None:
+    """A sleep's CPU time is the kernel's bookkeeping: items that wait, then run bytecode, read as bytecode."""
+    meter = CShare()
+    with meter:
+        time.sleep(0.02)
+    assert meter.in_c == 0.0
+    waiting = TracedShare(cpu_s=0.0005)
+    with waiting:
+        time.sleep(0.02)
+        countdown(500_000)
+    assert waiting.share is not None
+    assert waiting.share < 0.1
+
+
+def test_the_sample_meter_traces_lines_only_where_the_profiler_slows_bytecode() -> None:
+    meter = sample_meter(1000, 0.002)
+    assert isinstance(meter, TracedShare) is (sys.version_info < (3, 12))
+    assert (meter.budget, meter.cpu_s) == (1000, 0.002)

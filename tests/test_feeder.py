@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 
 import pytest
@@ -142,9 +141,9 @@ def _calibration_log(caplog: pytest.LogCaptureFixture) -> str:
 def test_items_that_wait_run_once_in_order_on_an_early_pool_grown_to_overlap_their_waits(
     tmp_path, caplog: pytest.LogCaptureFixture, kind
 ) -> None:
-    """Waiting items, from a list or an iterator: each runs once, in order.  Where the serial sample is profiled
-    (Python 3.12+) and shows Python bytecode, the early pool grows past the CPUs, every worker gets an item, and
-    no thread probe runs; before 3.12 nothing is fed, and the probe reads threads undisturbed."""
+    """Waiting items, from a list or an iterator: each runs once, in order.  The serial sample's profile shows
+    Python bytecode (traced before 3.12), so the early pool grows past the CPUs, every worker gets an item, and
+    no thread probe runs."""
     items = [(str(tmp_path), x) for x in range(40)]
     with caplog.at_level(logging.DEBUG, logger="autopar"):
         out = autopar.map(helpers.record_wait_then_compute, kind(items))
@@ -154,11 +153,7 @@ def test_items_that_wait_run_once_in_order_on_an_early_pool_grown_to_overlap_the
     text = _calibration_log(caplog)
     speculative = int(text.split("speculative_items=")[1].split(",")[0])
     probed = int(text.split("thread_probe_workers=")[1].split(",")[0])
-    if sys.version_info >= (3, 12):
-        workers = int(text.split("early_pool=('fork', ")[1].split(")")[0])
-        assert workers > (os.cpu_count() or 1), text
-        assert speculative >= workers, text  # beyond the one first item: every worker fed
-        assert probed == 0, text
-    else:
-        assert speculative == 1, text  # the first item only
-        assert probed >= 2, text
+    workers = int(text.split("early_pool=('fork', ")[1].split(")")[0])
+    assert workers > (os.cpu_count() or 1), text
+    assert speculative >= workers, text  # beyond the one first item: every worker fed
+    assert probed == 0, text

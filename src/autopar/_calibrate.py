@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._bytecode import CShare, c_cpu_share
+from ._bytecode import c_cpu_share, sample_meter
 from ._core._sampling import (
     PROFILE_EVENTS,
-    PROFILE_S,
     probe_after_profile,
     probe_plan,
     profile_items,
     profiles_sample,
+    sample_profile_s,
 )
 from ._core._workload import probe_speedup
 from ._model import Measurements
@@ -127,7 +127,8 @@ def calibrate(
     results: list[Any] = []
     head: list[Any] = []
     stream = _recording(source, head)
-    meter = CShare(PROFILE_EVENTS, PROFILE_S, clocks.thread) if profiles_sample(facts, allowed=thread_probe) else None
+    profiles = profiles_sample(facts, allowed=thread_probe)
+    meter = sample_meter(PROFILE_EVENTS, sample_profile_s(facts), clocks.thread, clocks.wall) if profiles else None
     sample, exhausted = sample_serially(func, stream, n_items, clocks, capture_errors, results, check_deadline, meter)
     cost = measure_pickling(func, head, results[:_PICKLE_SAMPLES], clocks.wall)
     ship = ship or shipping(func)

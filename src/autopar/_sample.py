@@ -102,7 +102,8 @@ def sample_serially(
     """Run and time batches until the sample is long enough; return it and whether the input ran out.
 
     The first item that raises (without ``capture_errors``) ends the input: its ``Failure`` is the last result.
-    ``meter``, if given, reads the timed batches' share of CPU time in C functions until it is done.
+    ``meter``, if given, reads the timed batches' share of CPU time in C functions until it is done; the
+    time it added to a batch (``CShare.slowed_s``) is taken out of the batch's timings.
     """
     sample = SerialSample()
     size = 1
@@ -114,12 +115,14 @@ def sample_serially(
         # Items are read as they run, not before: a source that feeds workers meanwhile reads between them.
         batch = itertools.chain((first,), itertools.islice(source, size - 1))
         modules, ran = len(sys.modules), len(results)
+        slowed = 0.0 if meter is None else meter.slowed_s
         q0, v0, w0, c0, p0 = clocks.queued(), clocks.waits(), clocks.wall(), clocks.thread(), clocks.process()
         with meter or nullcontext():
             failed = run_kept(func, batch, results, capture_errors)
         if failed:  # no item runs after a failure
             return sample, True
-        wall, count = clocks.wall() - w0, len(results) - ran
+        slowed = 0.0 if meter is None else meter.slowed_s - slowed  # the meter's own time, taken out
+        wall, count = clocks.wall() - w0 - slowed, len(results) - ran
         if warmup_batch(sample, third_party_imports(modules)):
             if meter is not None:
                 meter.reset()
@@ -128,6 +131,7 @@ def sample_serially(
         v1, q1 = clocks.waits(), clocks.queued()
         waits = None if v0 is None or v1 is None else v1 - v0
         queued = None if q0 is None or q1 is None else q1 - q0
-        sample = add_batch(sample, count, wall, clocks.thread() - c0, clocks.process() - p0, waits, queued)
+        cpu, process = clocks.thread() - c0 - slowed, clocks.process() - p0 - slowed
+        sample = add_batch(sample, count, max(wall, 0.0), max(cpu, 0.0), max(process, 0.0), waits, queued)
         size = sample_batch_size(sample, size, n_items)
     return sample, False
