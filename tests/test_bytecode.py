@@ -238,3 +238,24 @@ def test_the_sample_meter_traces_lines_only_where_the_profiler_slows_bytecode() 
     meter = sample_meter(1000, 0.002)
     assert isinstance(meter, TracedShare) is (sys.version_info < (3, 12))
     assert (meter.budget, meter.cpu_s) == (1000, 0.002)
+
+
+def test_a_generator_it_traced_is_left_to_the_next_tracer() -> None:
+    """A generator started under the meter and resumed after it left hands its frame back at its next line."""
+
+    def numbers() -> Any:
+        yield sys._getframe()
+        yield sys._getframe().f_trace
+
+    def users(frame: Any, event: str, arg: Any) -> None:
+        return None
+
+    gen = numbers()
+    with TracedShare():
+        frame = next(gen)
+        assert frame.f_trace is not None  # the meter traces it while installed
+    sys.settrace(users)  # a debugger, say, set afterwards: the meter's line hook runs once more, and lets go
+    try:
+        assert next(gen) is None
+    finally:
+        sys.settrace(None)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from autopar._core._costs import DEFAULT_WORKER_STARTUP_S, PROCESS_CHUNK_OVERHEAD_S, predict
 from autopar._core._decide import decide, forced_decision
-from autopar._core._rounds import overlap, rounds_s
+from autopar._core._rounds import lockstep, rounds_s
 from autopar._core._sizing import CHUNKS_PER_WORKER, MAX_PROCESSES_PER_CPU, MAX_THREADS, MAX_WAITING_THREADS
 from autopar._core._workload import ASSUMED_ITEMS_UNKNOWN, is_computing, workload
 from autopar._model import Candidate, Decision, Measurements, Options, PlatformFacts, SerialSample
@@ -954,22 +954,32 @@ def test_threads_that_could_not_start_leave_serial_with_the_reason() -> None:
     assert reasons(decision) == "threads could not start, so the rest runs serially in the caller: RLIMIT_NPROC is 1"
 
 
-def test_overlap_approaches_the_cpu_bound_smoothly() -> None:
-    """Waiting items on process workers: below both bounds, rising with workers, 0.8 of the CPU bound at it."""
-    cap = 2 / 0.3
-    counts = (1, 2, 4, 6, 8, 16, 64)
-    values = [overlap(w, cap) for w in counts]
+def test_waiting_items_on_process_workers_wait_together_then_share_the_cores() -> None:
+    """Below both bounds, rising with workers, every worker busy up to the CPU count, the CPU bound far above it."""
+    counts = (1, 2, 4, 6, 8, 16, 64, 10_000)
+    values = [lockstep(w, 0.3, 2) for w in counts]
     assert values == sorted(values)
-    assert all(overlap(w, cap) < min(w, cap) for w in counts)
-    assert overlap(2, 100.0) == pytest.approx(2, rel=0.01)
-    assert overlap(10, 10.0) == pytest.approx(10 * 2 ** (-1 / 3))
-    assert overlap(64, cap) == pytest.approx(cap, rel=0.01)
+    assert all(v <= min(w, 2 / 0.3) + 1e-9 for v, w in zip(values, counts, strict=False))
+    assert lockstep(2, 0.3, 2) == pytest.approx(2)
+    assert lockstep(10_000, 0.3, 2) == pytest.approx(2 / 0.3, rel=0.01)
+    # 40 items that sleep 20 ms, then hash for 10 ms, on 2 cores: measured 618, 406, 295 and 255 ms.
+    priced = [40 * 0.030 / lockstep(w, 1 / 3, 2) for w in (2, 4, 8, 16)]
+    assert priced == pytest.approx([0.600, 0.400, 0.300, 0.250])
 
 
 def test_bench_mixed_items_get_twice_the_workers_their_cpu_share_calls_for() -> None:
-    """The cold bench's mixed items (CPU 30% of 35 ms) on 2 CPUs: 8 fork workers, where 4 ran 1.4x slower."""
-    decision = decide(measure(39, 0.035, cpu_share=0.3, item_waits=1.0), LINUX, AUTO)
-    assert (decision.strategy, decision.workers) == ("fork", 8)
+    """Items that wait 24.5 ms, then compute 10.5 ms of Python, on 2 CPUs: 8 fork workers (0.33 s), where 4 took 0.45 s.
+
+    A first call has the pool it started before measuring (2 workers, booted in 4 ms each); a second one the
+    pool of 8 the first left idle.  Threads (32: about 0.44 s) cannot run the computing part in parallel.
+    """
+    work = measure(39, 0.035, cpu_share=0.3, item_waits=1.0, worker_startup_s={"fork": 0.004})
+    cold = attrs.evolve(work, early_pool=("fork", 2), warm_pools=frozenset({("fork", 2)}))
+    warm = attrs.evolve(work, warm_pools=frozenset({("fork", 8)}))
+    for m in (cold, warm):
+        decision = decide(m, LINUX, AUTO)
+        assert (decision.strategy, decision.workers) == ("fork", 8)
+        assert predict("fork", 4, 1, m, LINUX, Options()) > 1.3 * predict("fork", 8, 1, m, LINUX, Options())
 
 
 def test_workers_that_must_import_again_what_the_first_item_imported_pay_for_it() -> None:

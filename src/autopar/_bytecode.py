@@ -170,8 +170,11 @@ class TracedShare(CShare):
         return self
 
     def _trace(self, frame: FrameType, event: str, arg: object) -> Callable[..., Any] | None:
+        if self._began is None:  # a frame it traced, run again once it left (a generator): trace it no more
+            frame.f_trace = None
+            return None
         self._lines += 1
-        if self._lines % self.LINES_PER_CHECK or self._began is None:
+        if self._lines % self.LINES_PER_CHECK:
             return self._trace
         if self.covered - self.blocked + self._clock() - self._began >= self.cpu_s:
             self._leave(frame)

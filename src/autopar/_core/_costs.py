@@ -13,7 +13,7 @@ compares the candidates.  With ``n`` items of mean wall time ``t``:
 * processes: workers pay the item time, half the pickling and the pipe
   transfer; the caller pays the other half serially, so the pipeline runs at
   the pace of the slower side.  Items that wait part of the time run at most
-  ``cpu_count / cpu_share`` at once, approached smoothly (``overlap``).  Native thread pools are limited to one thread
+  ``cpu_count / cpu_share`` at once: they wait together, then share the cores (``lockstep``).  Native thread pools are limited to one thread
   in workers, so a function that already uses ``u`` cores costs ``u * t`` there.
 * dask (only with cluster facts): the cluster runs ``par`` items at once:
   every thread for work that releases the GIL or uses native threads, but
@@ -41,7 +41,7 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import TYPE_CHECKING, NamedTuple
 
-from ._rounds import overlap, rounds_s, skew_tail_s, tail_s
+from ._rounds import lockstep, rounds_s, skew_tail_s, tail_s
 from ._safety import INTERPRETERS, PROCESS_METHODS
 from ._sizing import ceil_div
 from ._workload import MIN_CPU_SHARE, Workload, clean, workload
@@ -154,9 +154,9 @@ def _process_estimate(
     wl: Workload, m: Measurements, options: Options, method: str, workers: int, chunksize: int
 ) -> Estimate:
     item_s = wl.process_item_s
-    # Items that wait part of the time overlap on the cores; computing items share them.
-    cap = wl.cpu_count / max(1.0 if wl.native else wl.cpu_share, MIN_CPU_SHARE) if wl.blocks else wl.cpu_count
-    w_eff = overlap(workers, cap) if wl.blocks else min(workers, cap)
+    # Items that wait part of the time wait together, then share the cores; computing items share them.
+    share = 1.0 if wl.native else max(wl.cpu_share, MIN_CPU_SHARE)
+    w_eff = lockstep(workers, share, wl.cpu_count) if wl.blocks else min(workers, wl.cpu_count)
     half_pickle_s = clean(m.pickle_s) / 2
     in_memory = method == INTERPRETERS  # bytes copied in memory, not through a pipe
     per_byte = _SHM_COPY_S_PER_BYTE if in_memory else _PIPE_S_PER_BYTE
@@ -181,7 +181,7 @@ def _process_estimate(
         total = start + max(workers_s, caller_s) + tail_s(wl, workers, chunksize * item_s)
     else:  # computing items run in rounds: the last one may leave cores idle, unless the caller is slower
         chunk_work_s = chunk_s + chunksize * (item_s + half_pickle_s + pipe_s)
-        run_s = rounds_s(chunks, chunk_work_s, workers, cap, _in_flight_s(wl, m, method))
+        run_s = rounds_s(chunks, chunk_work_s, workers, wl.cpu_count, _in_flight_s(wl, m, method))
         total = start + max(workers_s, run_s, caller_s) + skew_tail_s(wl, workers)
     return Estimate(total, wl.remaining * item_s / w_eff)
 

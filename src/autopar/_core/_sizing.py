@@ -47,8 +47,8 @@ MAX_WAITING_THREADS = 64
 #: computing, but every one is a whole interpreter in memory.
 MAX_PROCESSES_PER_CPU = 4
 #: Process workers for work that mixes waiting and computing are also priced at this many times
-#: ``cpu_count / cpu_share``: items do not wait and compute in step, so at exactly that count the
-#: cores still sit idle at times (the cost model prices how much, ``_rounds.overlap``).
+#: ``cpu_count / cpu_share``: a pool's items wait together, then compute together, so at exactly
+#: that count the cores still sit idle while they all wait (the cost model prices how much, ``_rounds.lockstep``).
 QUEUE_HEADROOM = 2.0
 #: Chunks per worker when items are even: enough to balance the last round, few enough to
 #: keep dispatch cheap.  A forced strategy with a known input length uses the same count.
