@@ -259,3 +259,19 @@ def test_a_generator_it_traced_is_left_to_the_next_tracer() -> None:
         assert next(gen) is None
     finally:
         sys.settrace(None)
+
+
+def test_the_tracer_watches_one_batch_until_reset() -> None:
+    """The sample's first batch (one item) stands for the rest: tiny items would pay for tracing many times over."""
+    meter = TracedShare(cpu_s=1.0)
+    with meter:
+        countdown(100)
+    assert meter.done
+    with meter:
+        assert sys.gettrace() is None
+    meter.reset()  # the batch was a warm-up (an import): the next one is watched
+    assert not meter.done
+    with meter:
+        watched = sys.gettrace()
+    assert watched is not None
+    assert sys.gettrace() is None

@@ -28,7 +28,6 @@ from autopar._core._sampling import (
     PROFILE_S,
     SERIAL_SAMPLE_S,
     SERIAL_SAMPLE_SHARE,
-    TRACE_S,
     ProbePlan,
     next_batch_size,
     probe_after_profile,
@@ -37,7 +36,6 @@ from autopar._core._sampling import (
     profiles_sample,
     sample_batch_size,
     sample_done,
-    sample_profile_s,
     warmup_batch,
 )
 from autopar._core._sizing import guided_size, worker_options
@@ -311,7 +309,7 @@ def test_items_are_profiled_before_a_probe_only_under_a_gil_and_when_far_cheaper
     [
         ((3, 12), True, 2, True, True),
         ((3, 15), True, 8, True, True),
-        ((3, 11), True, 2, True, True),  # traced for a shorter budget (sample_profile_s)
+        ((3, 11), True, 2, True, True),  # traced, on its first batch (_bytecode.TracedShare)
         ((3, 13), False, 2, True, False),  # no GIL: the probe decides
         ((3, 13), True, 1, True, False),  # one CPU: no probe
         ((3, 13), True, 2, False, False),  # no probe allowed (an initializer)
@@ -322,15 +320,6 @@ def test_the_serial_sample_is_profiled_where_a_probe_may_follow(
 ) -> None:
     facts = attrs.evolve(LINUX, python_version=version, gil_enabled=gil, cpu_count=cpus)
     assert profiles_sample(facts, allowed=allowed) is profiles
-
-
-@pytest.mark.parametrize(("version", "budget"), [((3, 10), TRACE_S), ((3, 11), TRACE_S), ((3, 12), PROFILE_S)])
-def test_the_sample_is_profiled_for_less_time_where_the_profiler_slows_bytecode(
-    version: tuple[int, int], budget: float
-) -> None:
-    """Before 3.12 the meter traces lines, about 18 times slower: the call pays its whole budget."""
-    assert TRACE_S < PROFILE_S
-    assert sample_profile_s(attrs.evolve(LINUX, python_version=version)) == budget
 
 
 @pytest.mark.parametrize(

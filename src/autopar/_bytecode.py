@@ -29,6 +29,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from ._core._sampling import CHEAP_PROFILER_SINCE
 from ._sample import run_kept
 
 if TYPE_CHECKING:
@@ -141,7 +142,7 @@ class TracedShare(CShare):
     Before Python 3.12 an installed profiler sends every bytecode instruction
     down the interpreter's slow path.  Line events (``sys.settrace``) read the
     clock every ``LINES_PER_CHECK`` lines, and both hooks leave once the meter
-    has seen ``cpu_s`` of CPU time.  Traced bytecode runs about 18 times slower
+    has seen ``cpu_s`` of CPU time, or at the end of the one batch it watches.  Traced bytecode runs about 18 times slower
     (3.11, a countdown loop), so nearly all the CPU time the meter saw outside C
     functions is its own: ``slowed_s`` adds it up, at most ``cpu_s`` a batch.  A
     tracer set by someone else (a debugger, coverage) is never replaced.
@@ -159,10 +160,24 @@ class TracedShare(CShare):
     ) -> None:
         super().__init__(events, cpu_s, thread_time, wall_time)
         self._lines = 0
+        self._watched = 0  # batches it was installed for
         self._untraced = 0.0  # C functions' CPU time seen before this window: they run at full speed
+
+    @property
+    def done(self) -> bool:
+        """``CShare.done``, or it watched a batch: the sample's first (one item) stands for the rest.
+
+        Later batches of tiny items would pay for it many times over what they run.
+        """
+        return super().done or self._watched > 0
+
+    def reset(self) -> None:
+        super().reset()
+        self._watched = 0
 
     def __enter__(self) -> CShare:
         if not self.done and sys.getprofile() is None and sys.gettrace() is None:
+            self._watched += 1
             self._untraced = self.in_c + self.blocked
             self._began = self._clock()
             sys.settrace(self._trace)
@@ -207,7 +222,7 @@ def sample_meter(
     wall_time: Callable[[], float] = time.perf_counter,
 ) -> CShare:
     """The meter for the serial sample on this interpreter: ``CShare`` from 3.12, ``TracedShare`` before."""
-    cheap = sys.version_info >= (3, 12)
+    cheap = sys.version_info >= CHEAP_PROFILER_SINCE
     return (CShare if cheap else TracedShare)(events, cpu_s, thread_time, wall_time)
 
 

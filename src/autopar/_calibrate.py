@@ -25,11 +25,11 @@ import attrs
 from ._bytecode import c_cpu_share, sample_meter
 from ._core._sampling import (
     PROFILE_EVENTS,
+    PROFILE_S,
     probe_after_profile,
     probe_plan,
     profile_items,
     profiles_sample,
-    sample_profile_s,
 )
 from ._core._workload import probe_speedup
 from ._model import Measurements
@@ -128,7 +128,7 @@ def calibrate(
     head: list[Any] = []
     stream = _recording(source, head)
     profiles = profiles_sample(facts, allowed=thread_probe)
-    meter = sample_meter(PROFILE_EVENTS, sample_profile_s(facts), clocks.thread, clocks.wall) if profiles else None
+    meter = sample_meter(PROFILE_EVENTS, PROFILE_S, clocks.thread, clocks.wall) if profiles else None
     sample, exhausted = sample_serially(func, stream, n_items, clocks, capture_errors, results, check_deadline, meter)
     cost = measure_pickling(func, head, results[:_PICKLE_SAMPLES], clocks.wall)
     ship = ship or shipping(func)

@@ -27,14 +27,12 @@ __all__ = [
     "MAX_WARMUP_ITEMS",
     "SERIAL_SAMPLE_S",
     "SERIAL_SAMPLE_SHARE",
-    "TRACE_S",
     "ProbePlan",
     "next_batch_size",
     "probe_after_profile",
     "probe_plan",
     "profile_items",
     "profiles_sample",
-    "sample_profile_s",
     "sample_batch_size",
     "sample_done",
     "warmup_batch",
@@ -69,11 +67,9 @@ PROFILE_S = 0.002
 PROFILE_EVENTS = 1000
 #: From this Python on, a profile function hooks calls alone (PEP 669's instrumentation); before it,
 #: every bytecode instruction pays for it, and the sample's meter also traces lines to leave a loop
-#: that calls nothing (``_bytecode.TracedShare``): traced bytecode runs about 18 times slower.
+#: that calls nothing (``_bytecode.TracedShare``): traced bytecode runs about 18 times slower, so the
+#: call pays about ``PROFILE_S`` for it (taken out of the sample's timings), on the first batch alone.
 CHEAP_PROFILER_SINCE = (3, 12)
-#: Seconds of CPU time the sample's meter watches before ``CHEAP_PROFILER_SINCE``: the call pays about
-#: as much for it (its tracing time is taken out of the sample's timings).
-TRACE_S = 0.001
 #: A probe costs at least this many times the profiled items' time, or they are not profiled first.
 PROFILE_SAVING_FACTOR = 5
 #: Below this share of their CPU time in C functions, items run Python bytecode, which holds the GIL:
@@ -173,13 +169,8 @@ def _cheapest_process_s(m: Measurements, facts: PlatformFacts, items: float) -> 
 
 
 def profiles_sample(facts: PlatformFacts, *, allowed: bool) -> bool:
-    """The serial sample's first items run under the profiler (``sample_profile_s``): where a probe may follow, under a GIL."""
+    """The serial sample's first items run under the profiler for ``PROFILE_S``: where a probe may follow, under a GIL."""
     return allowed and facts.gil_enabled and facts.cpu_count > 1
-
-
-def sample_profile_s(facts: PlatformFacts) -> float:
-    """Seconds of CPU time the serial sample's profiler watches: ``PROFILE_S``, less where it slows bytecode."""
-    return PROFILE_S if facts.python_version >= CHEAP_PROFILER_SINCE else TRACE_S
 
 
 def profile_items(sample: SerialSample, plan: ProbePlan, facts: PlatformFacts) -> int:
