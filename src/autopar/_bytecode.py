@@ -142,10 +142,11 @@ class TracedShare(CShare):
     Before Python 3.12 an installed profiler sends every bytecode instruction
     down the interpreter's slow path.  Line events (``sys.settrace``) read the
     clock every ``LINES_PER_CHECK`` lines, and both hooks leave once the meter
-    has seen ``cpu_s`` of CPU time, or at the end of the one batch it watches.  Traced bytecode runs about 18 times slower
-    (3.11, a countdown loop), so nearly all the CPU time the meter saw outside C
-    functions is its own: ``slowed_s`` adds it up, at most ``cpu_s`` a batch.  A
-    tracer set by someone else (a debugger, coverage) is never replaced.
+    has seen ``cpu_s`` of CPU time, or at the end of the one batch it watches.
+    Traced bytecode runs about 18 times slower (3.11, a countdown loop), so
+    nearly all the CPU time the meter saw outside C functions is its own:
+    ``slowed_s`` adds it up, at most ``cpu_s`` a batch.  A tracer set by someone
+    else (a debugger, coverage) is never replaced.
     """
 
     #: Line events between two readings of the clock.

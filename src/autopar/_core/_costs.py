@@ -13,8 +13,9 @@ compares the candidates.  With ``n`` items of mean wall time ``t``:
 * processes: workers pay the item time, half the pickling and the pipe
   transfer; the caller pays the other half serially, so the pipeline runs at
   the pace of the slower side.  Items that wait part of the time run at most
-  ``cpu_count / cpu_share`` at once: they wait together, then share the cores (``lockstep``).  Native thread pools are limited to one thread
-  in workers, so a function that already uses ``u`` cores costs ``u * t`` there.
+  ``cpu_count / cpu_share`` at once: they wait together, then share the cores
+  (``lockstep``).  Native thread pools are limited to one thread in workers,
+  so a function that already uses ``u`` cores costs ``u * t`` there.
 * dask (only with cluster facts): the cluster runs ``par`` items at once:
   every thread for work that releases the GIL or uses native threads, but
   only one per worker process for GIL-bound work (threads of one process
