@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing.resource_tracker
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +14,12 @@ import pytest
 import autopar
 from autopar import _cache, _pools, _warn
 from autopar._registry import strategy_names
+
+# A runner that starts the suite with SIGINT ignored (a shell's background job) would pass that on to
+# every child process, and the Ctrl-C tests would wait for an interrupt that never comes: a handler set
+# here is reset to the default in children, where Python turns SIGINT into KeyboardInterrupt again.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 #: The built-in strategies every behaviour test runs under.
 BUILTIN_STRATEGIES = ("serial", "threads", "fork", "forkserver", "spawn")
