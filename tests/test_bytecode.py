@@ -73,9 +73,6 @@ def test_a_failing_item_ends_the_input_with_its_failure_last() -> None:
 def test_a_profiler_already_set_is_left_alone() -> None:
     """A user's profiler is never replaced: nothing runs and no share is read."""
 
-    def users(frame: Any, event: str, arg: Any) -> None:
-        return None
-
     sys.setprofile(users)
     try:
         source = iter([1, 2])
@@ -84,6 +81,11 @@ def test_a_profiler_already_set_is_left_alone() -> None:
         assert next(source) == 1
     finally:
         sys.setprofile(None)
+
+
+def users(frame: Any, event: str, arg: Any) -> None:
+    """A profiler or tracer of the program's own (a debugger, coverage) that the meters must leave alone."""
+    return None
 
 
 def _calls(n: int) -> int:
@@ -143,9 +145,6 @@ def test_reset_forgets_the_reading_and_restores_the_budget() -> None:
 def test_a_profiler_an_item_sets_outlives_the_meter() -> None:
     """The meter removes only its own hook: an item that sets its own profiler keeps it."""
 
-    def users(frame: Any, event: str, arg: Any) -> None:
-        return None
-
     try:
         with CShare():
             sys.setprofile(users)
@@ -155,9 +154,6 @@ def test_a_profiler_an_item_sets_outlives_the_meter() -> None:
 
 
 def test_the_meter_never_replaces_a_profiler_already_set() -> None:
-    def users(frame: Any, event: str, arg: Any) -> None:
-        return None
-
     meter = CShare()
     sys.setprofile(users)
     try:
@@ -205,9 +201,6 @@ def test_the_tracer_reads_hashing_high_and_adds_little_to_it() -> None:
 def test_the_tracer_never_replaces_a_tracer_already_set() -> None:
     """A debugger's or coverage's tracer stays; the meter then reads nothing and slows nothing."""
 
-    def users(frame: Any, event: str, arg: Any) -> None:
-        return None
-
     meter = TracedShare()
     sys.settrace(users)
     try:
@@ -246,9 +239,6 @@ def test_a_generator_it_traced_is_left_to_the_next_tracer() -> None:
     def numbers() -> Any:
         yield sys._getframe()
         yield sys._getframe().f_trace
-
-    def users(frame: Any, event: str, arg: Any) -> None:
-        return None
 
     gen = numbers()
     with TracedShare():

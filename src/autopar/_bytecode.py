@@ -152,17 +152,10 @@ class TracedShare(CShare):
     #: Line events between two readings of the clock.
     LINES_PER_CHECK = 32
 
-    def __init__(
-        self,
-        events: float = math.inf,
-        cpu_s: float = math.inf,
-        thread_time: Callable[[], float] = time.thread_time,
-        wall_time: Callable[[], float] = time.perf_counter,
-    ) -> None:
-        super().__init__(events, cpu_s, thread_time, wall_time)
-        self._lines = 0
-        self._watched = 0  # batches it was installed for
-        self._untraced = 0.0  # C functions' CPU time seen before this window: they run at full speed
+    # Per-meter counters, from these starting values (CShare's constructor serves).
+    _lines = 0
+    _watched = 0  # batches it was installed for
+    _untraced = 0.0  # C functions' CPU time seen before this window: they run at full speed
 
     @property
     def done(self) -> bool:
