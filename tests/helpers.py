@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import subprocess
@@ -315,6 +316,13 @@ def record_wait_then_compute(arg: tuple[str, int]) -> int:
     """
     time.sleep(0.02)
     countdown(250_000)
+    return record_item(arg)
+
+
+def record_wait_then_hash(arg: tuple[str, int]) -> int:
+    """Sleep 20 ms, hash 8 MB in C (which releases the GIL), then ``record_item``: threads run it in parallel."""
+    time.sleep(0.02)
+    hashlib.sha256(bytes(8_000_000)).digest()
     return record_item(arg)
 
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+import types
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 import autopar
 import helpers
-from autopar import _cache
-from autopar._model import Measurements
+from autopar import _cache, _run
+from autopar._model import Decision, Measurements
 
 
 def _measured(per_item_s: float = 0.001) -> Measurements:
@@ -41,6 +43,22 @@ def test_drift_far_from_measured_drops_the_entry() -> None:
     assert _cache.get(key) is not None
     assert _cache.observe(key, 0.001 * (_cache.DRIFT_FACTOR + 1))
     assert _cache.get(key) is None
+
+
+@pytest.mark.parametrize(
+    ("elapsed_s", "drifted"),
+    [(0.30, False), (0.25, False), (3.0, True), (0.03, True)],
+)
+def test_a_call_drifts_when_its_wall_time_is_far_from_the_prediction(elapsed_s: float, drifted: bool) -> None:
+    """32 threads on items of 30 ms predicted to take 0.27 s after a 30 ms calibration: on time, the entry stays,
+    though each thread ran its items far slower than one item alone; 10 times off either way, it goes."""
+    key = _cache.cache_key(helpers.square, 40)
+    m = attrs.evolve(_measured(0.03), sampled=1, calibration_s=0.03)
+    _cache.put(key, m)
+    call = types.SimpleNamespace(key=key, ran=None)
+    decision = Decision(strategy="threads", workers=32, chunksize=1, predicted_s=0.27, measurements=m)
+    _run._observe(call, decision, elapsed_s, 40)  # type: ignore[arg-type]
+    assert (_cache.get(key) is None) is drifted
 
 
 def test_entries_persist_across_processes_in_cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

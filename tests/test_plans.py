@@ -22,6 +22,8 @@ from autopar._core._plans import (
 )
 from autopar._core._safety import usable_process_methods
 from autopar._core._sampling import (
+    CARRY_MAX_WORK_S,
+    CARRY_MIN_ITEM_S,
     MAX_SAMPLE_ITEMS,
     MAX_WARMUP_ITEMS,
     MIN_C_SHARE_TO_PROBE,
@@ -38,7 +40,7 @@ from autopar._core._sampling import (
     sample_done,
     warmup_batch,
 )
-from autopar._core._sizing import guided_size, worker_options
+from autopar._core._sizing import MAX_THREADS, guided_size, worker_options
 from autopar._core._workload import is_clearly_waiting, is_computing, probe_speedup, workload
 from autopar._errors import SerializationError
 from autopar._model import Measurements, Options, PlatformFacts, SerialSample, Shipping
@@ -390,6 +392,51 @@ def test_probe_plan_skips_a_probe_that_cannot_change_the_choice(
 ) -> None:
     """No probe when it is not allowed, cannot run in parallel, costs too much, or its reading would not matter."""
     assert probe_plan(sample, m, facts, allowed=allowed) is None, why
+
+
+@pytest.mark.parametrize(
+    ("n_items", "expected"),
+    [
+        (41, ProbePlan(threads=MAX_THREADS, per_thread=1, carry=True)),  # 40 items of 30 ms left: 1.2 s of work
+        (11, ProbePlan(threads=10, per_thread=1, carry=True)),  # no more threads than items left, however few
+        (int(CARRY_MAX_WORK_S / 0.03) + 2, None),  # a longer rest: the usual probe
+        (None, None),  # a stream of unknown length never runs through in the probe
+    ],
+)
+def test_a_probe_of_items_that_wait_part_of_their_time_carries_on_through_a_short_rest(
+    n_items: int | None, expected: ProbePlan | None
+) -> None:
+    """Items that sleep 20 ms and compute 10 ms: where carrying is allowed and the rest is short, one per thread
+    on up to MAX_THREADS threads, carrying on; else (None) the plan without carrying, a thread per CPU."""
+    sample = _sample(1, 0.03, cpu=1 / 3, waits=1)
+    usual = probe_plan(sample, _measured(n_items), LINUX, allowed=True)
+    assert probe_plan(sample, _measured(n_items), LINUX, allowed=True, carry=True) == (expected or usual)
+    assert usual is None or (usual.threads, usual.carry) == (2, False)
+
+
+def test_items_too_short_to_take_one_at_a_time_get_the_usual_probe() -> None:
+    sample = _sample(100, CARRY_MIN_ITEM_S / 2, cpu=1 / 3, waits=100)
+    plan = probe_plan(sample, _measured(1000), LINUX, allowed=True, carry=True)
+    assert plan == probe_plan(sample, _measured(1000), LINUX, allowed=True)
+
+
+@pytest.mark.parametrize(
+    ("sample", "why"),
+    [
+        (_sample(1, 0.03), "computes: a fork pool settles it, no probe"),
+        (_sample(1, 0.03, cpu=0.05, waits=1), "clearly waits: threads, no probe"),
+    ],
+)
+def test_only_items_that_wait_part_of_their_time_get_a_carrying_probe(sample: SerialSample, why: str) -> None:
+    plan = probe_plan(sample, _measured(41), LINUX, allowed=True, carry=True)
+    assert plan is None or not plan.carry, why
+
+
+def test_native_threads_get_no_carrying_probe() -> None:
+    """Items whose native threads use several cores (BLAS) neither wait nor compute in their thread: no carrying."""
+    sample = _sample(1, 0.03, cpu=1 / 3, waits=1, process=1.8)
+    plan = probe_plan(sample, _measured(41), LINUX, allowed=True, carry=True)
+    assert plan is None or not plan.carry
 
 
 def test_probe_plan_probes_computing_work_where_no_process_pool_is_usable() -> None:

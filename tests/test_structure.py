@@ -89,6 +89,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_sample",
         "_bytecode",
         "_thread_probe",
+        "_thread_carry",
         "_calibrate",
         "_gather",
         "_pool_spec",

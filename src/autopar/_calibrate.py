@@ -35,6 +35,7 @@ from ._core._workload import probe_speedup
 from ._model import Measurements
 from ._sample import sample_serially
 from ._serialize import shipping
+from ._thread_carry import carry_threads
 from ._thread_probe import probe_threads
 from ._transfer import PickleCost, measure_pickling
 
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 
     from ._core._sampling import ProbePlan
     from ._model import PlatformFacts, SerialSample, Shipping
+    from ._thread_probe import ProbeReading
 
 __all__ = ["Calibration", "Clocks", "calibrate", "sample_measurements"]
 
@@ -92,6 +94,8 @@ class Calibration:
     results: list[Any]
     #: The input ran out during calibration: nothing is left to run.
     exhausted: bool
+    #: The thread probe carried on through the rest of the input (``judge`` kept threads): it ran on threads.
+    carried: bool = False
 
 
 def calibrate(
@@ -110,22 +114,19 @@ def calibrate(
     thread_probe: bool = True,
     ship: Shipping | None = None,
     sampled: Callable[[Measurements, float | None], Measurements] | None = None,
+    judge: Callable[[Measurements], bool] | None = None,
 ) -> Calibration:
     """Run the first items of ``source`` to measure the workload; keep their results, in order.
 
-    Every item read is run exactly once; the rest of ``source`` is left unread.
-    ``thread_probe=False`` rules the probe out (its threads never ran the
-    initializer).  ``check_deadline`` runs between batches and raises
-    ``TimeoutError``.  ``func``'s exception propagates unless ``capture_errors``
-    (then it takes the item's slot).  ``ship`` is worked out when not given.  ``sampled`` gets
-    the serial sample's measurements and its share of CPU time in C functions (None: not profiled)
-    before the probe is planned, and returns them with what it changed (an early pool grown:
-    ``Measurements.early_pool``).
+    Every item read runs exactly once; the rest of ``source`` is left unread.  ``thread_probe=False`` rules
+    the probe out (its threads never ran the initializer).  ``check_deadline`` runs between batches and raises
+    ``TimeoutError``.  ``func``'s exception propagates unless ``capture_errors`` (then it takes the item's
+    slot).  ``ship`` is worked out when not given.  ``sampled`` gets the serial sample's measurements and its
+    share of CPU time in C (None: not profiled) and returns them with what it changed (``early_pool``).  A
+    probe planned to carry on goes on through the input while ``judge`` (None: never) says they choose threads.
     """
     clocks = clocks or Clocks()
-    begun = clocks.wall()
-    results: list[Any] = []
-    head: list[Any] = []
+    begun, results, head = clocks.wall(), list[Any](), list[Any]()
     stream = _recording(source, head)
     profiles = profiles_sample(facts, allowed=thread_probe)
     meter = sample_meter(PROFILE_EVENTS, PROFILE_S, clocks.thread, clocks.wall) if profiles else None
@@ -137,13 +138,15 @@ def calibrate(
     measured = attrs.evolve(measured, worker_startup_s=dict(worker_startup_s or {}))
     share = None if meter is None else meter.share
     measured = measured if sampled is None else sampled(measured, share)
-    plan = probe_plan(sample, measured, facts, allowed=thread_probe and not exhausted)
+    plan = probe_plan(sample, measured, facts, allowed=thread_probe and not exhausted, carry=judge is not None)
+    carried, before = False, len(results)
     if plan is not None:
-        measured, exhausted = _probe(
-            func, stream, plan, sample, share, measured, facts, capture_errors, results, clocks
-        )
-    measured = attrs.evolve(measured, sampled=len(results), calibration_s=clocks.wall() - begun)
-    return Calibration(measurements=measured, results=results, exhausted=exhausted)
+        probing = (sample, share, measured, facts, capture_errors, results, clocks, judge, check_deadline)
+        measured, exhausted = _probe(func, stream, plan, *probing)
+        carried = exhausted and plan.carry and measured.thread_probe_workers == plan.threads
+    # Carried on through the input, the probe's threads ran what the decision would have: priced from before it.
+    measured = attrs.evolve(measured, sampled=before if carried else len(results), calibration_s=clocks.wall() - begun)
+    return Calibration(measured, results, exhausted, carried)
 
 
 def _probe(
@@ -157,9 +160,12 @@ def _probe(
     capture_errors: bool,
     results: list[Any],
     clocks: Clocks,
+    judge: Callable[[Measurements], bool] | None,
+    check_deadline: Callable[[], object],
 ) -> tuple[Measurements, bool]:
     """Probe threads unless the items ran Python bytecode (``share`` of their CPU in C, None: profile a few first).
 
+    A probe that carries on (``plan.carry``) goes on through the input while ``judge`` keeps threads.
     Returns the reading, and whether the input ended.
     """
     profiled = 0 if share is not None else profile_items(sample, plan, facts)
@@ -171,11 +177,19 @@ def _probe(
         logger.debug("autopar profile: the items spent a share of %.3f of their CPU in C", share)
     if probe_after_profile(plan, share) is None:
         return measured, False
+
+    def read(reading: ProbeReading) -> Measurements:
+        speedup = probe_speedup(sample, reading.wall_s, reading.items, reading.cpu_s)
+        done = len(results) + reading.items
+        return attrs.evolve(measured, thread_probe_workers=plan.threads, thread_speedup=speedup, sampled=done)
+
+    if plan.carry and judge is not None:
+        carried, ended = carry_threads(
+            func, stream, plan, capture_errors, results, clocks, lambda r: judge(read(r)), check_deadline
+        )
+        return (measured if carried is None else read(carried)), ended
     reading = probe_threads(func, stream, plan, capture_errors, results, clocks)
-    if reading is None:
-        return measured, False
-    speedup = probe_speedup(sample, reading.wall_s, reading.items, reading.cpu_s)
-    return attrs.evolve(measured, thread_probe_workers=plan.threads, thread_speedup=speedup), False
+    return (measured if reading is None else read(reading)), False
 
 
 def _recording(source: Iterator[Any], head: list[Any]) -> Iterator[Any]:

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ._core._plans import Speculate
-    from ._model import Options, PoolSpec, Shipping
+    from ._model import Measurements, Options, PoolSpec, Shipping
     from ._recorder import Recorder
     from ._types import Pool
 
@@ -155,11 +155,12 @@ class Call:
                 thread_probe=plan.thread_probe,
                 ship=self.ship,
                 sampled=None if self.speculation is None else self.speculation.sampled,
+                judge=self._keeps_threads if remember else None,
             )
             measured = after_calibration(self.speculation, cal.measurements)
             self.facts = threads_now(self.facts, measured)
             logger.debug("autopar calibration: %s", measured)
-            exhausted = serial_decision(EXHAUSTED) if cal.exhausted else None
+            exhausted = serial_decision(EXHAUSTED) if cal.exhausted and not cal.carried else None
             decision = exhausted or decide(with_cluster(self.cluster, measured), self.facts, self.opts)
             self.handover, prefix = settle(self.speculation, decision, cal.results, self.deadline.check, self.recorder)
         except BaseException:
@@ -179,6 +180,10 @@ class Call:
             logger.info("%s", decision)
         return decision
 
+    def _keeps_threads(self, m: Measurements) -> bool:  # calibration's measurements so far still choose threads
+        m = with_cluster(self.cluster, after_calibration(self.speculation, m))
+        return decide(m, self.facts, self.opts).strategy == "threads"  # facts: the probe's threads not counted
+
     def _speculate(self, plan: Speculate, source: Iterator[Any]) -> tuple[Early, Iterator[Any]]:
         """Start the pool the plan names, built as that decision's pool would be, with its first items; the rest of ``source``."""
         spec = self._spec(Decision(strategy=plan.method, workers=plan.workers, chunksize=1), uses_processes=True)
@@ -197,7 +202,7 @@ class Call:
         self.caller_initialized = True
         return time.perf_counter() - started
 
-    def advance(self, count: int) -> None:
+    def advance(self, count: int) -> None:  # ``count`` more results out
         self.done += count
         if self.progress is not None and count:
             self.progress(self.done, self.n_items)
@@ -256,10 +261,8 @@ class Call:
             yield from self._pooled(self.ran, ordered)
 
     def _start_pool(self, decision: Decision) -> tuple[Decision, PoolSpec, Pool] | None:
-        """The pool (started within the deadline); under auto one that cannot start gives way (None: serial).
-
-        A pool started before measuring serves the call when the decision is that pool.
-        """
+        """The pool (started within the deadline; one started before measuring serves its decision); under auto
+        one that cannot start gives way (None: serial)."""
         if self.handover is not None:
             return decision, self.handover.spec, self.handover.pool
         held = None if self.speculation is None else self.speculation.take(decision.strategy, decision.workers)
@@ -279,8 +282,7 @@ class Call:
 
     def _decide_without(self, failed: Decision, exc: WorkerStartError) -> Decision:
         """Decide again without the start method that failed (re-plan an item_timeout call, which has no measurements)."""
-        self.facts = with_start_failure(self.facts, failed.strategy, exc)
-        m = failed.measurements
+        self.facts, m = with_start_failure(self.facts, failed.strategy, exc), failed.measurements
         decision = self.decide(remember=False) if m is None else decide(m, self.facts, self.opts)
         logger.warning("autopar: %s; running %s instead", exc, decision.strategy)
         return decision

@@ -140,14 +140,19 @@ def run_map(func: Callable[[T], R], chunks: Iterable[T], call: dict[str, Any], d
 def _observe(call: Call, decision: Decision, elapsed_s: float, items: int) -> None:
     """Log the call's wall time against the prediction; tell the cache, so a drifted entry is recalibrated.
 
-    A call whose pool could not start ran another decision (``call.ran``): its time says nothing of the entry.
+    The cache compares per-item times: the measured one scaled by the call's wall time over the
+    prediction (calibration included where this call calibrated), so more workers than CPUs, each
+    running slower, do not read as drift.  A call whose pool could not start ran another decision
+    (``call.ran``): its time says nothing of the entry.
     """
     line = render_outcome(call.ran or decision, elapsed_s, items)
     if line is not None:
         logger.info("%s", line)
-    if call.key is None or items <= 0 or decision.strategy == "serial" or call.ran is not None:
+    m = decision.measurements
+    if call.key is None or items <= 0 or decision.strategy == "serial" or call.ran is not None or m is None:
         return
-    if _cache.observe(call.key, elapsed_s * decision.workers / items):
+    expected_s = (decision.predicted_s or 0.0) + (m.calibration_s if m.sampled else 0.0)
+    if expected_s > 0 and _cache.observe(call.key, m.item_wall_s * elapsed_s / expected_s):
         logger.info("autopar: per-item time drifted; the next call recalibrates")
 
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ._calibrate import Clocks
     from ._core._sampling import ProbePlan
 
-__all__ = ["ProbeReading", "await_threads_gone", "os_threads", "probe_threads"]
+__all__ = ["ProbeReading", "await_threads_gone", "os_threads", "probe_threads", "start_all"]
 
 #: Seconds to wait for the OS to reap joined probe threads.
 _REAP_PATIENCE_S = 0.05
@@ -68,7 +68,7 @@ def _in_caller(func: Callable[[Any], Any], batches: list[list[Any]], capture_err
         results.extend(run_in_caller(func, batch, len(results), capture_errors))
 
 
-def _start_all(work: Callable[[int], None], threads: int, barrier: threading.Barrier) -> list[threading.Thread] | None:
+def start_all(work: Callable[[int], None], threads: int, barrier: threading.Barrier) -> list[threading.Thread] | None:
     """Start ``threads`` threads running ``work(i)``, each in a copy of the caller's context (so items see the
     caller's ``config()``, as on the thread pool); None, the started ones gone before any item, when one would not start.
     """
@@ -121,7 +121,7 @@ def probe_threads(
             outputs[i] = exc
 
     before = os_threads()
-    workers = _start_all(work, threads, barrier)
+    workers = start_all(work, threads, barrier)
     if workers is None:
         _in_caller(func, batches, capture_errors, results)
         return None

@@ -32,6 +32,7 @@ __all__ = [
     "is_computing",
     "probe_reading",
     "probe_speedup",
+    "waits_part",
     "workload",
 ]
 
@@ -183,6 +184,12 @@ def is_clearly_waiting(sample: SerialSample) -> bool:
         return False
     blocked = sample.waits is None or sample.waits >= MIN_WAITS_PER_ITEM * max(sample.count, 1)
     return blocked and sample.cpu_s <= CLEARLY_WAITING_CPU_SHARE * sample.wall_s
+
+
+def waits_part(sample: SerialSample) -> bool:
+    """The sample blocked part of its time and computed in its thread the rest: neither computing nor clearly waiting."""
+    blocked = sample.waits is not None and sample.waits >= MIN_WAITS_PER_ITEM * max(sample.count, 1)
+    return blocked and not _native(sample) and not is_computing(sample) and not is_clearly_waiting(sample)
 
 
 def probe_speedup(sample: SerialSample, wall_s: float, items: int, cpu_s: float) -> float | None:

@@ -1,0 +1,139 @@
+"""The wide thread probe that carries on through the input: every item once, in order, stopped when told."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import autopar
+import helpers
+from autopar._calibrate import Clocks
+from autopar._core._sampling import ProbePlan
+from autopar._thread_carry import carry_threads
+from autopar._thread_probe import ProbeReading
+from autopar._worker import Failure
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class Counted:
+    """Sleeps a little (so threads overlap) and counts each item it runs."""
+
+    def __init__(self, fail_on: int | None = None) -> None:
+        self.calls: list[int] = []
+        self.lock = threading.Lock()
+        self.fail_on = fail_on
+
+    def __call__(self, x: int) -> int:
+        time.sleep(0.002)
+        with self.lock:
+            self.calls.append(x)
+        if x == self.fail_on:
+            raise ValueError(f"bad item {x}")
+        return x * 10
+
+
+def _carry(
+    func: Any, items: list[int], keep: bool, *, threads: int = 4, capture: bool = False, before: int = 0
+) -> tuple[ProbeReading | None, bool, list[Any], Any]:
+    source = iter(items)
+    results: list[Any] = [None] * before  # items calibration ran before the probe
+    readings: list[ProbeReading] = []
+
+    def judge(reading: ProbeReading) -> bool:
+        readings.append(reading)
+        return keep
+
+    reading, ended = carry_threads(
+        func, source, ProbePlan(threads, 1, carry=True), capture, results, Clocks(), judge, lambda: None
+    )
+    assert readings == ([] if reading is None else [reading])  # judged once, on the first round
+    return reading, ended, results[before:], source
+
+
+def test_carries_on_through_the_input_in_order_each_item_once() -> None:
+    """Kept, the threads run every item exactly once; results come back in input order after the earlier ones."""
+    before = threading.active_count()
+    func = Counted()
+    reading, ended, results, _ = _carry(func, list(range(50)), keep=True, before=3)
+    assert ended
+    assert results == [x * 10 for x in range(50)]
+    assert sorted(func.calls) == list(range(50))
+    assert reading is not None
+    assert reading.items == 4
+    assert reading.wall_s > 0
+    assert threading.active_count() == before
+
+
+def test_stops_after_the_first_round_when_threads_lose() -> None:
+    """Not kept, the threads take no more items: the rest of the input is left unread, for the decided strategy."""
+    func = Counted()
+    reading, ended, results, source = _carry(func, list(range(50)), keep=False)
+    assert not ended
+    assert reading is not None
+    ran = len(results)
+    assert results == [x * 10 for x in range(ran)]
+    assert sorted(func.calls) == list(range(ran))
+    assert 4 <= ran < 50
+    assert next(source) == ran  # the next item is the first one not run
+
+
+def test_a_short_input_ends_before_the_first_round() -> None:
+    """Fewer items than threads: every item runs, no reading, the input ended."""
+    func = Counted()
+    reading, ended, results, _ = _carry(func, [1, 2], keep=True)
+    assert reading is None
+    assert ended
+    assert results == [10, 20]
+
+
+def test_a_failing_item_raises_after_the_items_before_it_and_stops_taking_more() -> None:
+    """Without captured errors the first failing item's exception propagates; no item is taken after it."""
+    func = Counted(fail_on=7)
+    with pytest.raises(ValueError, match="bad item 7"):
+        _carry(func, list(range(200)), keep=True)
+    assert sorted(func.calls)[:8] == list(range(8))
+    assert len(func.calls) < 200
+
+
+def test_captured_errors_take_their_slot_and_the_rest_goes_on() -> None:
+    func = Counted(fail_on=7)
+    _, ended, results, _ = _carry(func, list(range(30)), keep=True, capture=True)
+    assert ended
+    assert isinstance(results[7], Failure)
+    assert [r for i, r in enumerate(results) if i != 7] == [x * 10 for x in range(30) if x != 7]
+
+
+def test_a_deadline_stops_the_threads_taking_items_and_returns_at_once() -> None:
+    """A timeout while the threads carry on: the caller raises at once; the threads end after their item."""
+    func = Counted()
+    started = time.monotonic()
+
+    def check() -> None:
+        if time.monotonic() - started > 0.1:
+            raise TimeoutError("deadline")
+
+    before = threading.active_count()
+    with pytest.raises(TimeoutError):
+        carry_threads(func, iter(range(100_000)), ProbePlan(4, 1, carry=True), False, [], Clocks(), bool, check)
+    assert time.monotonic() - started < 2
+    taken = len(func.calls)
+    time.sleep(0.05)
+    assert len(func.calls) <= taken + 4  # at most the items running then
+    deadline = time.monotonic() + 5
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert threading.active_count() == before
+
+
+@pytest.mark.parametrize("kind", [list, iter])
+def test_map_over_items_that_wait_then_hash_in_c_runs_each_once_in_order(tmp_path: Path, kind: Any) -> None:
+    """A first call on items that wait, then hash in C (threads carry on through a list): each runs once, in order."""
+    items = [(str(tmp_path), x) for x in range(40)]
+    assert autopar.map(helpers.record_wait_then_hash, kind(items)) == [x * x for x in range(40)]
+    lines = [line for path in tmp_path.iterdir() for line in path.read_text().split("\n") if line]
+    assert sorted(int(line.split()[1]) for line in lines) == list(range(40))
