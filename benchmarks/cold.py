@@ -14,7 +14,11 @@ with forkserver, ``ProcessPoolExecutor`` and joblib (loky), against
 ``autopar.map``.  Contenders run interleaved within each repeat, in an order
 rotated at each repeat.  Times are medians; each row gives autopar over the
 best fixed strategy, and the last line the geometric mean of those ratios.
-Results go to ``benchmarks/results/cold.md`` (and ``partial.md`` for ``--only``).
+Each child then times the same call again, warm, as a program that calls it
+twice would: autopar and joblib keep their pools (and autopar its measurements),
+the fixed pools are reused (``WARM``), thread executors start afresh (threads
+start in microseconds).  ``--no-warm`` skips it.
+Results go to ``benchmarks/results/cold.md`` (and ``partial_cold.md`` for ``--only``).
 """
 
 from __future__ import annotations
@@ -77,6 +81,11 @@ CONTENDERS: dict[str, tuple[str, str]] = {
     ),
 }
 FIXED = tuple(name for name in CONTENDERS if name != "auto")
+#: The second, warm, call of the contenders that reuse the pool of their first; the others repeat theirs.
+WARM: dict[str, str] = {
+    **dict.fromkeys(("fork-2", "fork-4", "fork-8", "forkserver-2"), "out = pool.map(func, items)"),
+    "ppe-2": "out = list(ex.map(func, items))",
+}
 
 _CHILD = """
 import hashlib, logging, sys, time
@@ -96,42 +105,59 @@ started = time.perf_counter()
 elapsed = time.perf_counter() - started
 calibration = [r.args[0].calibration_s for r in records if r.msg.startswith("autopar calibration:")]
 decision = [r.getMessage().splitlines()[0] for r in records if r.getMessage().startswith("autopar decision")]
-print(repr((elapsed, hashlib.sha1(repr(out).encode()).hexdigest(), calibration[:1], decision[:1])), flush=True)
+digest = hashlib.sha1(repr(out).encode()).hexdigest()
+warm = None
+if {warm!r} is not None:
+    started = time.perf_counter()
+    exec({warm!r})
+    warm = time.perf_counter() - started
+    assert hashlib.sha1(repr(out).encode()).hexdigest() == digest, "the warm call's results differ"
+print(repr((elapsed, digest, calibration[:1], decision[:1], warm)), flush=True)
 globals().get("CLOSE", lambda: None)()
 """
 
 
-def _child(shape: str, contender: str, scale: float) -> tuple[float, str, list[float], list[str]]:
+def _child(
+    shape: str, contender: str, scale: float, warm: bool
+) -> tuple[float, str, list[float], list[str], float | None]:
     prepare, statement = CONTENDERS[contender]
-    code = _CHILD.format(here=str(HERE), prepare=prepare, shape=shape, scale=scale, statement=statement)
+    again = WARM.get(contender, statement) if warm else None
+    code = _CHILD.format(here=str(HERE), prepare=prepare, shape=shape, scale=scale, statement=statement, warm=again)
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, check=False
     )
     if done.returncode != 0 or not done.stdout.strip():
         msg = f"{shape}/{contender} failed: {done.stderr.strip()[-400:]}"
         raise RuntimeError(msg)
-    elapsed, digest, calibration, decision = eval(done.stdout.strip().splitlines()[-1])  # our own repr
-    return elapsed, digest, calibration, decision
+    elapsed, digest, calibration, decision, warm_s = eval(done.stdout.strip().splitlines()[-1])  # our own repr
+    return elapsed, digest, calibration, decision, warm_s
 
 
-def measure(shape: str, repeats: int, scale: float, names: list[str]) -> dict[str, object]:
-    """Median time per contender, autopar's calibration time and decision, and whether every result agreed."""
+def measure(shape: str, repeats: int, scale: float, names: list[str], warm: bool) -> dict[str, object]:
+    """Median time per contender, cold and warm, autopar's calibration time and decision, and whether results agreed."""
     times: dict[str, list[float]] = {name: [] for name in names}
+    warm_times: dict[str, list[float]] = {name: [] for name in names}
     digests: set[str] = set()
     calibrations: list[float] = []
     decisions: list[str] = []
     for repeat in range(repeats):
         order = names[repeat % len(names) :] + names[: repeat % len(names)]
         for name in order:
-            elapsed, digest, calibration, decision = _child(shape, name, scale)
+            elapsed, digest, calibration, decision, warm_s = _child(shape, name, scale, warm)
             times[name].append(elapsed)
+            if warm_s is not None:
+                warm_times[name].append(warm_s)
             digests.add(digest)
             calibrations.extend(calibration)
             decisions.extend(decision)
     medians = {name: statistics.median(values) for name, values in times.items()}
     best = min((name for name in FIXED if name in medians), key=lambda name: medians[name])
+    warm_medians = {name: statistics.median(values) for name, values in warm_times.items() if values}
+    warm_best = min((name for name in FIXED if name in warm_medians), key=lambda name: warm_medians[name], default=None)
     return {
         "shape": shape,
+        "warm_medians": warm_medians,
+        "warm_best": warm_best,
         "medians": medians,
         "best": best,
         "ratio": medians["auto"] / medians[best],
@@ -150,6 +176,45 @@ def meets(row: dict[str, object]) -> bool:
     if best_s < TARGET_SMALL_S:
         return bool(auto_s <= best_s + TARGET_SMALL_EXTRA_S)
     return bool(auto_s <= best_s * TARGET_OVER_BEST)
+
+
+def _geomean(ratios: list[float]) -> float:
+    return math.exp(sum(math.log(r) for r in ratios) / len(ratios)) if ratios else float("nan")
+
+
+def warm_table(rows: list[dict[str, object]], names: list[str]) -> str:
+    """The second calls: each contender's median, autopar over the best fixed one, and the same targets."""
+    head = ["shape", *names, "best fixed", "auto / best", "met"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    ratios, timed = [], []
+    for row in rows:
+        medians, best = row["warm_medians"], row["warm_best"]
+        assert isinstance(medians, dict)
+        if best is None or "auto" not in medians:
+            continue
+        ratio = medians["auto"] / medians[best]
+        ratios.append(ratio)
+        if medians[best] >= TARGET_SMALL_S:
+            timed.append(ratio)
+        met = meets({"medians": medians, "best": best})
+        cells = [str(row["shape"]), *(f"{medians[n]:.3f}" for n in names), str(best), f"{ratio:.2f}x"]
+        lines.append("| " + " | ".join([*cells, "yes" if met else "no"]) + " |")
+    if not ratios:
+        return ""
+    return "\n".join(
+        [
+            "## Second calls, warm",
+            "",
+            "The same call again in the same interpreter: autopar with its cached measurements and warm pool,",
+            "joblib with its reusable executor, the fixed process pools reused, thread executors started afresh.",
+            "",
+            *lines,
+            "",
+            f"Geometric mean of auto / best: {_geomean(ratios):.2f}x over every row; "
+            f"{_geomean(timed):.2f}x over the rows whose best takes at least 0.1 s.",
+            "",
+        ]
+    )
 
 
 def table(rows: list[dict[str, object]], repeats: int, scale: float, names: list[str]) -> str:
@@ -203,6 +268,7 @@ def main() -> None:
     parser.add_argument("--only", default="")
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--contenders", default="", help="a comma-separated subset (auto is always run)")
+    parser.add_argument("--no-warm", action="store_true", help="time first calls only")
     args = parser.parse_args()
     # Items of "0.2 s of countdown" take 0.2 s on this machine, in every child alike.
     os.environ.setdefault(cold_shapes.STEPS_ENV, str(cold_shapes.steps_per_s()))
@@ -210,9 +276,11 @@ def main() -> None:
     names = list(CONTENDERS) if not args.contenders else [*args.contenders.split(","), "auto"]
     rows = []
     for name in shapes:
-        rows.append(measure(name, args.repeats, args.scale, names))
+        rows.append(measure(name, args.repeats, args.scale, names, warm=not args.no_warm))
         print(f"{name}: auto {rows[-1]['ratio']:.2f}x the best ({rows[-1]['best']})", flush=True)
     text = table(rows, args.repeats, args.scale, names)
+    warm = warm_table(rows, names)
+    text = text if not warm else f"{text}\n{warm}"
     print(text)
     partial = args.only or args.scale != 1.0 or args.contenders
     stem = "partial_cold" if partial else "cold"
