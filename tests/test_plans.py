@@ -95,10 +95,20 @@ def test_nested_calls_and_a_reimported_main_run_serially(facts: PlatformFacts, w
 
 def test_auto_calibrates_then_reuses_cached_measurements() -> None:
     """A first auto call calibrates (with a thread probe unless an initializer is set); a cached one reuses."""
-    assert _plan() == Calibrate(thread_probe=True, remember=True, speculate=Speculate("fork", 2, 1))
+    assert _plan() == Calibrate(thread_probe=True, remember=True, speculate=Speculate("fork", 2, 1), carry=True)
     assert _plan(opts=Options(initializer=print)) == Calibrate(thread_probe=False, remember=True)
     cached = Measurements(n_items=100, item_wall_s=0.01)
     assert _plan(cached=cached) == Reuse(cached)
+
+
+@pytest.mark.parametrize(
+    "opts", [Options(workers=4), Options(retries=2), Options(initializer=print)], ids=["workers", "retries", "init"]
+)
+def test_a_probe_never_carries_on_where_the_caller_set_workers_retries_or_an_initializer(opts: Options) -> None:
+    """Carrying on would run more threads than asked, items that never retry, or threads without the initializer."""
+    plan = _plan(opts=opts)
+    assert isinstance(plan, Calibrate)
+    assert not plan.carry
 
 
 def test_forced_strategy_runs_without_calibration_even_with_cached_measurements() -> None:

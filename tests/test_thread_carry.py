@@ -137,3 +137,52 @@ def test_map_over_items_that_wait_then_hash_in_c_runs_each_once_in_order(tmp_pat
     assert autopar.map(helpers.record_wait_then_hash, kind(items)) == [x * x for x in range(40)]
     lines = [line for path in tmp_path.iterdir() for line in path.read_text().split("\n") if line]
     assert sorted(int(line.split()[1]) for line in lines) == list(range(40))
+
+
+_CTRL_C_CARRY = """
+import hashlib, multiprocessing, os, signal, sys, threading, time
+import autopar
+
+def item(path):
+    open(path, "w").close()
+    time.sleep(0.02)
+    hashlib.sha256(bytes(8_000_000)).digest()
+    return path
+
+def interrupt(directory):
+    deadline = time.monotonic() + 60
+    while len(os.listdir(directory)) < 12 and time.monotonic() < deadline:
+        time.sleep(0.002)
+    global interrupted_at, threads_then
+    threads_then = threading.active_count()
+    interrupted_at = time.monotonic()
+    os.kill(os.getpid(), signal.SIGINT)
+
+if __name__ == "__main__":
+    directory = sys.argv[1]
+    threading.Thread(target=interrupt, args=(directory,), daemon=True).start()
+    before = threading.active_count()  # the interrupting thread's included: it ends first
+    try:
+        autopar.map(item, [os.path.join(directory, str(i)) for i in range(60)])
+    except KeyboardInterrupt:
+        returned_s = time.monotonic() - interrupted_at
+        time.sleep(0.5)  # the threads end after their item
+        print(f"returned_s={returned_s:.3f} threads_then={threads_then} threads_after={threading.active_count()} threads_before={before} "
+              f"workers_left={len(multiprocessing.active_children())}")
+"""
+
+
+def test_ctrl_c_while_the_probe_carries_on_returns_within_2_s_and_leaves_nothing(tmp_path: Path) -> None:
+    """SIGINT while the carrying probe's threads run items that wait, then hash: KeyboardInterrupt within 2 s;
+    the threads end after their item, and no process is left."""
+    script = tmp_path / "interrupt_me.py"
+    script.write_text(_CTRL_C_CARRY)
+    started = tmp_path / "started"
+    started.mkdir()
+    done = helpers.run_python([str(script), str(started)], tmp_path, timeout=100)
+    assert "returned_s=" in done.stdout, done.stdout + done.stderr
+    report = {name: float(value) for name, value in (part.split("=") for part in done.stdout.split())}
+    assert report["threads_then"] >= 4, report  # the items ran on the probe's threads
+    assert report["returned_s"] < 2.0, report
+    assert report["threads_after"] < report["threads_before"], report
+    assert report["workers_left"] == 0, report

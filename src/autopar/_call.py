@@ -155,7 +155,7 @@ class Call:
                 thread_probe=plan.thread_probe,
                 ship=self.ship,
                 sampled=None if self.speculation is None else self.speculation.sampled,
-                judge=self._keeps_threads if remember else None,
+                judge=self._keeps_threads if remember and plan.carry else None,
             )
             measured = after_calibration(self.speculation, cal.measurements)
             self.facts = threads_now(self.facts, measured)

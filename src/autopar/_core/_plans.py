@@ -113,6 +113,9 @@ class Calibrate:
     remember: bool
     #: Run the first items in process workers while the caller measures (None: the caller alone).
     speculate: Speculate | None = None
+    #: A thread probe may carry on through the input (``_sampling.carry_plan``): the caller set no worker count
+    #: (the probe would run more threads than asked) and no ``retries`` (items run by calibration never retry).
+    carry: bool = False
 
 
 CallPlan = Run | Reuse | Calibrate
@@ -164,7 +167,8 @@ def plan_call(
     if cached is not None:
         return Reuse(cached)
     speculate = speculation_plan(facts, opts, n_items, shipping, imports)
-    return Calibrate(thread_probe=opts.initializer is None, remember=True, speculate=speculate)
+    carry = opts.initializer is None and opts.workers is None and not opts.retries
+    return Calibrate(thread_probe=opts.initializer is None, remember=True, speculate=speculate, carry=carry)
 
 
 def speculation_plan(
