@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -16,6 +16,9 @@ from autopar._core._sampling import ProbePlan
 from autopar._thread_carry import carry_threads
 from autopar._thread_probe import ProbeReading
 from autopar._worker import Failure
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -98,6 +101,21 @@ def test_a_failing_item_raises_after_the_items_before_it_and_stops_taking_more()
         _carry(func, list(range(200)), keep=True)
     assert sorted(func.calls)[:8] == list(range(8))
     assert len(func.calls) < 200
+
+
+def test_an_input_that_raises_ends_the_carry_and_its_error_follows_every_item_taken() -> None:
+    """A Sized input whose iterator raises mid-way: each item read runs once, then the input's error propagates."""
+    func = Counted()
+
+    def broken() -> Iterator[int]:
+        yield from range(30)
+        raise OSError("the input broke")
+
+    results: list[Any] = []
+    with pytest.raises(OSError, match="the input broke"):
+        carry_threads(func, broken(), ProbePlan(4, 1, carry=True), False, results, Clocks(), bool, lambda: None)
+    assert results == [x * 10 for x in range(30)]
+    assert sorted(func.calls) == list(range(30))
 
 
 def test_captured_errors_take_their_slot_and_the_rest_goes_on() -> None:

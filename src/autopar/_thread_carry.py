@@ -22,8 +22,7 @@ import functools
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ._thread_probe import ProbeReading, await_threads_gone, os_threads, start_all
-from ._worker import ChunkFailed, run_chunk
+from ._thread_probe import ProbeReading, await_threads_gone, os_threads, run_caught, start_all
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -51,17 +50,18 @@ class _Carry:
         self.cpu_s = 0.0  # the threads' CPU time on their first items
         self.round_wall: float | None = None  # when the first round's last item settled
         self.stopped = self.ended = False
+        self.input_error: BaseException | None = None  # what the input itself raised: it ended there
         self.changed = threading.Condition()
 
     def take(self) -> tuple[int, Any] | None:
-        """The next item and its position; None once stopped, at the end of the input, or after a failure."""
+        """The next item and its position; None once stopped, at the end of the input (or its error), or after a failure."""
         with self.changed:
             if self.stopped or self.ended or self.errors:
                 return None
             try:
                 item = next(self.source, _NONE)
-            except BaseException as exc:  # the input itself raised: the caller raises it
-                self.errors[self.next] = exc
+            except BaseException as exc:  # the input itself raised: it ends here, and the caller raises it
+                self.input_error, self.ended = exc, True
                 self.changed.notify_all()
                 return None
             if item is _NONE:
@@ -91,14 +91,7 @@ class _Carry:
         began: float | None = self.clocks.thread()
         while (taken := self.take()) is not None:
             position, item = taken
-            try:
-                outcome: list[Any] | BaseException = run_chunk(
-                    func, [item], position, capture_errors=capture_errors, in_process=False
-                )
-            except ChunkFailed as failed:
-                outcome = failed.wrapped.rebuild()
-            except BaseException as exc:  # SystemExit or KeyboardInterrupt raised by func
-                outcome = exc
+            outcome = run_caught(func, [item], position, capture_errors)
             self.settle(position, outcome, None if began is None else self.clocks.thread() - began)
             began = None  # CPU time is read on each thread's first item: the first round's
 
@@ -173,5 +166,5 @@ def _gather(state: _Carry, first: int, results: list[Any]) -> None:
         if position in state.errors:
             raise state.errors[position]
         results.append(state.settled[position])
-    if state.errors:  # the input itself raised, after the last item taken
-        raise state.errors[min(state.errors)]
+    if state.input_error is not None:  # after the last item taken
+        raise state.input_error

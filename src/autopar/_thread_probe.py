@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ._calibrate import Clocks
     from ._core._sampling import ProbePlan
 
-__all__ = ["ProbeReading", "await_threads_gone", "os_threads", "probe_threads", "start_all"]
+__all__ = ["ProbeReading", "await_threads_gone", "os_threads", "probe_threads", "run_caught", "start_all"]
 
 #: Seconds to wait for the OS to reap joined probe threads.
 _REAP_PATIENCE_S = 0.05
@@ -66,6 +66,19 @@ def _in_caller(func: Callable[[Any], Any], batches: list[list[Any]], capture_err
     """Run the probe's batches serially in the caller instead, keeping their results."""
     for batch in batches:
         results.extend(run_in_caller(func, batch, len(results), capture_errors))
+
+
+def run_caught(
+    func: Callable[[Any], Any], items: list[Any], start: int, capture_errors: bool
+) -> list[Any] | BaseException:
+    """Run a batch on a probe thread: its results, or the exception the caller raises for it (an item's, rebuilt
+    with its traceback, or SystemExit and KeyboardInterrupt raised by ``func``)."""
+    try:
+        return run_chunk(func, items, start, capture_errors=capture_errors, in_process=False)
+    except ChunkFailed as failed:
+        return failed.wrapped.rebuild()
+    except BaseException as exc:
+        return exc
 
 
 def start_all(work: Callable[[int], None], threads: int, barrier: threading.Barrier) -> list[threading.Thread] | None:
@@ -112,13 +125,8 @@ def probe_threads(
         except threading.BrokenBarrierError:  # another probe thread would not start: the caller runs the batches
             return
         started = clocks.thread()
-        try:
-            outputs[i] = run_chunk(func, batches[i], starts[i], capture_errors=capture_errors, in_process=False)
-            cpu[i] = clocks.thread() - started
-        except ChunkFailed as failed:
-            outputs[i] = failed.wrapped.rebuild()
-        except BaseException as exc:
-            outputs[i] = exc
+        outputs[i] = run_caught(func, batches[i], starts[i], capture_errors)
+        cpu[i] = clocks.thread() - started
 
     before = os_threads()
     workers = start_all(work, threads, barrier)
