@@ -45,6 +45,38 @@ def spectral_norm(n: int) -> float:
     return sum(u) / n
 
 
+def fannkuch(n: int) -> int:
+    """The pyperformance fannkuch kernel: the most flips over the permutations of ``range(n)``, pure Python."""
+    count = list(range(1, n + 1))
+    max_flips = 0
+    m = n - 1
+    r = n
+    perm1 = list(range(n))
+    perm1_ins = perm1.insert
+    perm1_pop = perm1.pop
+    while True:
+        while r != 1:
+            count[r - 1] = r
+            r -= 1
+        if perm1[0] != 0 and perm1[m] != m:
+            perm = perm1[:]
+            flips = 0
+            k = perm[0]
+            while k:
+                perm[: k + 1] = perm[k::-1]
+                flips += 1
+                k = perm[0]
+            max_flips = max(max_flips, flips)
+        while r != n:
+            perm1_ins(r, perm1_pop(0))
+            count[r] -= 1
+            if count[r] > 0:
+                break
+            r += 1
+        else:
+            return max_flips
+
+
 _DOC = json.dumps(
     {"items": [{"id": i, "name": f"item {i}", "tags": ["a", "b", "c"], "score": i / 7} for i in range(200)]}
 )
@@ -118,12 +150,29 @@ _BIG = 20 * 1024 * 1024
 SHAPES: tuple[Workload, ...] = (
     Workload("coarse", countdown, lambda s: [_steps(0.2, s)] * 8, "8 items of ~0.2 s pure-Python countdown"),
     Workload(
+        "fannkuch",
+        fannkuch,
+        lambda s: [9 if s >= 0.5 else 8] * 6,
+        "6 items of the fannkuch kernel, ~0.35 s each",
+    ),
+    Workload(
         "spectral_norm",
         spectral_norm,
-        lambda s: [max(20, int(130 * s**0.5))] * 6,
-        "6 items of the spectral-norm kernel",
+        lambda s: [max(20, int(420 * s**0.5))] * 6,
+        "6 items of the spectral-norm kernel, ~0.17 s each",
     ),
-    Workload("json_loads", json_loads, lambda s: [max(10, int(400 * s))] * 8, "8 items of the json_loads kernel"),
+    Workload(
+        "spectral_short",
+        spectral_norm,
+        lambda s: [max(20, int(130 * s**0.5))] * 6,
+        "6 items of the spectral-norm kernel, ~15 ms each",
+    ),
+    Workload(
+        "json_loads",
+        json_loads,
+        lambda s: [max(10, int(1000 * s))] * 8,
+        "8 items of the json_loads kernel, ~0.19 s each",
+    ),
     Workload("fine", countdown, lambda s: [700] * max(1000, int(40_000 * s)), "40,000 items of ~35 us pure Python"),
     Workload(
         "mixed",
