@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from pathlib import Path
@@ -11,8 +12,11 @@ import pytest
 
 import autopar
 import helpers
-from autopar._calibrate import Clocks
+from autopar._calibrate import Clocks, calibrate
+from autopar._core._decide import decide
 from autopar._core._sampling import ProbePlan
+from autopar._gather import call_facts
+from autopar._model import Options
 from autopar._thread_carry import carry_threads
 from autopar._thread_probe import ProbeReading
 from autopar._worker import Failure
@@ -70,6 +74,18 @@ def test_carries_on_through_the_input_in_order_each_item_once() -> None:
     assert reading.items == 4
     assert reading.wall_s > 0
     assert threading.active_count() == before
+
+
+def test_every_item_run_has_one_span_naming_its_thread_and_position() -> None:
+    """The spans the report shows: one per item run, on one of the plan's threads, in input order."""
+    spans: list[tuple[int, int, float, float]] = []
+    results: list[Any] = [None] * 2
+    carry_threads(
+        Counted(), iter(range(30)), ProbePlan(4, 1, carry=True), False, results, Clocks(), bool, lambda: None, spans
+    )
+    assert [position for _, position, _, _ in spans] == list(range(2, 32))
+    assert {thread for thread, _, _, _ in spans} <= set(range(4))
+    assert all(began <= ended for _, _, began, ended in spans)
 
 
 def test_stops_after_the_first_round_when_threads_lose() -> None:
@@ -155,6 +171,65 @@ def test_map_over_items_that_wait_then_hash_in_c_runs_each_once_in_order(tmp_pat
     assert autopar.map(helpers.record_wait_then_hash, kind(items)) == [x * x for x in range(40)]
     lines = [line for path in tmp_path.iterdir() for line in path.read_text().split("\n") if line]
     assert sorted(int(line.split()[1]) for line in lines) == list(range(40))
+
+
+def test_a_carried_call_reports_threads_and_each_item_once_in_rows_of_their_own(tmp_path: Path) -> None:
+    """report=True on a call whose probe carried on: threads decided, each item in one row once, the threads' own rows.
+
+    Calibration is the caller's items and the probe's first round, one item on each thread.
+    """
+    items = [(str(tmp_path), x) for x in range(40)]
+    assert autopar.map(helpers.record_wait_then_hash, items, report=True) == [x * x for x in range(40)]
+    report = autopar.last_report()
+    assert report is not None
+    assert report.decision is not None
+    m = report.decision.measurements
+    assert m is not None
+    positions = sorted(p for w in report.workers for s in w.spans for p in range(s.start, s.start + s.items))
+    assert positions == list(range(40))
+    threads = [w for w in report.workers if w.name.startswith("thread ")]
+    assert [w.name for w in report.workers][-len(threads) :] == [f"thread {i}" for i in range(len(threads))]
+    assert report.strategy == "threads"
+    assert report.decision.workers <= len(threads)  # the threads that carried on, for the items after their first round
+    caller = next(w for w in report.workers if w.name == "caller")
+    assert report.calibration_items == m.sampled == caller.items + len(threads)
+    assert report.predicted_s == report.calibration_s + (report.decision.predicted_s or 0.0)
+
+
+def _wait_then_hash(x: int) -> int:
+    time.sleep(0.02)
+    hashlib.sha256(bytes(8_000_000)).digest()
+    return x * 3
+
+
+def test_a_carried_calibration_hands_the_call_the_measurements_its_judge_kept_threads_on() -> None:
+    """The call decides on what the judge saw (the caller's items and the first round): threads, as the judge said.
+
+    Priced from before the probe, the rest looked long enough for a process pool, which a call whose
+    input the threads had already run to its end then took as its own and returned nothing.
+    """
+    judged: list[Any] = []
+
+    def judge(m: Any) -> bool:
+        judged.append(m)
+        return True
+
+    facts = call_facts()
+    cal = calibrate(_wait_then_hash, iter(range(40)), n_items=40, facts=facts, judge=judge)
+    assert cal.carried
+    assert cal.results == [x * 3 for x in range(40)]
+    assert len(judged) == 1
+    assert (
+        cal.measurements.sampled
+        == judged[0].sampled
+        == 40 - len(cal.thread_spans) + cal.measurements.thread_probe_workers
+    )
+    assert cal.measurements.thread_speedup == judged[0].thread_speedup
+    assert decide(cal.measurements, facts, Options()).strategy == decide(judged[0], facts, Options()).strategy
+    round_ended = sorted(ended for *_, ended in cal.thread_spans)[cal.measurements.thread_probe_workers - 1]
+    first_began = min(began for _, _, began, _ in cal.thread_spans)
+    assert first_began < round_ended
+    assert sorted(position for _, position, _, _ in cal.thread_spans) == list(range(40 - len(cal.thread_spans), 40))
 
 
 _CTRL_C_CARRY = """

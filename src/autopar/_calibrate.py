@@ -96,6 +96,8 @@ class Calibration:
     exhausted: bool
     #: The thread probe carried on through the rest of the input (``judge`` kept threads): it ran on threads.
     carried: bool = False
+    #: (thread, position in ``results``, began, ended) of each item the probe's threads ran, on ``clocks.wall``.
+    thread_spans: list[tuple[int, int, float, float]] = attrs.Factory(list)
 
 
 def calibrate(
@@ -122,9 +124,9 @@ def calibrate(
     the probe out (its threads never ran the initializer).  ``check_deadline`` runs between batches and raises
     ``TimeoutError``.  ``func``'s exception propagates unless ``capture_errors`` (then it takes the item's
     slot).  ``ship`` is worked out when not given.  ``sampled`` gets the serial sample's measurements and its
-    share of CPU time in C (None: not profiled) and returns them with what it changed (``early_pool``).  A
-    probe planned to carry on goes on through the input while ``judge`` (None: never) says they choose threads.
-    """
+    share of CPU time in C (None: not profiled) and returns them with what it changed (``early_pool``).  A probe
+    planned to carry on goes on through the input while ``judge`` (None: never) chooses threads: calibration ends
+    with its first round."""
     clocks = clocks or Clocks()
     begun, results, head = clocks.wall(), list[Any](), list[Any]()
     stream = _recording(source, head)
@@ -139,14 +141,15 @@ def calibrate(
     share = None if meter is None else meter.share
     measured = measured if sampled is None else sampled(measured, share)
     plan = probe_plan(sample, measured, facts, allowed=thread_probe and not exhausted, carry=judge is not None)
-    carried, before = False, len(results)
+    carried, spans = False, list[tuple[int, int, float, float]]()
     if plan is not None:
-        probing = (sample, share, measured, facts, capture_errors, results, clocks, judge, check_deadline)
+        probing = (sample, share, measured, facts, capture_errors, results, clocks, judge, check_deadline, spans)
         measured, exhausted = _probe(func, stream, plan, *probing)
         carried = exhausted and plan.carry and measured.thread_probe_workers == plan.threads
-    # Carried on through the input, the probe's threads ran what the decision would have: priced from before it.
-    measured = attrs.evolve(measured, sampled=before if carried else len(results), calibration_s=clocks.wall() - begun)
-    return Calibration(measured, results, exhausted, carried)
+    ended = sorted(span[3] for span in spans)[measured.thread_probe_workers - 1] if carried else clocks.wall()
+    count = measured.sampled if carried else len(results)  # carried on: the threads ran the call past the first round
+    measured = attrs.evolve(measured, sampled=count, calibration_s=ended - begun)
+    return Calibration(measured, results, exhausted, carried, spans)
 
 
 def _probe(
@@ -162,6 +165,7 @@ def _probe(
     clocks: Clocks,
     judge: Callable[[Measurements], bool] | None,
     check_deadline: Callable[[], object],
+    spans: list[tuple[int, int, float, float]],
 ) -> tuple[Measurements, bool]:
     """Probe threads unless the items ran Python bytecode (``share`` of their CPU in C, None: profile a few first).
 
@@ -178,15 +182,16 @@ def _probe(
     if probe_after_profile(plan, share) is None:
         return measured, False
 
+    before = len(results)  # the items before the probe's
+
     def read(reading: ProbeReading) -> Measurements:
         speedup = probe_speedup(sample, reading.wall_s, reading.items, reading.cpu_s)
-        done = len(results) + reading.items
+        done = before + reading.items
         return attrs.evolve(measured, thread_probe_workers=plan.threads, thread_speedup=speedup, sampled=done)
 
     if plan.carry and judge is not None:
-        carried, ended = carry_threads(
-            func, stream, plan, capture_errors, results, clocks, lambda r: judge(read(r)), check_deadline
-        )
+        keep = lambda r: judge(read(r))  # noqa: E731
+        carried, ended = carry_threads(func, stream, plan, capture_errors, results, clocks, keep, check_deadline, spans)
         return (measured if carried is None else read(carried)), ended
     reading = probe_threads(func, stream, plan, capture_errors, results, clocks)
     return (measured if reading is None else read(reading)), False

@@ -36,7 +36,7 @@ from ._progress import make_progress
 from ._registry import get_strategy
 from ._serialize import first_use_imports, shipping
 from ._shared import CallWithShared, SharedHandle
-from ._speculation import Early, Handover, after_calibration, begin, caller_span, drop, settle
+from ._speculation import Early, Handover, after_calibration, begin, drop, record_calibration, settle
 from ._warn import warn_unsafe
 from ._worker import until_failure
 
@@ -168,8 +168,7 @@ class Call:
                 self.speculation.abandon()
             raise
         if self.recorder is not None:
-            first, in_caller = caller_span(self.speculation, self.handover, len(cal.results))
-            self.recorder.calibrated(began, time.perf_counter(), in_caller, start=first)
+            record_calibration(self.recorder, self.speculation, self.handover, cal, began)
         self.source, self.prefix, self.exhausted = source, prefix, cal.exhausted
         self.deadline.check()
         if not remember:
@@ -212,7 +211,7 @@ class Call:
         if self.handover is None:
             yield from until_failure(self.prefix, self.capture_errors)
             self.prefix = []
-        if self.exhausted:
+        if self.exhausted and self.handover is None:  # a handed-over pool's dispatch still yields its results
             return
         if decision.strategy == "serial":
             yield from self._serial(decision)

@@ -32,11 +32,12 @@ from typing import TYPE_CHECKING
 
 from ._errors import WorkerCrashedError
 from ._report import Incident, Report, SlowItem, Span, WorkerReport
-from ._worker import SLOWEST_KEPT
+from ._worker import SLOWEST_KEPT, ChunkTiming
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ._model import Decision
-    from ._worker import ChunkTiming
 
 __all__ = ["CALLER", "Recorder", "keep", "last_report"]
 
@@ -148,11 +149,38 @@ class Recorder:
             rows[name] = notes
         self._workers = rows
 
-    def calibrated(self, began: float, ended: float, items: int, start: int = 0) -> None:
-        """The caller timed ``items`` items, from input position ``start``, before the decision."""
+    def calibrated(
+        self,
+        began: float,
+        ended: float,
+        items: int,
+        start: int = 0,
+        threads: Sequence[tuple[int, int, float, float]] = (),
+        *,
+        in_caller: int | None = None,
+    ) -> None:
+        """Calibration ran from ``began`` to ``ended`` and measured ``items`` items before the decision.
+
+        The caller ran ``in_caller`` of them (None: all), from input position ``start``, until
+        the thread probe began; ``threads`` holds (thread, input position, began, ended) of
+        each item the probe's threads ran (during calibration or, carrying on, after it), each
+        thread in a row ``thread N``.
+        """
         self._calibration = (began, ended, items)
-        if items:
-            self._notes(CALLER).spans.append((start, items, began, ended, ended, False))
+        in_caller = items if in_caller is None else in_caller
+        if in_caller:
+            probed = min((span[2] for span in threads), default=ended)
+            self._notes(CALLER).spans.append((start, in_caller, began, probed, probed, False))
+        rows: dict[int, list[tuple[int, float, float]]] = {}
+        for thread, position, item_began, item_ended in threads:
+            rows.setdefault(thread, []).append((position, item_began, item_ended))
+        for thread, spans in sorted(rows.items()):
+            name = f"thread {thread}"
+            first, last = min(s[1] for s in spans), max(s[2] for s in spans)
+            self.worker(name, first, first, first, ended=last)
+            for position, item_began, item_ended in spans:
+                timing = ChunkTiming(item_began, item_ended, 1, ((item_ended - item_began, position),))
+                self.ran(name, position, timing)
 
     def incident(self, index: int | None, error: BaseException, *, retried: bool = False) -> None:
         """The item at input position ``index`` failed with ``error`` (and runs again when ``retried``)."""
@@ -233,8 +261,8 @@ class Recorder:
 
 
 def _row_order(name: str) -> tuple[int, int, str]:
-    """The caller first, then workers by number."""
+    """The caller first, then workers by number, then the thread probe's threads by number."""
     if name == CALLER:
         return (0, 0, name)
     number = name.rpartition(" ")[2]
-    return (1, int(number) if number.isdigit() else 0, name)
+    return (2 if name.startswith("thread ") else 1, int(number) if number.isdigit() else 0, name)

@@ -149,13 +149,14 @@ class Report:
     def efficiency(self) -> float:
         """Working time of every row (calibration included) over workers x wall time.
 
-        The workers are the decision's (a replaced worker takes the place of the one that died);
-        without a decision, the rows other than the caller's, or the caller alone.
+        The workers are the decision's (a replaced worker takes the place of the one that died),
+        or the thread probe's threads where more of them ran; without a decision, the rows other
+        than the caller's, or the caller alone.
         """
         if not self.workers or self.wall_s <= 0:
             return 0.0
         if self.decision is not None:
-            workers = self.decision.workers
+            workers = max(self.decision.workers, sum(1 for w in self.workers if w.name.startswith("thread ")))
         else:
             workers = sum(1 for w in self.workers if w.name != "caller") or 1
         return sum(w.working_s for w in self.workers) / (workers * self.wall_s)
@@ -220,12 +221,20 @@ def _heading(report: Report) -> list[str]:
         wall += f", predicted {format_seconds(predicted)} ({off:+.0%})"
     lines.append("  " + wall)
     if report.calibration_items:
-        lines.append(
-            f"  calibration {format_seconds(report.calibration_s)}, {report.calibration_items} item(s) in the caller"
-        )
+        lines.append(f"  calibration {format_seconds(report.calibration_s)}, {_calibration_items(report)}")
     lines.append(f"  efficiency {_percent(report.efficiency)} (working time over workers x wall)")
     lines.extend(f"  why: {reason}" for reason in report.reasons)
     return lines
+
+
+def _calibration_items(report: Report) -> str:
+    """Where calibration's items ran: the caller, and the thread probe's threads when they ran some."""
+    in_caller = sum(s.items for w in report.workers if w.name == "caller" for s in w.spans if s.calibration)
+    threads = sum(1 for w in report.workers if w.name.startswith("thread "))
+    if not threads or in_caller >= report.calibration_items:
+        return f"{report.calibration_items} item(s) in the caller"
+    on_threads = report.calibration_items - in_caller
+    return f"{report.calibration_items} item(s): {in_caller} in the caller, {on_threads} on {threads} probe threads"
 
 
 _COLUMNS = ("worker", "lifetime", "start-up", "init", "waiting", "working", "sending", "items", "chunks", "in", "out")

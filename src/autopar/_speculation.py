@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -37,12 +38,23 @@ from ._strategies._process._pool import ProcessPool
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+    from ._calibrate import Calibration
     from ._core._plans import Speculate
     from ._model import Decision, Measurements, PlatformFacts, PoolSpec
     from ._recorder import Recorder
     from ._types import Pool
 
-__all__ = ["Early", "Handover", "Speculation", "begin", "after_calibration", "caller_span", "drop", "settle"]
+__all__ = [
+    "Early",
+    "Handover",
+    "Speculation",
+    "begin",
+    "after_calibration",
+    "caller_span",
+    "drop",
+    "record_calibration",
+    "settle",
+]
 
 logger = logging.getLogger("autopar")
 
@@ -109,9 +121,19 @@ def in_order(early: dict[int, Any], ran: list[Any]) -> list[Any]:
     return [early[position] if position in early else next(caller, None) for position in range(total)]
 
 
-def caller_span(
-    speculation: Speculation | BackgroundSpeculation | None, handover: Handover | None, items: int
-) -> tuple[int, int]:
+def record_calibration(
+    recorder: Recorder, speculation: Early | None, handover: Handover | None, cal: Calibration, began: float
+) -> None:
+    """Record calibration from ``began``: the caller's items, the thread probe's in rows of their own (``Recorder``)."""
+    first, items = caller_span(speculation, handover, len(cal.results))
+    at = first + items - len(cal.results)  # the input position of calibration's first result
+    threads = [(thread, at + position, b, e) for thread, position, b, e in cal.thread_spans]
+    ended = began + cal.measurements.calibration_s if cal.carried else time.perf_counter()  # at the first round
+    measured = items - len(cal.results) + cal.measurements.sampled if cal.carried else items
+    recorder.calibrated(began, ended, measured, first, threads, in_caller=items - len(threads))
+
+
+def caller_span(speculation: Early | None, handover: Handover | None, items: int) -> tuple[int, int]:
     """The first input position the caller ran during calibration, and how many, of which ``items`` were calibration's."""
     if speculation is None:
         return 0, items

@@ -51,6 +51,8 @@ class _Carry:
         self.round_wall: float | None = None  # when the first round's last item settled
         self.stopped = self.ended = False
         self.input_error: BaseException | None = None  # what the input itself raised: it ended there
+        #: (thread, input position, began, ended) of every item run, on ``clocks.wall``: the call's report shows them.
+        self.spans: list[tuple[int, int, float, float]] = []
         self.changed = threading.Condition()
 
     def take(self) -> tuple[int, Any] | None:
@@ -70,8 +72,11 @@ class _Carry:
             self.next += 1
             return self.next - 1, item
 
-    def settle(self, position: int, result: list[Any] | BaseException, cpu_s: float | None) -> None:
+    def settle(
+        self, position: int, result: list[Any] | BaseException, cpu_s: float | None, span: tuple[int, int, float, float]
+    ) -> None:
         with self.changed:
+            self.spans.append(span)
             if isinstance(result, BaseException):
                 self.errors[position] = result
             else:
@@ -82,7 +87,7 @@ class _Carry:
                 self.round_wall = self.clocks.wall()
             self.changed.notify_all()
 
-    def work(self, func: Callable[[Any], Any], capture_errors: bool, barrier: threading.Barrier, _: int) -> None:
+    def work(self, func: Callable[[Any], Any], capture_errors: bool, barrier: threading.Barrier, index: int) -> None:
         """A thread's loop: once all have started, take the next item, run it, settle it, until none is left."""
         try:
             barrier.wait()
@@ -91,8 +96,10 @@ class _Carry:
         began: float | None = self.clocks.thread()
         while (taken := self.take()) is not None:
             position, item = taken
+            started = self.clocks.wall()
             outcome = run_caught(func, [item], position, capture_errors)
-            self.settle(position, outcome, None if began is None else self.clocks.thread() - began)
+            span = (index, position, started, self.clocks.wall())
+            self.settle(position, outcome, None if began is None else self.clocks.thread() - began, span)
             began = None  # CPU time is read on each thread's first item: the first round's
 
     def out(self) -> int:
@@ -120,11 +127,13 @@ def carry_threads(
     clocks: Clocks,
     keep: Callable[[ProbeReading], bool],
     check_deadline: Callable[[], object],
+    spans: list[tuple[int, int, float, float]] | None = None,
 ) -> tuple[ProbeReading | None, bool]:
     """Run ``plan.threads`` items at once, and on through ``source`` while ``keep`` the first round's reading.
 
-    Results go to ``results`` in input order.  Returns the first round's reading (None when the
-    input ran out first, or a thread would not start) and whether the input ran out.
+    Results go to ``results`` in input order, and (thread, input position, began, ended) of each item
+    run to ``spans``.  Returns the first round's reading (None when the input ran out first, or a
+    thread would not start) and whether the input ran out.
     """
     first = len(results)
     state = _Carry(source, first, plan.threads, clocks)
@@ -147,6 +156,8 @@ def carry_threads(
     for worker in workers:
         worker.join()
     await_threads_gone(before, clocks)
+    if spans is not None:
+        spans.extend(sorted(state.spans, key=lambda span: span[1]))
     _gather(state, first, results)
     return reading, state.ended
 
