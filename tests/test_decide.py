@@ -16,6 +16,7 @@ from autopar._core._rounds import lockstep, rounds_s
 from autopar._core._sizing import CHUNKS_PER_WORKER, MAX_PROCESSES_PER_CPU, MAX_THREADS, MAX_WAITING_THREADS
 from autopar._core._workload import ASSUMED_ITEMS_UNKNOWN, is_computing, workload
 from autopar._model import Candidate, Decision, Measurements, Options, PlatformFacts, SerialSample
+from autopar._render import predicted_call_s, render_outcome
 from platforms import (
     ALL_POSIX,
     FREE_THREADED,
@@ -988,3 +989,25 @@ def test_workers_that_must_import_again_what_the_first_item_imported_pay_for_it(
     assert decide(work, LINUX_314, AUTO).strategy == "forkserver"
     assert decide(attrs.evolve(work, warmup_items=1, warmup_s=0.5), LINUX_314, AUTO).strategy == "serial"
     assert decide(attrs.evolve(work, warmup_items=1, warmup_s=0.5), LINUX, AUTO).strategy == "fork"
+
+
+def test_the_outcome_line_sets_the_call_wall_time_against_its_whole_prediction() -> None:
+    """A calibrated call: calibration (and its items) plus the rest's prediction, against the wall time."""
+    m = measure(10, 0.1, sampled=3, calibration_s=0.1)
+    line = render_outcome(Decision(strategy="fork", workers=2, chunksize=1, predicted_s=0.4, measurements=m), 0.6, 10)
+    assert line == (
+        "autopar: fork took 600.0 ms for 10 item(s), calibration 100.0 ms on 3 item(s) included; "
+        "predicted 500.0 ms (400.0 ms for the rest), +20% off"
+    )
+
+
+def test_the_outcome_line_of_a_call_on_cached_measurements_names_no_calibration() -> None:
+    """Cached measurements (nothing sampled in this call): the prediction is the whole call's."""
+    m = measure(10, 0.1, sampled=0, calibration_s=0.1)
+    decision = Decision(strategy="threads", workers=4, chunksize=1, predicted_s=0.4, measurements=m)
+    assert predicted_call_s(decision) == 0.4
+    assert (
+        render_outcome(decision, 0.3, 10)
+        == "autopar: threads took 300.0 ms for 10 item(s); predicted 400.0 ms, -25% off"
+    )
+    assert render_outcome(attrs.evolve(decision, predicted_s=None), 0.3, 10) is None

@@ -49,15 +49,26 @@ def render_decision(decision: Decision) -> str:
     return "\n".join(lines)
 
 
-def render_outcome(decision: Decision, elapsed_s: float, items: int) -> str | None:
-    """A call's wall time against the prediction, for the log (None for a decision with no prediction)."""
+def predicted_call_s(decision: Decision) -> float | None:
+    """The call's predicted wall time: the decision's for the rest, plus calibration where this call calibrated."""
     m = decision.measurements
     if decision.predicted_s is None or m is None:
         return None
-    return (
-        f"autopar: {decision.strategy} took {format_seconds(elapsed_s)} for {items} item(s), calibration "
-        f"{format_seconds(m.calibration_s)} included; predicted {format_seconds(decision.predicted_s)} for the rest"
-    )
+    return decision.predicted_s + (m.calibration_s if m.sampled else 0.0)  # cached measurements: sampled 0
+
+
+def render_outcome(decision: Decision, elapsed_s: float, items: int) -> str | None:
+    """A call's wall time against the prediction, for the log (None for a decision with no prediction)."""
+    m, predicted_s = decision.measurements, predicted_call_s(decision)
+    if predicted_s is None or m is None or decision.predicted_s is None:
+        return None
+    line = f"autopar: {decision.strategy} took {format_seconds(elapsed_s)} for {items} item(s)"
+    if m.sampled:
+        line += f", calibration {format_seconds(m.calibration_s)} on {m.sampled} item(s) included"
+    line += f"; predicted {format_seconds(predicted_s)}"
+    if m.sampled:
+        line += f" ({format_seconds(decision.predicted_s)} for the rest)"
+    return line + (f", {(elapsed_s - predicted_s) / predicted_s:+.0%} off" if predicted_s > 0 else "")
 
 
 def jsonable(_inst: Any, _field: Any, value: Any) -> Any:

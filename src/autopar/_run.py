@@ -19,7 +19,7 @@ from . import _cache
 from ._call import Call
 from ._config import resolve
 from ._recorder import Recorder, keep
-from ._render import render_outcome
+from ._render import predicted_call_s, render_outcome
 
 if TYPE_CHECKING:
     import threading
@@ -151,7 +151,7 @@ def _observe(call: Call, decision: Decision, elapsed_s: float, items: int) -> No
     m = decision.measurements
     if call.key is None or items <= 0 or decision.strategy == "serial" or call.ran is not None or m is None:
         return
-    expected_s = (decision.predicted_s or 0.0) + (m.calibration_s if m.sampled else 0.0)
+    expected_s = predicted_call_s(decision) or 0.0
     if expected_s > 0 and _cache.observe(call.key, m.item_wall_s * elapsed_s / expected_s):
         logger.info("autopar: per-item time drifted; the next call recalibrates")
 
