@@ -161,6 +161,9 @@ def measure(shape: str, repeats: int, scale: float, names: list[str], warm: bool
         "medians": medians,
         "best": best,
         "ratio": medians["auto"] / medians[best],
+        # Each repeat runs every contender once, in turn: the ratio within a repeat shares its noise.
+        "paired": statistics.median(a / b for a, b in zip(times["auto"], times[best], strict=True)),
+        "times": times,
         "serial_speedup": medians["serial"] / medians["auto"],
         "calibration_s": statistics.median(calibrations) if calibrations else None,
         "decision": decisions[-1] if decisions else "",
@@ -218,7 +221,7 @@ def warm_table(rows: list[dict[str, object]], names: list[str]) -> str:
 
 
 def table(rows: list[dict[str, object]], repeats: int, scale: float, names: list[str]) -> str:
-    head = ["shape", *names, "best fixed", "auto / best", "auto speed-up", "calibration", "met"]
+    head = ["shape", *names, "best fixed", "auto / best", "paired", "auto speed-up", "calibration", "met"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         medians = row["medians"]
@@ -229,6 +232,7 @@ def table(rows: list[dict[str, object]], repeats: int, scale: float, names: list
             *(f"{medians[name]:.3f}" for name in names),
             str(row["best"]),
             f"{row['ratio']:.2f}x",
+            f"{row['paired']:.2f}x",
             f"{row['serial_speedup']:.2f}x",
             "-" if cal is None else f"{float(cal) * 1e3:.1f} ms",  # type: ignore[arg-type]
             ("yes" if meets(row) else "no") + ("" if row["agree"] else " (results differ!)"),
@@ -247,7 +251,9 @@ def table(rows: list[dict[str, object]], repeats: int, scale: float, names: list
         "",
         f"{machine}; medians of {repeats} fresh interpreters per cell, seconds; scale {scale};"
         f" countdown at {int(os.environ.get('AUTOPAR_BENCH_STEPS_PER_S', 0)) / 1e6:.0f}M steps/s.",
-        "auto / best: autopar over the best fixed strategy of the row; auto speed-up: serial over autopar.",
+        "auto / best: autopar over the best fixed strategy of the row; paired: the median over repeats of autopar's time",
+        "over that strategy's in the same repeat (each repeat runs every contender in turn, so a slow spell of a shared",
+        "machine slows both); auto speed-up: serial over autopar.",
         "",
         *lines,
         "",
