@@ -239,10 +239,8 @@ def table(rows: list[dict[str, object]], repeats: int, scale: float, names: list
         ]
         lines.append("| " + " | ".join(cells) + " |")
     ratios = [float(row["ratio"]) for row in rows]  # type: ignore[arg-type]
-    geomean = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
     # A row whose best takes microseconds makes any ratio huge: the +10 ms target judges those.
     timed = [float(row["ratio"]) for row in rows if row["medians"][row["best"]] >= TARGET_SMALL_S]  # type: ignore[arg-type,index]
-    geomean_timed = math.exp(sum(math.log(r) for r in timed) / len(timed)) if timed else float("nan")
     machine = (
         f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs, {platform.system()}"
     )
@@ -257,7 +255,7 @@ def table(rows: list[dict[str, object]], repeats: int, scale: float, names: list
         "",
         *lines,
         "",
-        f"Geometric mean of auto / best: {geomean:.2f}x over every row; {geomean_timed:.2f}x over the rows whose best takes at least 0.1 s.",
+        f"Geometric mean of auto / best: {_geomean(ratios):.2f}x over every row; {_geomean(timed):.2f}x over the rows whose best takes at least 0.1 s.",
         "",
         "autopar's decisions:",
         "",

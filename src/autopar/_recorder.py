@@ -31,7 +31,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ._errors import WorkerCrashedError
-from ._report import Incident, Report, SlowItem, Span, WorkerReport
+from ._report import PROBE_THREAD, Incident, Report, SlowItem, Span, WorkerReport
 from ._worker import SLOWEST_KEPT, ChunkTiming
 
 if TYPE_CHECKING:
@@ -175,7 +175,7 @@ class Recorder:
         for thread, position, item_began, item_ended in threads:
             rows.setdefault(thread, []).append((position, item_began, item_ended))
         for thread, spans in sorted(rows.items()):
-            name = f"thread {thread}"
+            name = f"{PROBE_THREAD}{thread}"
             first, last = min(s[1] for s in spans), max(s[2] for s in spans)
             self.worker(name, first, first, first, ended=last)
             for position, item_began, item_ended in spans:
@@ -265,4 +265,4 @@ def _row_order(name: str) -> tuple[int, int, str]:
     if name == CALLER:
         return (0, 0, name)
     number = name.rpartition(" ")[2]
-    return (2 if name.startswith("thread ") else 1, int(number) if number.isdigit() else 0, name)
+    return (2 if name.startswith(PROBE_THREAD) else 1, int(number) if number.isdigit() else 0, name)

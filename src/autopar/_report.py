@@ -27,7 +27,10 @@ if TYPE_CHECKING:
 
     from ._model import Decision
 
-__all__ = ["EFFICIENCY_WARNING_BELOW", "Incident", "Report", "SlowItem", "Span", "WorkerReport"]
+__all__ = ["EFFICIENCY_WARNING_BELOW", "PROBE_THREAD", "Incident", "Report", "SlowItem", "Span", "WorkerReport"]
+
+#: The rows of the thread probe's threads are named this, then the thread's number.
+PROBE_THREAD = "thread "
 
 #: Below this working ratio ``str(report)`` warns, as mpire's insights do.
 EFFICIENCY_WARNING_BELOW = 0.8
@@ -156,7 +159,7 @@ class Report:
         if not self.workers or self.wall_s <= 0:
             return 0.0
         if self.decision is not None:
-            workers = max(self.decision.workers, sum(1 for w in self.workers if w.name.startswith("thread ")))
+            workers = max(self.decision.workers, sum(1 for w in self.workers if w.name.startswith(PROBE_THREAD)))
         else:
             workers = sum(1 for w in self.workers if w.name != "caller") or 1
         return sum(w.working_s for w in self.workers) / (workers * self.wall_s)
@@ -230,7 +233,7 @@ def _heading(report: Report) -> list[str]:
 def _calibration_items(report: Report) -> str:
     """Where calibration's items ran: the caller, and the thread probe's threads when they ran some."""
     in_caller = sum(s.items for w in report.workers if w.name == "caller" for s in w.spans if s.calibration)
-    threads = sum(1 for w in report.workers if w.name.startswith("thread "))
+    threads = sum(1 for w in report.workers if w.name.startswith(PROBE_THREAD))
     if not threads or in_caller >= report.calibration_items:
         return f"{report.calibration_items} item(s) in the caller"
     on_threads = report.calibration_items - in_caller
