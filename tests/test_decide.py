@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from autopar._core._costs import DEFAULT_WORKER_STARTUP_S, PROCESS_CHUNK_OVERHEAD_S, predict
 from autopar._core._decide import decide, forced_decision
-from autopar._core._rounds import lockstep, rounds_s
+from autopar._core._rounds import UNEVEN_SHARE, lockstep, rounds_s, uneven_tail_s
 from autopar._core._sizing import CHUNKS_PER_WORKER, MAX_PROCESSES_PER_CPU, MAX_THREADS, MAX_WAITING_THREADS
 from autopar._core._workload import ASSUMED_ITEMS_UNKNOWN, is_computing, workload
 from autopar._model import Candidate, Decision, Measurements, Options, PlatformFacts, SerialSample
@@ -721,27 +721,49 @@ def test_growing_the_pool_started_before_measuring_costs_only_the_added_workers(
     grown = predict("forkserver", 3, 1, early, LINUX, AUTO) - predict("forkserver", 2, 1, early, LINUX, AUTO) + 0.15
     assert boots == pytest.approx(0.2, abs=1e-3)  # 2 boots for 3 workers on 2 CPUs against 1, less the 0.15 s saved
     assert grown == pytest.approx(0.1, abs=1e-3)  # the added worker's boot, shared by the 2 CPUs
-    assert decide(early, LINUX, AUTO).workers == 3
+    forkserver = [c for c in decide(early, LINUX, AUTO).candidates if c.strategy == "forkserver"]
+    assert [c.workers for c in forkserver] == [3]  # not 5: three more boots cost more than unequal cores
 
 
 @pytest.mark.parametrize(
-    ("items", "cpus", "workers"),
-    [(5, 2, 3), (7, 2, 4), (3, 2, 3), (8, 2, 2), (6, 2, 2), (4, 4, 4), (6, 4, 6), (40, 2, 2)],
+    ("items", "cpus", "item_s", "workers"),
+    [
+        (5, 2, 0.3, 5),
+        (7, 2, 0.3, 7),
+        (3, 2, 0.3, 3),
+        (8, 2, 0.3, 8),
+        (6, 2, 0.3, 6),
+        (4, 4, 0.3, 4),
+        (6, 4, 0.3, 6),
+        (40, 2, 0.3, 2),
+        (8, 2, 0.03, 2),
+        (5, 2, 0.03, 2),
+    ],
 )
-def test_a_few_coarse_items_that_do_not_divide_among_the_cpus_fill_the_last_round(
-    items: int, cpus: int, workers: int
+def test_a_few_coarse_items_run_one_per_worker_sharing_the_cpus(
+    items: int, cpus: int, item_s: float, workers: int
 ) -> None:
-    """5 items of 0.3 s on 2 CPUs: 3 fork workers sharing the cores end with 2.5 items' time, not 3.
+    """5 items of 0.3 s on 2 CPUs: 5 fork workers sharing the cores end with 2.5 items' time, not 3.
 
-    Counts that divide evenly, and calls of many items, keep one worker per CPU.
+    A worker per item also spares the last round the cores' unequal speeds, which cost a
+    quarter of an item on 2 workers; short items, whose quarter costs less than the added
+    workers' start-up, and calls of many items, keep one worker per CPU.
     """
     facts = attrs.evolve(LINUX, cpu_count=cpus)
-    decision = decide(measure(items, 0.3), facts, AUTO)
+    decision = decide(measure(items, item_s), facts, AUTO)
     assert (decision.strategy, decision.workers) == ("fork", workers)
     if workers > cpus:
         assert decision.predicted_s is not None
-        saved = predict("fork", cpus, 1, measure(items, 0.3), facts, AUTO) - decision.predicted_s
-        assert saved > 0.1
+        saved = predict("fork", cpus, 1, measure(items, item_s), facts, AUTO) - decision.predicted_s
+        assert saved > 0
+
+
+def test_unequal_cores_cost_a_quarter_chunk_only_with_fewer_workers_than_chunks() -> None:
+    """The uneven tail: none for one worker, or a worker per chunk; a quarter of a chunk otherwise."""
+    assert uneven_tail_s(8, 0.2, 1) == 0.0
+    assert uneven_tail_s(8, 0.2, 8) == 0.0
+    assert uneven_tail_s(8, 0.2, 2) == pytest.approx(UNEVEN_SHARE * 0.2)
+    assert uneven_tail_s(8, 0.2, 7) == pytest.approx(UNEVEN_SHARE * 0.2)
 
 
 @settings(max_examples=200)
@@ -785,9 +807,9 @@ def test_time_queued_for_a_cpu_is_not_waiting() -> None:
     Measured: 0.3 s of countdown ran 1.18 s of wall with 0.41 s of thread CPU and 26 voluntary
     switches (a helper thread took the GIL now and then); 0.75 s of it the thread queued behind
     other processes for a CPU.  Without that queue time the share is 0.35 and the model took it
-    for waiting work, with six process workers on two CPUs.
+    for waiting work, with six process workers on two CPUs (of 40 items: a few coarse ones get one each).
     """
-    loaded = measure(8, 1.18, cpu_share=0.41 / 1.18)
+    loaded = measure(40, 1.18, cpu_share=0.41 / 1.18)
     queued = attrs.evolve(loaded, item_waits=26.0, item_queued_s=0.75)
     work = workload(queued, LINUX)
     assert work.cpu_share > 0.9

@@ -6,6 +6,7 @@ safe (one thread), fork the interpreter's default, two CPUs or more.
 
 from __future__ import annotations
 
+import ast
 import functools
 import logging
 import os
@@ -19,8 +20,9 @@ import helpers
 from autopar._core._plans import speculation_plan
 from autopar._errors import RemoteTraceback
 from autopar._gather import call_facts
-from autopar._model import Options, Shipping
+from autopar._model import Options, PoolSpec, Shipping
 from autopar._serialize import first_use_imports
+from autopar._strategies._process._pool import ProcessPool
 
 
 def _speculates() -> bool:
@@ -114,6 +116,54 @@ def test_a_fork_decision_carries_the_first_item_on_without_waiting_for_it() -> N
     # Before, the call waited for item 0 before sending any other: every other worker's items ended after it.
     assert any(ended < first_ended for ended in others), report
     assert not any(w.name.startswith("early") for w in report.workers), report  # one pool served the whole call
+
+
+def test_an_early_pool_tells_its_workers_boot_time_without_waiting_and_still_runs_its_tasks() -> None:
+    """``booted_s`` reads the start-up messages that have arrived, never waits for one, and keeps each pipe in step."""
+    pool = ProcessPool("fork", 2, PoolSpec(), ready_later=True)
+    try:
+        deadline = time.monotonic() + 20
+        while (booted := pool.booted_s()) is None or any(w.awaiting_init for w in pool._workers):
+            assert time.monotonic() < deadline, "the workers never reported ready"
+            time.sleep(0.002)
+        assert booted == max(w.ready - w.created for w in pool._workers)
+        assert 0 < booted < 20
+        pool.submit(7, helpers.square, [3, 4], 0, False)
+        outcomes = []
+        while not outcomes:
+            assert time.monotonic() < deadline, "the task never came back"
+            outcomes = pool.poll(0.1)
+        assert outcomes == [(7, [9, 16], None)]
+    finally:
+        pool.shutdown()
+
+
+_BOOT_SCRIPT = """
+import logging, autopar
+
+class Keep(logging.Handler):
+    def emit(self, record):
+        if record.getMessage().startswith("autopar calibration:"):
+            print(repr(dict(record.args[0].worker_startup_s)))
+
+def work(x):
+    n = 200_000
+    while n:
+        n -= 1
+    return x * x
+
+logging.getLogger("autopar").addHandler(Keep())
+logging.getLogger("autopar").setLevel(logging.DEBUG)
+assert autopar.map(work, range(40)) == [x * x for x in range(40)]
+"""
+
+
+def test_a_first_call_prices_added_fork_workers_at_the_early_pools_boot_time(tmp_path) -> None:
+    """A fresh process measured no fork start-up before: its early pool's booted workers are the measure."""
+    done = helpers.run_python(["-c", _BOOT_SCRIPT], tmp_path)
+    assert done.returncode == 0, done.stderr
+    startup = ast.literal_eval(done.stdout.strip())
+    assert 0 < startup["fork"] < 20, startup
 
 
 def _imports_lazily(x: int) -> int:

@@ -13,9 +13,8 @@ ahead of the sample's), and keeps the pool if the decision is that pool::
     collect(): pool.poll until every task is back -> results, or Failure in its slot
     held pool --> the call's dispatch if the decision is (method, workers); else released
 
-This is the fork variant: ``start()`` costs about 2 ms per worker, so the pool
-starts in the caller.  Slower start methods start from a thread
-(``_speculation_thread.BackgroundSpeculation``); ``begin`` picks the variant the plan asks for.
+This is the fork variant: ``start()`` costs about 2 ms per worker, so the pool starts in the caller.
+Slower start methods start from a thread (``_speculation_thread.BackgroundSpeculation``), as ``begin`` picks.
 """
 
 from __future__ import annotations
@@ -69,16 +68,20 @@ def begin(plan: Speculate, spec: PoolSpec, facts: PlatformFacts) -> Early:
 def after_calibration(speculation: Speculation | BackgroundSpeculation | None, m: Measurements) -> Measurements:
     """``m`` with the items the speculation's workers run, and its pool as warm once its start-up is paid or under way.
 
-    The items the workers took while the caller calibrated are not left to run.
+    The items the workers took while the caller calibrated are not left to run; the fork
+    pool's workers that booted meanwhile say what one more costs (``worker_startup_s``).
     """
     if speculation is None:
         return m
     warm = speculation.warm(m.warm_pools)
     early = (speculation.plan.method, speculation.workers)
-    n_items = None if m.n_items is None else max(m.n_items - speculation.topped, 0)
+    pool = speculation.pool if isinstance(speculation, Speculation) else None  # a thread feeds the other's
+    booted = pool.booted_s() if isinstance(pool, ProcessPool) else None
+    startup = m.worker_startup_s if booted is None else {**m.worker_startup_s, early[0]: booted}
     return attrs.evolve(
         m,
-        n_items=n_items,
+        n_items=None if m.n_items is None else max(m.n_items - speculation.topped, 0),
+        worker_startup_s=startup,
         speculative_items=speculation.in_workers,
         speculative_out_s=speculation.out_ages(),
         warm_pools=warm,
@@ -223,10 +226,7 @@ class Speculation:
         """How many items went to the workers."""
         return 0 if self.feeder is None else self.feeder.sent
 
-    @property
-    def in_workers(self) -> int:
-        """How many items the workers ran."""
-        return self.sent
+    in_workers = sent  # how many items the workers ran
 
     def out_ages(self) -> tuple[float, ...]:
         """Seconds since each item still out in the workers was sent."""

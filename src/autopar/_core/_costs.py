@@ -32,7 +32,9 @@ compares the candidates.  With ``n`` items of mean wall time ``t``:
 * every pool: start-up (none for a warm pool; the added workers only, for the
   pool started before measuring) and a tail: computing items run in rounds of
   ``workers``, sharing the cores when there are more workers than cores, so the
-  tail is what the last round leaves idle; for waiting items, half a chunk.
+  tail is what the last round leaves idle, and a quarter of a chunk more with
+  fewer workers than chunks, for cores that run unequally (``uneven_tail_s``);
+  for waiting items, half a chunk.
 
 No clock, no OS calls, no randomness: the same inputs give the same decision.
 """
@@ -42,7 +44,7 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import TYPE_CHECKING, NamedTuple
 
-from ._rounds import lockstep, rounds_s, skew_tail_s, tail_s
+from ._rounds import lockstep, rounds_s, skew_tail_s, tail_s, uneven_tail_s
 from ._safety import INTERPRETERS, PROCESS_METHODS
 from ._sizing import ceil_div
 from ._workload import MIN_CPU_SHARE, Workload, clean, workload
@@ -182,8 +184,10 @@ def _process_estimate(
         total = start + max(workers_s, caller_s) + tail_s(wl, workers, chunksize * item_s)
     else:  # computing items run in rounds: the last one may leave cores idle, unless the caller is slower
         chunk_work_s = chunk_s + chunksize * (item_s + half_pickle_s + pipe_s)
-        run_s = rounds_s(chunks, chunk_work_s, workers, wl.cpu_count, _in_flight_s(wl, m, method))
-        total = start + max(workers_s, run_s, caller_s) + skew_tail_s(wl, workers)
+        in_flight = _in_flight_s(wl, m, method)
+        run_s = rounds_s(chunks, chunk_work_s, workers, wl.cpu_count, in_flight)
+        uneven_s = uneven_tail_s(chunks + sum(1 for left in in_flight if left > 0), chunk_work_s, workers)
+        total = start + max(workers_s, run_s, caller_s) + skew_tail_s(wl, workers) + uneven_s
     return Estimate(total, wl.remaining * item_s / w_eff)
 
 

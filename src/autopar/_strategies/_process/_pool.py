@@ -33,7 +33,7 @@ from ..._serialize import pickle_function
 from ._failures import timeout_outcome
 from ._handle import WorkerProcess, await_ready, read_init, start_workers, stop_all
 from ._protocol import Func, Task, encode
-from ._receive import BatchReceiver, StreamReceiver
+from ._receive import BatchReceiver, StreamReceiver, booted_s
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -84,6 +84,10 @@ class ProcessPool:
             raise
         #: Seconds until every worker was ready; None when the pool did not wait for them to boot.
         self.startup_s = time.perf_counter() - started if waits else None
+
+    def booted_s(self) -> float | None:
+        """The longest a worker took to boot, of those known ready (``_receive.booted_s``); never blocks."""
+        return booted_s(self._workers, self.method)
 
     def grow(self, workers: int) -> None:
         """Start workers up to ``workers`` (without an initializer, they boot while the others work); WorkerStartError."""

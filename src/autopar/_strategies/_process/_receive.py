@@ -11,17 +11,37 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from ..._errors import SerializationError
+from ..._errors import SerializationError, WorkerCrashedError
 from ..._worker import Failure
 from ._failures import crash_outcome
+from ._handle import read_init
 from ._protocol import Err, ItemDone, Message, Ok, TaskDone, decode, raised
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ..._types import Outcome
     from ._handle import WorkerProcess
     from ._protocol import Mode
 
-__all__ = ["BatchReceiver", "StreamReceiver"]
+__all__ = ["BatchReceiver", "StreamReceiver", "booted_s"]
+
+
+def booted_s(workers: Sequence[WorkerProcess], method: str) -> float | None:
+    """The longest any of ``workers`` took from its start until it was ready, of those known ready; None if none is.
+
+    Reads the ``Init`` of a worker its pool did not wait for once it is in the pipe, never
+    waiting for one; a worker that died before sending it stays unread, for the pool to report.
+    """
+    for worker in workers:
+        if worker.awaiting_init and worker.conn.poll():
+            try:
+                read_init(worker, method)
+            except WorkerCrashedError:
+                continue
+            worker.awaiting_init = False
+    booted = [worker.ready - worker.created for worker in workers if not worker.awaiting_init]
+    return max(booted, default=None)
 
 
 def _unpickle_error(method: str, exc: Exception) -> SerializationError:
