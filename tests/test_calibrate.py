@@ -400,6 +400,61 @@ def test_queued_clock_reads_time_spent_behind_another_process_on_the_same_cpu() 
     assert cpu_s + queued == pytest.approx(wall, rel=0.25)
 
 
+def test_calibration_reads_the_peak_memory_growth_of_the_serial_sample_only() -> None:
+    """The growth of the process's peak memory over the serial sample: what one item holds at once."""
+    clock = FakeClock()
+    peaks = iter([500 * 2**20, 700 * 2**20])
+
+    def work(x: int) -> int:
+        clock.compute(0.001)
+        return x
+
+    clocks = attrs.evolve(clock.clocks(), peak=lambda: next(peaks))
+    cal = calibrate(work, iter(range(1000)), n_items=1000, facts=probe_platform(), clocks=clocks, thread_probe=False)
+    assert cal.measurements.peak_growth_bytes == 200 * 2**20
+
+
+_PEAK_SCRIPT = """
+import autopar, logging
+
+class Keep(logging.Handler):
+    def emit(self, record):
+        if record.getMessage().startswith("autopar calibration:"):
+            print(record.args[0].peak_growth_bytes)
+
+def hold(x):
+    block = b"x" * (160 * 2**20)  # every page written
+    return len(block) + x
+
+logging.getLogger("autopar").addHandler(Keep())
+logging.getLogger("autopar").setLevel(logging.DEBUG)
+assert autopar.map(hold, range(4)) == [160 * 2**20 + x for x in range(4)]
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the peak is read from getrusage, which Windows lacks")
+@pytest.mark.timeout(120)
+def test_a_first_call_measures_the_memory_its_items_hold(tmp_path) -> None:
+    """Items that each write 160 MiB: the fresh process's peak grew by about that over the serial sample.
+
+    Started from this large process: on Linux the peak it inherits must not hide the growth."""
+    done = helpers.run_python(["-c", _PEAK_SCRIPT], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert 150 * 2**20 <= int(done.stdout.split()[-1]) <= 400 * 2**20, done.stdout
+
+
+def test_available_memory_is_read_only_where_an_items_memory_may_limit_the_workers() -> None:
+    from autopar._gather import call_facts
+    from autopar._model import Measurements
+    from autopar._platform import with_memory
+
+    before = call_facts()
+    assert before.memory_available_bytes == 0  # a call does not read it up front
+    assert with_memory(before, Measurements(n_items=8, peak_growth_bytes=2**20)) is before
+    after = with_memory(before, Measurements(n_items=8, peak_growth_bytes=2**30))
+    assert after.memory_available_bytes > 0
+
+
 def test_thread_counts_are_read_again_after_an_import_on_first_use() -> None:
     """A first item's import may start threads (OpenBLAS does): the decision sees today's count, not the call's start."""
     from autopar._gather import call_facts, threads_now

@@ -14,7 +14,7 @@ from autopar._core._costs import DEFAULT_WORKER_STARTUP_S, PROCESS_CHUNK_OVERHEA
 from autopar._core._decide import decide, forced_decision
 from autopar._core._rounds import UNEVEN_SHARE, lockstep, rounds_s, uneven_tail_s
 from autopar._core._sizing import CHUNKS_PER_WORKER, MAX_PROCESSES_PER_CPU, MAX_THREADS, MAX_WAITING_THREADS
-from autopar._core._workload import ASSUMED_ITEMS_UNKNOWN, is_computing, workload
+from autopar._core._workload import ASSUMED_ITEMS_UNKNOWN, NO_MEMORY_LIMIT, is_computing, memory_workers, workload
 from autopar._model import Candidate, Decision, Measurements, Options, PlatformFacts, SerialSample
 from autopar._render import predicted_call_s, render_outcome
 from platforms import (
@@ -914,6 +914,41 @@ def test_items_half_waiting_half_computing_run_on_more_processes_than_cpus() -> 
     assert "waits part of each item (CPU 50% of wall)" in reasons(decision)
     threads = candidate(decision, "threads")
     assert threads.workers > LINUX.cpu_count
+
+
+def test_process_workers_above_the_cpus_hold_no_more_items_than_half_the_available_memory() -> None:
+    """Items that each hold 1 GiB: 3 GiB available gives one worker per CPU, 16 GiB one per item (or per wait)."""
+    tight = attrs.evolve(LINUX, memory_available_bytes=3 * 2**30)
+    roomy = attrs.evolve(LINUX, memory_available_bytes=16 * 2**30)
+    coarse = measure(8, 0.3, peak_growth_bytes=2**30)
+    assert decide(coarse, tight, AUTO).workers == LINUX.cpu_count
+    assert decide(coarse, roomy, AUTO).workers == 8
+    assert decide(measure(8, 0.3), tight, AUTO).workers == 8  # no item memory measured: no limit
+    mixed = measure(40, 0.05, cpu_share=0.5, item_waits=1.0, peak_growth_bytes=2**30)
+    limited = decide(mixed, tight, AUTO)
+    assert (limited.strategy, limited.workers) == ("fork", 2)
+    assert all(c.workers <= 2 for c in limited.candidates)  # 32 threads would hold 32 GiB too
+    assert "each item holds about 1,024 MiB: at most 2 at once" in reasons(limited)
+    assert (decide(mixed, roomy, AUTO).strategy, decide(mixed, roomy, AUTO).workers) == ("fork", 8)
+    assert "at once in the memory available" not in reasons(decide(mixed, roomy, AUTO))
+
+
+@pytest.mark.parametrize(
+    ("peak", "available", "cpus", "most"),
+    [
+        (0, 8 * 2**30, 2, NO_MEMORY_LIMIT),
+        (2**30, 0, 2, NO_MEMORY_LIMIT),
+        (32 * 2**20, 2**30, 2, NO_MEMORY_LIMIT),
+        (2**30, 3 * 2**30, 2, 2),
+        (256 * 2**20, 2 * 2**30, 2, 4),
+        (256 * 2**20, 2 * 2**30, 8, 8),
+    ],
+)
+def test_memory_workers_is_half_the_available_memory_over_an_items_peak_never_below_the_cpus(
+    peak: int, available: int, cpus: int, most: int
+) -> None:
+    facts = attrs.evolve(LINUX, cpu_count=cpus, memory_available_bytes=available)
+    assert memory_workers(measure(8, 0.3, peak_growth_bytes=peak), facts) == most
 
 
 def test_daemonic_process_decides_among_serial_and_threads_and_says_why() -> None:

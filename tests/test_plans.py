@@ -424,6 +424,18 @@ def test_a_probe_of_items_that_wait_part_of_their_time_carries_on_through_a_shor
     assert usual is None or (usual.threads, usual.carry) == (2, False)
 
 
+def test_a_carrying_probe_runs_no_more_items_at_once_than_half_the_available_memory_holds() -> None:
+    """Items that each hold 512 MiB, 4 GiB available: 4 threads, not 32; unknown memory sets no limit."""
+    sample = _sample(1, 0.03, cpu=1 / 3, waits=1)
+    heavy = attrs.evolve(_measured(41), peak_growth_bytes=512 * 2**20)
+    four_gib = attrs.evolve(LINUX, memory_available_bytes=4 * 2**30)
+    assert probe_plan(sample, heavy, four_gib, allowed=True, carry=True) == ProbePlan(
+        threads=4, per_thread=1, carry=True
+    )
+    unknown = probe_plan(sample, heavy, LINUX, allowed=True, carry=True)
+    assert unknown == ProbePlan(threads=MAX_THREADS, per_thread=1, carry=True)
+
+
 def test_items_too_short_to_take_one_at_a_time_get_the_usual_probe() -> None:
     sample = _sample(100, CARRY_MIN_ITEM_S / 2, cpu=1 / 3, waits=100)
     plan = probe_plan(sample, _measured(1000), LINUX, allowed=True, carry=True)

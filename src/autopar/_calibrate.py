@@ -17,6 +17,7 @@ instead of waiting for it.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,7 @@ from ._core._sampling import (
 )
 from ._core._workload import probe_speedup
 from ._model import Measurements
+from ._platform import with_memory
 from ._sample import sample_serially
 from ._serialize import shipping
 from ._thread_carry import carry_threads
@@ -73,15 +75,38 @@ def _thread_queued() -> float | None:
         return None
 
 
+def _peak_bytes() -> int:
+    """The process's peak resident memory so far, in bytes, else 0.
+
+    Linux's ``VmHWM`` starts afresh at ``exec``; ``ru_maxrss`` (other POSIX systems) there keeps
+    the peak of the process the program was started from, a large one's hiding the items' growth.
+    """
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    except (ImportError, OSError):
+        return 0
+    return int(peak) if sys.platform == "darwin" else int(peak) * 1024  # macOS counts bytes, Linux KiB
+
+
 @attrs.frozen
 class Clocks:
-    """The clocks calibration reads (wall, this thread's CPU, this process's CPU, its waits, its time queued) and its sleep."""
+    """The clocks calibration reads (wall, this thread's CPU and the process's, its waits, its time queued, peak memory)."""
 
     wall: Callable[[], float] = time.perf_counter
     thread: Callable[[], float] = time.thread_time
     process: Callable[[], float] = time.process_time
     waits: Callable[[], int | None] = _thread_waits
     queued: Callable[[], float | None] = _thread_queued
+    peak: Callable[[], int] = _peak_bytes
     sleep: Callable[[float], None] = time.sleep
 
 
@@ -120,24 +145,24 @@ def calibrate(
 ) -> Calibration:
     """Run the first items of ``source`` to measure the workload; keep their results, in order.
 
-    Every item read runs exactly once; the rest of ``source`` is left unread.  ``thread_probe=False`` rules
-    the probe out (its threads never ran the initializer).  ``check_deadline`` runs between batches and raises
-    ``TimeoutError``.  ``func``'s exception propagates unless ``capture_errors`` (then it takes the item's
-    slot).  ``ship`` is worked out when not given.  ``sampled`` gets the serial sample's measurements and its
-    share of CPU time in C (None: not profiled) and returns them with what it changed (``early_pool``).  A probe
-    planned to carry on goes on through the input while ``judge`` (None: never) chooses threads: calibration ends
-    with its first round."""
+    Every item read runs exactly once; the rest of ``source`` is left unread.  ``thread_probe=False`` rules the probe
+    out (its threads never ran the initializer).  ``check_deadline`` runs between batches and raises ``TimeoutError``.
+    ``func``'s exception propagates unless ``capture_errors`` (then it takes the item's slot).  ``ship`` is worked
+    out when not given.  ``sampled`` gets the serial sample's measurements and its share of CPU time in C (None: not
+    profiled) and returns them with what it changed (``early_pool``).  A probe planned to carry on goes on through
+    the input while ``judge`` (None: never) chooses threads: calibration ends with its first round."""
     clocks = clocks or Clocks()
-    begun, results, head = clocks.wall(), list[Any](), list[Any]()
+    begun, results, head, peak = clocks.wall(), list[Any](), list[Any](), clocks.peak()
     stream = _recording(source, head)
     profiles = profiles_sample(facts, allowed=thread_probe)
     meter = sample_meter(PROFILE_EVENTS, PROFILE_S, clocks.thread, clocks.wall) if profiles else None
     sample, exhausted = sample_serially(func, stream, n_items, clocks, capture_errors, results, check_deadline, meter)
+    peak = max(clocks.peak() - peak, 0)  # before any probe thread runs items alongside
     cost = measure_pickling(func, head, results[:_PICKLE_SAMPLES], clocks.wall)
-    ship = ship or shipping(func)
-    measured = attrs.evolve(sample_measurements(sample, cost, ship, n_items), warm_pools=warm_pools)
+    measured = attrs.evolve(sample_measurements(sample, cost, ship or shipping(func), n_items), warm_pools=warm_pools)
     measured = attrs.evolve(measured, initializer_s=initializer_s, shared_bytes=shared_bytes, sampled=len(results))
-    measured = attrs.evolve(measured, worker_startup_s=dict(worker_startup_s or {}))
+    measured = attrs.evolve(measured, worker_startup_s=dict(worker_startup_s or {}), peak_growth_bytes=peak)
+    facts = with_memory(facts, measured)  # a wide probe runs no more items at once than the memory holds
     share = None if meter is None else meter.share
     measured = measured if sampled is None else sampled(measured, share)
     plan = probe_plan(sample, measured, facts, allowed=thread_probe and not exhausted, carry=judge is not None)

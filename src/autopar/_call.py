@@ -30,6 +30,7 @@ from ._dispatch import serial_batches
 from ._errors import WorkerStartError
 from ._gather import call_facts, find_cluster, forced_cluster_threads, refresh, threads_now, with_cluster
 from ._model import Decision
+from ._platform import with_memory
 from ._pool_spec import pool_spec
 from ._pooled import TrialFailed, run_pooled
 from ._progress import make_progress
@@ -126,7 +127,8 @@ class Call:
             return plan.decision
         self.key = key
         if isinstance(plan, Reuse):
-            decision = decide(with_cluster(self.cluster, plan.measurements), self.facts, opts)
+            cached = plan.measurements
+            decision = decide(with_cluster(self.cluster, cached), with_memory(self.facts, cached), opts)
             logger.info("autopar (cached measurements): %s", decision)
             return decision
         return self._calibrated(plan, remember=remember)
@@ -158,7 +160,7 @@ class Call:
                 judge=self._keeps_threads if remember and plan.carry else None,
             )
             measured = after_calibration(self.speculation, cal.measurements)
-            self.facts = threads_now(self.facts, measured)
+            self.facts = with_memory(threads_now(self.facts, measured), measured)
             logger.debug("autopar calibration: %s", measured)
             exhausted = serial_decision(EXHAUSTED) if cal.exhausted and not cal.carried else None
             decision = exhausted or decide(with_cluster(self.cluster, measured), self.facts, self.opts)
@@ -260,8 +262,7 @@ class Call:
             yield from self._pooled(self.ran, ordered)
 
     def _start_pool(self, decision: Decision) -> tuple[Decision, PoolSpec, Pool] | None:
-        """The pool (started within the deadline; one started before measuring serves its decision); under auto
-        one that cannot start gives way (None: serial)."""
+        """The pool, started within the deadline (or the one started before measuring); under auto None: serial."""
         if self.handover is not None:
             return decision, self.handover.spec, self.handover.pool
         held = None if self.speculation is None else self.speculation.take(decision.strategy, decision.workers)

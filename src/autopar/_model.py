@@ -173,6 +173,8 @@ class Measurements:
     item_waits: float | None = None
     #: Seconds per item the running thread queued for a CPU behind other processes, None if unknown.
     item_queued_s: float | None = None
+    #: Bytes the process's peak memory grew by while the caller ran its sample (0: unknown): what an item needs at once.
+    peak_growth_bytes: int = 0
     func_pickle_bytes: int = 0
     item_pickle_bytes: float = 0.0
     result_pickle_bytes: float = 0.0

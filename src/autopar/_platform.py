@@ -18,6 +18,9 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
+from ._core._workload import MIN_ITEM_PEAK_BYTES
 from ._main_module import in_main_bootstrap, main_importable
 from ._model import PlatformFacts
 from ._shared import pool_shm_problem
@@ -26,6 +29,8 @@ from ._worker import is_inside_worker as in_worker
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from ._model import Measurements
+
 
 __all__ = [
     "count_threads",
@@ -33,7 +38,9 @@ __all__ = [
     "cpu_count_physical",
     "in_worker",
     "is_gil_enabled",
+    "memory_bytes",
     "probe_platform",
+    "with_memory",
 ]
 
 
@@ -240,7 +247,7 @@ def _static_facts() -> dict[str, Any]:
     }
 
 
-def _memory_bytes() -> tuple[int, int]:
+def memory_bytes() -> tuple[int, int]:
     """(total, available) bytes of memory, or zeros where psutil cannot tell."""
     psutil = _psutil()
     try:
@@ -262,7 +269,7 @@ def probe_platform(*, memory: bool = True) -> PlatformFacts:
             them at 0 and None and saves the system calls (every ``map`` call probes without them: no rule reads them).
     """
     python_threads, native_threads = count_threads()
-    memory_total, memory_available = _memory_bytes() if memory else (0, 0)
+    memory_total, memory_available = memory_bytes() if memory else (0, 0)
     return PlatformFacts(
         **_static_facts(),
         default_start_method=_default_start_method(),
@@ -276,3 +283,11 @@ def probe_platform(*, memory: bool = True) -> PlatformFacts:
         in_main_bootstrap=in_main_bootstrap(),
         daemon=bool(multiprocessing.current_process().daemon),
     )
+
+
+def with_memory(facts: PlatformFacts, m: Measurements) -> PlatformFacts:
+    """``facts`` with today's available memory when the items' memory may limit the workers; else ``facts``."""
+    if m.peak_growth_bytes < MIN_ITEM_PEAK_BYTES or facts.memory_available_bytes:
+        return facts
+    total, available = memory_bytes()
+    return attrs.evolve(facts, memory_total_bytes=total, memory_available_bytes=available)

@@ -21,6 +21,7 @@ from ._safety import (
     shm_text,
     usable_process_methods,
 )
+from ._sizing import MAX_PROCESSES_PER_CPU
 from ._workload import ASSUMED_ITEMS_UNKNOWN, SKEW_RATIO, clean, probe_reading
 
 if TYPE_CHECKING:
@@ -194,6 +195,11 @@ def workload_reasons(wl: Workload, m: Measurements) -> list[str]:
     if wl.item_max_s > SKEW_RATIO * wl.item_s > 0:
         reasons.append(
             f"item times are skewed (slowest {format_seconds(wl.item_max_s)}, mean {format_seconds(wl.item_s)}): smaller chunks"
+        )
+    if wl.max_in_flight < min(wl.remaining, MAX_PROCESSES_PER_CPU * wl.cpu_count):  # the limit cut a count
+        held = m.peak_growth_bytes / 2**20
+        reasons.append(
+            f"each item holds about {held:,.0f} MiB: at most {wl.max_in_flight} at once in the memory available"
         )
     return reasons
 

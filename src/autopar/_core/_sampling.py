@@ -14,7 +14,14 @@ import attrs
 from ._costs import DEFAULT_WORKER_STARTUP_S
 from ._safety import usable_process_methods
 from ._sizing import MAX_THREADS
-from ._workload import ASSUMED_ITEMS_UNKNOWN, is_clearly_waiting, is_computing, waits_part
+from ._workload import (
+    ASSUMED_ITEMS_UNKNOWN,
+    NO_MEMORY_LIMIT,
+    is_clearly_waiting,
+    is_computing,
+    memory_workers,
+    waits_part,
+)
 
 if TYPE_CHECKING:
     from .._model import Measurements, PlatformFacts, SerialSample
@@ -156,7 +163,7 @@ def probe_plan(
     if not allowed or facts.cpu_count <= 1 or per_item <= 0:
         return None
     remaining = None if m.n_items is None else m.n_items - sample.count
-    wide = carry_plan(sample, remaining) if carry else None
+    wide = carry_plan(sample, remaining, memory_workers(m, facts)) if carry else None
     if wide is not None:
         return wide  # it costs no more than the run itself while threads win
     threads = min(max(facts.cpu_count, 2), PROBE_MAX_THREADS)
@@ -175,12 +182,12 @@ def probe_plan(
     return ProbePlan(threads=threads, per_thread=per_thread)
 
 
-def carry_plan(sample: SerialSample, remaining: int | None) -> ProbePlan | None:
+def carry_plan(sample: SerialSample, remaining: int | None, most: int = NO_MEMORY_LIMIT) -> ProbePlan | None:
     """A wide probe that carries on through the rest, for items that wait part of their time; None for others.
 
     One item on each of up to ``MAX_THREADS`` threads (no more than the ``remaining``
     items), for items of at least ``CARRY_MIN_ITEM_S``, where the rest is known and at
-    most ``CARRY_MAX_WORK_S`` of serial work:
+    most ``CARRY_MAX_WORK_S`` of serial work, and no more threads than the memory holds items (``most``):
     their waits overlap at once, and the threads go on with the next items unless
     the first round's reading says another strategy wins.  Longer runs, whose
     probe phase is a small share, get the usual short probe.
@@ -189,7 +196,7 @@ def carry_plan(sample: SerialSample, remaining: int | None) -> ProbePlan | None:
         return None
     if remaining * sample.per_item_s > CARRY_MAX_WORK_S:
         return None
-    threads = min(remaining, MAX_THREADS)
+    threads = min(remaining, MAX_THREADS, most)
     return ProbePlan(threads=threads, per_thread=1, carry=True) if threads >= 2 else None
 
 

@@ -118,12 +118,18 @@ def worker_options(strategy: str, wl: Workload, options: Options) -> tuple[int, 
     times that, up to ``MAX_PROCESSES_PER_CPU`` per CPU, so the waits of some
     overlap the computing of others on every core; work that clearly waits
     stays on threads, whose near-total overlap needs no more processes.
-    A few computing items that do not divide among the CPUs also get process
-    workers above the CPU count (``_round_fillers``).
+    A few computing items also get process workers above the CPU count
+    (``_round_fillers``).  No count above the CPUs runs more items at once than
+    the available memory holds (``Workload.max_in_flight``).
     """
     base = workers_for(strategy, wl, options)
     if options.workers is not None or strategy == "serial":
         return (base,)
+    return tuple(sorted({min(count, wl.max_in_flight) for count in _counts(strategy, wl, base)}))
+
+
+def _counts(strategy: str, wl: Workload, base: int) -> tuple[int, ...]:
+    """``worker_options``' candidates before the memory limit."""
     if not wl.blocks:
         return (base, *_round_fillers(strategy, wl, base))
     if strategy == "threads":
@@ -146,16 +152,17 @@ def waiting_processes(wl: Workload) -> int:
     if not wl.blocks or wl.native or wl.cpu_share <= CLEARLY_WAITING_CPU_SHARE:
         return wl.cpu_count
     by_share = int(wl.cpu_count / max(wl.cpu_share, MIN_CPU_SHARE))
-    return max(wl.cpu_count, min(by_share, MAX_PROCESSES_PER_CPU * wl.cpu_count))
+    return max(wl.cpu_count, min(by_share, MAX_PROCESSES_PER_CPU * wl.cpu_count, wl.max_in_flight))
 
 
 def _round_fillers(strategy: str, wl: Workload, base: int) -> tuple[int, ...]:
-    """Process worker counts above ``base`` for a few computing items that do not divide among the CPUs.
+    """Process worker counts above ``base`` for a few computing items, up to one per item.
 
     5 equal items on 2 workers take 3 rounds, the last with one core idle; on
-    3 workers sharing 2 cores they take 2.5 (``_costs`` prices the rounds).  Only
-    for calls of at most ``MAX_PROCESSES_PER_CPU`` items per CPU, where a round
-    is a large share of the call; threads never share cores usefully for such work.
+    3 workers sharing 2 cores they take 2.5, and on 5 the cores' unequal speeds
+    leave none idle at the end (``_costs`` prices the rounds).  Only for calls of at
+    most ``MAX_PROCESSES_PER_CPU`` items per CPU, where a round is a large share of
+    the call; threads never share cores usefully for such work.
     """
     most = min(wl.remaining, MAX_PROCESSES_PER_CPU * wl.cpu_count)
     if strategy == "threads" or wl.remaining > most:

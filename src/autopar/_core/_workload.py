@@ -21,14 +21,18 @@ __all__ = [
     "ASSUMED_ITEMS_UNKNOWN",
     "CLEARLY_WAITING_CPU_SHARE",
     "COMPUTING_CPU_SHARE",
+    "MEMORY_SHARE",
     "MIN_CPU_SHARE",
+    "MIN_ITEM_PEAK_BYTES",
     "MIN_WAITS_PER_ITEM",
+    "NO_MEMORY_LIMIT",
     "NATIVE_CORES_RATIO",
     "SKEW_RATIO",
     "WAITING_CPU_SHARE",
     "Workload",
     "clean",
     "is_clearly_waiting",
+    "memory_workers",
     "is_computing",
     "probe_reading",
     "probe_speedup",
@@ -58,6 +62,12 @@ MIN_WAITS_PER_ITEM = 0.5
 SKEW_RATIO = 4.0
 #: Smallest CPU share the model divides by (a function that only sleeps).
 MIN_CPU_SHARE = 0.01
+#: ``Workload.max_in_flight`` when memory sets no limit.
+NO_MEMORY_LIMIT = 2**31
+#: Peak memory growth of the serial sample below which items need no memory limit: allocator noise.
+MIN_ITEM_PEAK_BYTES = 64 * 2**20
+#: Share of the available memory that process workers' items may hold at once.
+MEMORY_SHARE = 0.5
 
 
 @attrs.frozen
@@ -75,6 +85,8 @@ class Workload:
     #: Each item blocks part of its time (it waits more than it computes, or it waits measurably
     #: while computing less than ``COMPUTING_CPU_SHARE``): workers beyond the CPUs overlap the waits.
     blocks: bool = False
+    #: Most items the available memory holds at once, on threads or processes (``memory_workers``).
+    max_in_flight: int = NO_MEMORY_LIMIT
 
     @property
     def native(self) -> bool:
@@ -152,7 +164,20 @@ def workload(m: Measurements, platform: PlatformFacts) -> Workload:
         thread_p=_thread_fraction(m, platform, share, blocks),
         cpu_count=max(platform.cpu_count, 1),
         blocks=blocks,
+        max_in_flight=memory_workers(m, platform),
     )
+
+
+def memory_workers(m: Measurements, platform: PlatformFacts) -> int:
+    """Most workers (threads or processes) whose items fit in ``MEMORY_SHARE`` of the available memory at once.
+
+    The serial sample's peak memory growth is what one item holds; never below the CPU
+    count (what a plain ``multiprocessing.Pool()`` runs), and no limit when either is unknown.
+    """
+    peak, free = m.peak_growth_bytes, platform.memory_available_bytes
+    if peak < MIN_ITEM_PEAK_BYTES or free <= 0:
+        return NO_MEMORY_LIMIT
+    return max(platform.cpu_count, 1, int(free * MEMORY_SHARE // peak))
 
 
 def _native(sample: SerialSample) -> bool:
