@@ -266,7 +266,8 @@ def probe_platform(*, memory: bool = True) -> PlatformFacts:
 
     Args:
         memory: also read total and available memory and the physical core count; ``False`` leaves
-            them at 0 and None and saves the system calls (every ``map`` call probes without them: no rule reads them).
+            them at 0 and None and saves the system calls (every ``map`` call probes without them, and reads the
+            available memory only where its items' memory may limit the workers: ``with_memory``).
     """
     python_threads, native_threads = count_threads()
     memory_total, memory_available = memory_bytes() if memory else (0, 0)

@@ -25,15 +25,15 @@ __all__ = [
     "MIN_CPU_SHARE",
     "MIN_ITEM_PEAK_BYTES",
     "MIN_WAITS_PER_ITEM",
-    "NO_MEMORY_LIMIT",
     "NATIVE_CORES_RATIO",
+    "NO_MEMORY_LIMIT",
     "SKEW_RATIO",
     "WAITING_CPU_SHARE",
     "Workload",
     "clean",
     "is_clearly_waiting",
-    "memory_workers",
     "is_computing",
+    "memory_workers",
     "probe_reading",
     "probe_speedup",
     "waits_part",
@@ -66,7 +66,7 @@ MIN_CPU_SHARE = 0.01
 NO_MEMORY_LIMIT = 2**31
 #: Peak memory growth of the serial sample below which items need no memory limit: allocator noise.
 MIN_ITEM_PEAK_BYTES = 64 * 2**20
-#: Share of the available memory that process workers' items may hold at once.
+#: Share of the available memory that the items running at once (on threads or processes) may hold.
 MEMORY_SHARE = 0.5
 
 
