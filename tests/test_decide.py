@@ -184,15 +184,23 @@ def test_work_that_clearly_waits_gets_no_extra_processes() -> None:
 
 def test_io_threads_never_fewer_than_cpus_on_big_machine() -> None:
     """On a machine with more CPUs than the waiting cap, waiting work still gets one thread per CPU."""
-    decision = decide(measure(10_000, 0.05, cpu_share=0.02), attrs.evolve(LINUX, cpu_count=64), AUTO)
-    assert candidate(decision, "threads").workers == 64
+    cpus = MAX_WAITING_THREADS + 44
+    decision = decide(measure(10_000, 0.05, cpu_share=0.02), attrs.evolve(LINUX, cpu_count=cpus), AUTO)
+    assert candidate(decision, "threads").workers == cpus
 
 
 def test_work_that_clearly_waits_gets_more_threads_than_the_executor_default() -> None:
-    """200 sleeps of 20 ms (CPU 1%): 64 threads, in 4 rounds, rather than 32 in 7; 0.1 ms per thread is cheap."""
+    """200 sleeps of 20 ms (CPU 1%): a thread per item, one round, rather than 7 on 32; 0.1 ms per thread is cheap."""
     decision = decide(measure(200, 0.02, cpu_share=0.01), LINUX, AUTO)
+    assert (decision.strategy, decision.workers) == ("threads", 200)
+    assert "threads, up to 200" in reasons(decision)
+
+
+def test_work_that_clearly_waits_stops_at_the_waiting_thread_cap() -> None:
+    """Thousands of sleeps get ``MAX_WAITING_THREADS`` threads: more than the executor's default, not one per item."""
+    decision = decide(measure(5000, 0.02, cpu_share=0.01), LINUX, AUTO)
     assert (decision.strategy, decision.workers) == ("threads", MAX_WAITING_THREADS)
-    assert MAX_WAITING_THREADS > MAX_THREADS
+    assert MAX_THREADS < MAX_WAITING_THREADS < 5000
 
 
 def test_work_that_computes_a_fifth_stays_at_the_thread_cap() -> None:
