@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import gc
 import itertools
 import multiprocessing
 import multiprocessing.resource_tracker
@@ -20,6 +21,20 @@ from helpers import identity, pass_gate, pid_of, remember, square
 
 PROCESSES = ("fork", "forkserver", "spawn")
 EVERY = ("serial", "threads", *PROCESSES, "auto")
+
+
+@pytest.fixture(autouse=True)
+def _semaphores_finalized_between_tests() -> Iterator[None]:
+    """Collect garbage before and after each test, outside any call into the resource tracker.
+
+    The ``Event`` objects these tests create, and the queues of earlier executors, unregister their
+    semaphores from the resource tracker when finalized; finalized by a collection that happens to
+    run inside a later ``resource_tracker`` call, they raise CPython's ``ReentrantCallError`` as an
+    unraisable exception in whichever test runs then.
+    """
+    gc.collect()
+    yield
+    gc.collect()
 
 
 class Counted:

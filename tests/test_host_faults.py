@@ -66,6 +66,9 @@ _GIL_HOLDING_CALL = """
 _INTERRUPTED_START = """
     import os, sys, time
     import autopar
+    # Loaded before "starting": a SIGINT during an import can land in one of importlib's weakref
+    # callbacks, where CPython prints the KeyboardInterrupt and drops it.
+    import autopar._run, autopar._strategies._process._pool
 
     def slow_init(directory):
         with open(os.path.join(directory, str(os.getpid())), "w"):
