@@ -49,6 +49,33 @@ def test_second_call_reuses_thread_pool_same_workers() -> None:
     assert _pools.live_pools() == [pool]
 
 
+def autopar_threads() -> int:
+    """Live threads of autopar's thread pools."""
+    return sum(t.name.startswith("autopar-thread-") and t.is_alive() for t in threading.enumerate())
+
+
+def test_idle_thread_pools_keep_at_most_max_idle_threads_longest_idle_shut_first() -> None:
+    """Calls over 150, then 200 items on a thread each: the 150-thread pool goes when the 200 one comes back idle.
+
+    Each count keys a pool of its own; without the limit both would stay, 350 threads waiting for nothing.
+    """
+    small, large = 150, _pools.MAX_IDLE_THREADS - 56
+    assert small + large > _pools.MAX_IDLE_THREADS
+    autopar.map(helpers.square, range(small), strategy="threads", workers=small)
+    (first,) = _pools.live_pools()
+    assert autopar_threads() == small
+    autopar.map(helpers.square, range(large), strategy="threads", workers=large)
+    (second,) = _pools.live_pools()
+    assert second is not first
+    assert wait_until(lambda: autopar_threads() == large), autopar_threads()
+    assert _pools.warm_pools() == {("threads", large)}
+    # Within the limit, pools of several counts stay idle side by side, and each serves its count again.
+    autopar.map(helpers.square, ITEMS, strategy="threads", workers=4)
+    assert _pools.warm_pools() == {("threads", large), ("threads", 4)}
+    autopar.map(helpers.square, range(large), strategy="threads", workers=large)
+    assert second in _pools.live_pools()
+
+
 def test_different_worker_counts_get_different_pools() -> None:
     """Calls with different worker counts run on separate pools, each kept for its own count."""
     two = worker_pids("fork", workers=2)

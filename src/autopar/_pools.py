@@ -21,6 +21,7 @@ first use and its exit hook has nothing of the parent's to shut down.
 from __future__ import annotations
 
 import atexit
+import itertools
 import sys
 import threading
 from collections import defaultdict
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = [
     "acquire",
     "add_starter",
+    "MAX_IDLE_THREADS",
     "grow",
     "idle_threads",
     "live_pools",
@@ -50,11 +52,17 @@ __all__ = [
 ]
 
 _MAX_IDLE_PER_KEY = 2
+#: Most threads that idle thread pools keep in all.  Each count of threads keys a pool of its own, and
+#: work that waits runs up to 256 threads, one per item: a program mapping 150, then 170, then 200
+#: such items would keep a pool of each.  Releasing a thread pool shuts the longest-idle ones down beyond this.
+MAX_IDLE_THREADS = 256
 _Key = tuple[str, int, "PoolSpec"]
 
 _lock = fork_safe_lock()
 _idle: defaultdict[_Key, list[Pool]] = defaultdict(list)
 _busy: dict[int, tuple[_Key, Pool]] = {}
+_released = itertools.count()
+_released_at: dict[int, int] = {}  # id of an idle pool -> when it was released, in order
 _startup_s: dict[str, float] = {}
 #: Threads starting a pool off a call's thread (a first call's speculation); exit waits for them.
 _starters: set[threading.Thread] = set()
@@ -74,6 +82,7 @@ def acquire(
     with _lock:
         idle = _idle.get(key)
         pool = idle.pop() if idle else None
+        _released_at.pop(id(pool), None)
     if pool is None:
         pool = create() if create is not None else get_strategy(name).create_pool(workers, facts, spec)
         startup = getattr(pool, "startup_s", None)
@@ -97,13 +106,34 @@ def grow(pool: Pool, workers: int) -> None:
 
 def release(pool: Pool, *, healthy: bool) -> None:
     """Return a pool after a call; shut it down unless it is healthy and reusable."""
+    evicted: list[Pool] = []
     with _lock:
         key, _ = _busy.pop(id(pool), (None, None))
         keep = healthy and key is not None and pool.is_reusable() and len(_idle[key]) < _MAX_IDLE_PER_KEY
         if keep and key is not None:
             _idle[key].append(pool)
+            _released_at[id(pool)] = next(_released)
+            evicted = _over_thread_limit()
+    for old in evicted:
+        old.shutdown()
     if not keep:
         pool.shutdown()
+
+
+def _over_thread_limit() -> list[Pool]:
+    """Idle thread pools taken out, longest idle first, until idle threads number at most ``MAX_IDLE_THREADS``."""
+    pools = [(key, p) for key, idle in _idle.items() for p in idle if hasattr(p, "alive_threads")]
+    pools.sort(key=lambda pair: _released_at.get(id(pair[1]), -1))
+    total = sum(getattr(p, "workers", 0) for _, p in pools)
+    evicted = []
+    for key, p in pools:
+        if total <= MAX_IDLE_THREADS:
+            break
+        _idle[key].remove(p)
+        _released_at.pop(id(p), None)
+        total -= getattr(p, "workers", 0)
+        evicted.append(p)
+    return evicted
 
 
 def warm_pools() -> frozenset[tuple[str, int]]:
@@ -143,6 +173,7 @@ def shutdown_all() -> None:
     with _lock:
         pools = [p for pools in _idle.values() for p in pools]
         _idle.clear()
+        _released_at.clear()
     for pool in pools:
         pool.shutdown()
     # The clients the dask strategy opened from an address go too (looked up: never import distributed here).
@@ -164,6 +195,7 @@ def _forget_after_fork() -> None:
     """In a forked child: drop the parent's pools without touching them (they still serve the parent)."""
     _idle.clear()
     _busy.clear()
+    _released_at.clear()
     _starters.clear()
 
 
