@@ -115,14 +115,14 @@ def release(pool: Pool, *, healthy: bool) -> None:
             _released_at[id(pool)] = next(_released)
             evicted = _over_thread_limit()
     for old in evicted:
-        old.shutdown()
+        old.retire()  # type: ignore[attr-defined]  # idle threads exit on their own: no call waits for them
     if not keep:
         pool.shutdown()
 
 
 def _over_thread_limit() -> list[Pool]:
     """Idle thread pools taken out, longest idle first, until idle threads number at most ``MAX_IDLE_THREADS``."""
-    pools = [(key, p) for key, idle in _idle.items() for p in idle if hasattr(p, "alive_threads")]
+    pools = [(key, p) for key, idle in _idle.items() for p in idle if hasattr(p, "retire")]
     pools.sort(key=lambda pair: _released_at.get(id(pair[1]), -1))
     total = sum(getattr(p, "workers", 0) for _, p in pools)
     evicted = []

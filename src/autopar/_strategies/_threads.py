@@ -186,6 +186,12 @@ class ThreadPool(QueuedPool):
         for thread in self._threads:
             thread.join(timeout=max(deadline - time.monotonic(), 0))
 
+    def retire(self) -> None:
+        """Shut down without waiting: each idle thread exits once it reads its sentinel (an evicted idle pool)."""
+        self._retired = True
+        for _ in self._threads:
+            self._tasks.put(None)
+
     def alive_threads(self) -> int:
         """How many of the pool's threads are still running."""
         return sum(t.is_alive() for t in self._threads)
