@@ -21,14 +21,18 @@ first use and its exit hook has nothing of the parent's to shut down.
 from __future__ import annotations
 
 import atexit
+import functools
 import itertools
 import sys
 import threading
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
+from ._core._safety import PROCESS_METHODS
+from ._core._sizing import MAX_PROCESSES_PER_CPU
 from ._errors import SerializationError, WorkerCrashedError
 from ._forksafe import at_fork_in_child, fork_safe_lock
+from ._platform import cpu_count
 from ._registry import get_strategy
 
 if TYPE_CHECKING:
@@ -56,6 +60,8 @@ _MAX_IDLE_PER_KEY = 2
 #: work that waits runs up to 256 threads, one per item: a program mapping 150, then 170, then 200
 #: such items would keep a pool of each.  Releasing a thread pool shuts the longest-idle ones down beyond this.
 MAX_IDLE_THREADS = 256
+#: Idle process pools likewise keep at most ``MAX_PROCESSES_PER_CPU`` workers per CPU in all, the most one
+#: decision runs: a few computing items get a worker each, so 5, 6, then 7 items would keep 18 interpreters.
 _Key = tuple[str, int, "PoolSpec"]
 
 _lock = fork_safe_lock()
@@ -106,6 +112,7 @@ def grow(pool: Pool, workers: int) -> None:
 
 def release(pool: Pool, *, healthy: bool) -> None:
     """Return a pool after a call; shut it down unless it is healthy and reusable."""
+    threads: list[Pool] = []
     evicted: list[Pool] = []
     with _lock:
         key, _ = _busy.pop(id(pool), (None, None))
@@ -113,25 +120,37 @@ def release(pool: Pool, *, healthy: bool) -> None:
         if keep and key is not None:
             _idle[key].append(pool)
             _released_at[id(pool)] = next(_released)
-            evicted = _over_thread_limit()
-    for old in evicted:
+            threads = _over_limit(lambda name: name == "threads", MAX_IDLE_THREADS, pool)
+            evicted = _over_limit(lambda name: name in PROCESS_METHODS, _idle_processes_limit(), pool)
+    for old in threads:
         old.retire()  # type: ignore[attr-defined]  # idle threads exit on their own: no call waits for them
+    for old in evicted:
+        old.shutdown()
     if not keep:
         pool.shutdown()
 
 
-def _over_thread_limit() -> list[Pool]:
-    """Idle thread pools taken out, longest idle first, until idle threads number at most ``MAX_IDLE_THREADS``."""
-    pools = [(key, p) for key, idle in _idle.items() for p in idle if hasattr(p, "retire")]
+@functools.cache
+def _idle_processes_limit() -> int:
+    """Most workers idle process pools keep in all: ``MAX_PROCESSES_PER_CPU`` per CPU."""
+    return MAX_PROCESSES_PER_CPU * cpu_count()
+
+
+def _over_limit(kind: Callable[[str], bool], most: int, released: Pool) -> list[Pool]:
+    """Idle pools of a ``kind`` of strategy taken out, longest idle first, until their workers number at most ``most``.
+
+    The pool just ``released`` stays, even alone over the limit (a count the caller set): the next call may want it.
+    """
+    pools = [(key, p) for key, idle in _idle.items() if kind(key[0]) for p in idle if p is not released]
     pools.sort(key=lambda pair: _released_at.get(id(pair[1]), -1))
-    total = sum(getattr(p, "workers", 0) for _, p in pools)
+    total = sum(key[1] for key, idle in _idle.items() if kind(key[0]) for _ in idle)
     evicted = []
     for key, p in pools:
-        if total <= MAX_IDLE_THREADS:
+        if total <= most:
             break
         _idle[key].remove(p)
         _released_at.pop(id(p), None)
-        total -= getattr(p, "workers", 0)
+        total -= key[1]
         evicted.append(p)
     return evicted
 
