@@ -205,14 +205,20 @@ def start_workers(ctx: Any, spec: PoolSpec, count: int, into: list[WorkerProcess
     return fresh
 
 
-def stop_all(workers: list[WorkerProcess]) -> None:
-    """Kill every worker, signalling all before waiting for any, so stopping takes one grace period."""
+def stop_all(workers: list[WorkerProcess], *, kill: bool = True) -> None:
+    """End every worker, signalling all before waiting for any, so stopping takes one grace period.
+
+    Busy workers, and all of them with ``kill``, are terminated; idle ones are told to stop.
+    """
     for worker in workers:
         if not worker.stopped and worker.process.is_alive():
             with contextlib.suppress(OSError):
-                worker.process.terminate()
+                if kill or worker.task is not None:
+                    worker.process.terminate()
+                else:
+                    worker.conn.send_bytes(encode(Stop()))
     for worker in workers:
-        worker.stop(kill=True)
+        worker.stop(kill=kill or worker.task is not None)
 
 
 def _forget_in_child() -> None:

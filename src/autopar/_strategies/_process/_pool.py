@@ -277,8 +277,7 @@ class ProcessPool:
 
     def shutdown(self) -> None:
         self._broken = self._broken or RuntimeError("pool shut down")
-        for worker in self._workers:
-            worker.stop(kill=worker.task is not None)
+        stop_all(self._workers, kill=False)  # idle ones told to stop all at once: they exit together
         self._workers = []
 
     def pids(self) -> list[int]:
