@@ -42,9 +42,9 @@ if TYPE_CHECKING:
     from ._types import Pool
 
 __all__ = [
+    "MAX_IDLE_THREADS",
     "acquire",
     "add_starter",
-    "MAX_IDLE_THREADS",
     "grow",
     "idle_threads",
     "live_pools",
@@ -60,8 +60,6 @@ _MAX_IDLE_PER_KEY = 2
 #: work that waits runs up to 256 threads, one per item: a program mapping 150, then 170, then 200
 #: such items would keep a pool of each.  Releasing a thread pool shuts the longest-idle ones down beyond this.
 MAX_IDLE_THREADS = 256
-#: Idle process pools likewise keep at most ``MAX_PROCESSES_PER_CPU`` workers per CPU in all, the most one
-#: decision runs: a few computing items get a worker each, so 5, 6, then 7 items would keep 18 interpreters.
 _Key = tuple[str, int, "PoolSpec"]
 
 _lock = fork_safe_lock()
@@ -132,7 +130,10 @@ def release(pool: Pool, *, healthy: bool) -> None:
 
 @functools.cache
 def _idle_processes_limit() -> int:
-    """Most workers idle process pools keep in all: ``MAX_PROCESSES_PER_CPU`` per CPU."""
+    """Most workers idle process pools keep in all: ``MAX_PROCESSES_PER_CPU`` per CPU, the most one decision runs.
+
+    A few computing items get a worker each, so calls over 5, 6, then 7 items would keep 18 interpreters.
+    """
     return MAX_PROCESSES_PER_CPU * cpu_count()
 
 
