@@ -90,6 +90,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_bytecode",
         "_thread_probe",
         "_thread_carry",
+        "_carry_watch",
         "_calibrate",
         "_gather",
         "_pool_spec",

@@ -24,9 +24,11 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ._bytecode import c_cpu_share, sample_meter
+from ._carry_watch import caller_cpu_clock, early_carrying, watch_first
 from ._core._sampling import (
     PROFILE_EVENTS,
     PROFILE_S,
+    ProbePlan,
     probe_after_profile,
     probe_plan,
     profile_items,
@@ -37,15 +39,15 @@ from ._model import Measurements
 from ._platform import with_memory
 from ._sample import sample_serially
 from ._serialize import shipping
-from ._thread_carry import carry_threads
+from ._thread_carry import finish_carry, start_carry
 from ._thread_probe import probe_threads
 from ._transfer import PickleCost, measure_pickling
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from ._core._sampling import ProbePlan
     from ._model import PlatformFacts, SerialSample, Shipping
+    from ._thread_carry import Carrying
     from ._thread_probe import ProbeReading
 
 __all__ = ["Calibration", "Clocks", "calibrate", "sample_measurements"]
@@ -108,6 +110,8 @@ class Clocks:
     queued: Callable[[], float | None] = _thread_queued
     peak: Callable[[], int] = _peak_bytes
     sleep: Callable[[float], None] = time.sleep
+    #: A reader of the calling thread's CPU clock that works from other threads (None: there is none).
+    caller_cpu: Callable[[], Callable[[], float] | None] = caller_cpu_clock
 
 
 @attrs.define
@@ -154,27 +158,64 @@ def calibrate(
     clocks = clocks or Clocks()
     begun, results, head, peak = clocks.wall(), list[Any](), list[Any](), clocks.peak()
     stream = _recording(source, head)
-    profiles = profiles_sample(facts, allowed=thread_probe)
-    meter = sample_meter(PROFILE_EVENTS, PROFILE_S, clocks.thread, clocks.wall) if profiles else None
-    sample, exhausted = sample_serially(func, stream, n_items, clocks, capture_errors, results, check_deadline, meter)
-    peak = max(clocks.peak() - peak, 0)  # before any probe thread runs items alongside
-    cost = measure_pickling(func, head, results[:_PICKLE_SAMPLES], clocks.wall)
+    serially = (func, stream, n_items, capture_errors, results, check_deadline, clocks, facts)
+    sample, exhausted, share, early = _sample_first(*serially, probe=thread_probe, carry=judge is not None)
+    peak = max((clocks.peak() if early is None else early.peak) - peak, 0)  # before probe threads ran items
+    cost = measure_pickling(func, head[:_PICKLE_SAMPLES], results[:_PICKLE_SAMPLES], clocks.wall)
     measured = attrs.evolve(sample_measurements(sample, cost, ship or shipping(func), n_items), warm_pools=warm_pools)
     measured = attrs.evolve(measured, initializer_s=initializer_s, shared_bytes=shared_bytes, sampled=len(results))
     measured = attrs.evolve(measured, worker_startup_s=dict(worker_startup_s or {}), peak_growth_bytes=peak)
     facts = with_memory(facts, measured)  # a wide probe runs no more items at once than the memory holds
-    share = None if meter is None else meter.share
-    measured = measured if sampled is None else sampled(measured, share)
-    plan = probe_plan(sample, measured, facts, allowed=thread_probe and not exhausted, carry=judge is not None)
+    measured = measured if sampled is None or early else sampled(measured, share)  # nothing forks beside threads
+    plan = _plan(early, sample, measured, facts, allowed=thread_probe and not exhausted, carry=judge is not None)
     carried, spans = False, list[tuple[int, int, float, float]]()
     if plan is not None:
         probing = (sample, share, measured, facts, capture_errors, results, clocks, judge, check_deadline, spans)
-        measured, exhausted = _probe(func, stream, plan, *probing)
+        measured, exhausted = _probe(func, stream, plan, *probing, early)
         carried = exhausted and plan.carry and measured.thread_probe_workers == plan.threads
     ended = sorted(span[3] for span in spans)[measured.thread_probe_workers - 1] if carried else clocks.wall()
     count = measured.sampled if carried else len(results)  # carried on: the threads ran the call past the first round
     measured = attrs.evolve(measured, sampled=count, calibration_s=ended - begun)
     return Calibration(measured, results, exhausted, carried, spans)
+
+
+def _sample_first(
+    func: Callable[[Any], Any],
+    stream: Iterator[Any],
+    n_items: int | None,
+    capture_errors: bool,
+    results: list[Any],
+    check_deadline: Callable[[], object],
+    clocks: Clocks,
+    facts: PlatformFacts,
+    *,
+    probe: bool,
+    carry: bool,
+) -> tuple[SerialSample, bool, float | None, Carrying | None]:
+    """The serial sample, profiled where a ``probe`` may follow, its first item watched where a ``carry`` may.
+
+    Returns it, whether the input ran out, its share of CPU time in C (None: not profiled), and the carry
+    started during its first item (see ``_carry_watch``).
+    """
+    meter = (
+        sample_meter(PROFILE_EVENTS, PROFILE_S, clocks.thread, clocks.wall)
+        if profiles_sample(facts, allowed=probe)
+        else None
+    )
+    watch = watch_first(func, stream, n_items, capture_errors, clocks, facts, allowed=probe and carry)
+    sample, exhausted = sample_serially(
+        func, stream, n_items, clocks, capture_errors, results, check_deadline, meter, watch
+    )
+    return sample, exhausted, None if meter is None else meter.share, early_carrying(watch, exhausted, clocks)
+
+
+def _plan(
+    early: Carrying | None, sample: SerialSample, m: Measurements, facts: PlatformFacts, *, allowed: bool, carry: bool
+) -> ProbePlan | None:
+    """The thread probe to run: the carry started ``early``, if one did, else ``probe_plan``'s."""
+    return (
+        ProbePlan(early.threads, 1, carry=True) if early else probe_plan(sample, m, facts, allowed=allowed, carry=carry)
+    )
 
 
 def _probe(
@@ -191,20 +232,21 @@ def _probe(
     judge: Callable[[Measurements], bool] | None,
     check_deadline: Callable[[], object],
     spans: list[tuple[int, int, float, float]],
+    early: Carrying | None = None,
 ) -> tuple[Measurements, bool]:
     """Probe threads unless the items ran Python bytecode (``share`` of their CPU in C, None: profile a few first).
 
-    A probe that carries on (``plan.carry``) goes on through the input while ``judge`` keeps threads.
-    Returns the reading, and whether the input ended.
+    A probe that carries on (``plan.carry``) goes on through the input while ``judge`` keeps threads; ``early``:
+    its threads, started during the first item.  Returns the reading, and whether the input ended.
     """
-    profiled = 0 if share is not None else profile_items(sample, plan, facts)
+    profiled = 0 if share is not None or early is not None else profile_items(sample, plan, facts)
     if profiled:
         share, ended = c_cpu_share(func, stream, profiled, capture_errors, results, clocks.thread)
         if ended:
             return measured, ended
     if share is not None:
         logger.debug("autopar profile: the items spent a share of %.3f of their CPU in C", share)
-    if probe_after_profile(plan, share) is None:
+    if early is None and probe_after_profile(plan, share) is None:
         return measured, False
 
     before = len(results)  # the items before the probe's
@@ -216,7 +258,10 @@ def _probe(
 
     if plan.carry and judge is not None:
         keep = lambda r: judge(read(r))  # noqa: E731
-        carried, ended = carry_threads(func, stream, plan, capture_errors, results, clocks, keep, check_deadline, spans)
+        early = early or start_carry(func, stream, plan.threads, len(results), capture_errors, clocks)
+        if early is None:  # a thread would not start
+            return measured, False
+        carried, ended = finish_carry(early, results, clocks, keep, check_deadline, spans)
         return (measured if carried is None else read(carried)), ended
     reading = probe_threads(func, stream, plan, capture_errors, results, clocks)
     return (measured if reading is None else read(reading)), False

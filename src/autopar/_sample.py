@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import sys
 from contextlib import nullcontext
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
@@ -25,10 +25,12 @@ if TYPE_CHECKING:
 
     from ._bytecode import CShare
     from ._calibrate import Clocks
+    from ._carry_watch import FirstItemWatch
 
 __all__ = ["add_batch", "run_in_caller", "run_kept", "sample_serially"]
 
 _END = object()
+_N = TypeVar("_N", int, float)
 
 
 def run_in_caller(func: Callable[[Any], Any], batch: list[Any], start: int, capture_errors: bool) -> list[Any]:
@@ -89,6 +91,11 @@ def third_party_imports(before: int) -> int:
     return sum(name.partition(".")[0] not in _NOT_WARMUP for name in list(sys.modules)[before:])
 
 
+def _since(before: _N | None, now: _N | None) -> _N | None:
+    """A counter's change (None: not known)."""
+    return None if before is None or now is None else now - before
+
+
 def sample_serially(
     func: Callable[[Any], Any],
     source: Iterator[Any],
@@ -98,12 +105,13 @@ def sample_serially(
     results: list[Any],
     check_deadline: Callable[[], object],
     meter: CShare | None = None,
+    watch: FirstItemWatch | None = None,
 ) -> tuple[SerialSample, bool]:
     """Run and time batches until the sample is long enough; return it and whether the input ran out.
 
     The first item that raises (without ``capture_errors``) ends the input: its ``Failure`` is the last result.
-    ``meter``, if given, reads the timed batches' share of CPU time in C functions until it is done; the
-    time it added to a batch (``CShare.slowed_s``) is taken out of the batch's timings.
+    ``meter`` reads the timed batches' share of CPU time in C until it is done (its own time, ``slowed_s``, taken out).
+    ``watch`` may start the carry on the first item's: the sample ends with it, timed on its thread's CPU clock alone.
     """
     sample = SerialSample()
     size = 1
@@ -117,21 +125,24 @@ def sample_serially(
         modules, ran = len(sys.modules), len(results)
         slowed = 0.0 if meter is None else meter.slowed_s
         q0, v0, w0, c0, p0 = clocks.queued(), clocks.waits(), clocks.wall(), clocks.thread(), clocks.process()
-        with meter or nullcontext():
+        watching = watch.at(ran + 1) if watch is not None and not sample.count and size == 1 else None
+        with meter or nullcontext(), watching or nullcontext():
             failed = run_kept(func, batch, results, capture_errors)
+        carried = watching is not None and watching.carrying is not None
         if failed:  # no item runs after a failure
             return sample, True
         slowed = 0.0 if meter is None else meter.slowed_s - slowed  # the meter's own time, taken out
         wall, count = clocks.wall() - w0 - slowed, len(results) - ran
-        if warmup_batch(sample, third_party_imports(modules)):
+        if not carried and warmup_batch(sample, third_party_imports(modules)):
             if meter is not None:
                 meter.reset()
             sample = attrs.evolve(sample, warmup_items=sample.warmup_items + count, warmup_s=sample.warmup_s + wall)
             continue
-        v1, q1 = clocks.waits(), clocks.queued()
-        waits = None if v0 is None or v1 is None else v1 - v0
-        queued = None if q0 is None or q1 is None else q1 - q0
-        cpu, process = clocks.thread() - c0 - slowed, clocks.process() - p0 - slowed
+        waits, queued = _since(v0, clocks.waits()), _since(q0, clocks.queued())
+        cpu = clocks.thread() - c0 - slowed
+        process = cpu if carried else clocks.process() - p0 - slowed
         sample = add_batch(sample, count, max(wall, 0.0), max(cpu, 0.0), max(process, 0.0), waits, queued)
+        if carried:  # the carry's threads go on from the next item
+            return sample, False
         size = sample_batch_size(sample, size, n_items)
     return sample, False

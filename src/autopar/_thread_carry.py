@@ -22,7 +22,9 @@ import functools
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ._thread_probe import ProbeReading, await_threads_gone, os_threads, run_caught, start_all
+import attrs
+
+from ._thread_probe import ProbeReading, await_thread_gone, run_caught, start_all, start_each
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
     from ._calibrate import Clocks
     from ._core._sampling import ProbePlan
 
-__all__ = ["carry_threads"]
+__all__ = ["Carrying", "carry_threads", "finish_carry", "start_carry"]
 
 #: Seconds between the caller's deadline checks while it waits.
 _CHECK_S = 0.05
@@ -87,10 +89,10 @@ class _Carry:
                 self.round_wall = self.clocks.wall()
             self.changed.notify_all()
 
-    def work(self, func: Callable[[Any], Any], capture_errors: bool, barrier: threading.Barrier, index: int) -> None:
-        """A thread's loop: once all have started, take the next item, run it, settle it, until none is left."""
+    def work(self, func: Callable[[Any], Any], capture_errors: bool, ready: Callable[[], object], index: int) -> None:
+        """A thread's loop: once ``ready()`` (all have started), take the next item, run it, settle it, until none is left."""
         try:
-            barrier.wait()
+            ready()
         except threading.BrokenBarrierError:  # another thread would not start: the caller runs the items
             return
         began: float | None = self.clocks.thread()
@@ -101,6 +103,13 @@ class _Carry:
             span = (index, position, started, self.clocks.wall())
             self.settle(position, outcome, None if began is None else self.clocks.thread() - began, span)
             began = None  # CPU time is read on each thread's first item: the first round's
+
+    def started(self, threads: int) -> None:
+        """Only ``threads`` threads started: the first round is theirs."""
+        with self.changed:
+            self.round_items = threads
+            if self.round_wall is None and len(self.settled) + len(self.errors) >= threads:
+                self.round_wall = self.clocks.wall()
 
     def out(self) -> int:
         """Items taken and not settled."""
@@ -116,6 +125,80 @@ class _Carry:
         except BaseException:
             self.stopped = True
             raise
+
+
+@attrs.define
+class Carrying:
+    """A carry under way: its threads, started and released, and the item state they share."""
+
+    state: _Carry
+    workers: list[threading.Thread]
+    #: When they were released (on ``clocks.wall``).
+    began: float
+    #: The process's peak resident memory when they started (``clocks.peak``).
+    peak: int = 0
+    #: What they wait for before their first item, if not for each other.
+    go: threading.Event | None = None
+
+    @property
+    def threads(self) -> int:
+        return len(self.workers)
+
+    def stop(self) -> None:
+        """No item is taken any more: the threads end after the one they run."""
+        with self.state.changed:
+            self.state.stopped = True
+
+    def release(self, clocks: Clocks) -> None:
+        """Let threads started waiting for ``go`` take their items; the first round is timed from now."""
+        self.began = clocks.wall()
+        if self.go is not None:
+            self.go.set()
+
+    def abandon(self, clocks: Clocks) -> None:
+        """Stop, and wait for the threads to end: the results of their items are dropped (an item before them raised)."""
+        self.stop()
+        if self.go is not None:
+            self.go.set()
+        self.join(clocks)
+
+    def join(self, clocks: Clocks) -> None:
+        """Wait for the threads to end, and for the OS to reap them, before anything forks."""
+        for worker in self.workers:
+            worker.join()
+        for worker in self.workers:
+            await_thread_gone(worker.native_id, clocks)
+
+
+def start_carry(
+    func: Callable[[Any], Any],
+    source: Iterator[Any],
+    threads: int,
+    first: int,
+    capture_errors: bool,
+    clocks: Clocks,
+    *,
+    go: threading.Event | None = None,
+) -> Carrying | None:
+    """Start ``threads`` threads taking items from ``source``, the first at input position ``first``.
+
+    Without ``go``, the threads wait for each other, so that the first round is timed from one start,
+    and None when one would not start (a process or thread limit): then no item was taken.  With it,
+    they wait for ``go`` (``Carrying.release``; ``stop`` first to let them end untaken), and the carry
+    goes on with the threads that started (None: not one did).
+    """
+    state = _Carry(source, first, threads, clocks)
+    peak = clocks.peak()
+    if go is not None:
+        workers = start_each(functools.partial(state.work, func, capture_errors, go.wait), threads)
+        state.started(len(workers))
+        return Carrying(state, workers, clocks.wall(), peak, go) if workers else None
+    barrier = threading.Barrier(threads + 1)
+    together = start_all(functools.partial(state.work, func, capture_errors, barrier.wait), threads, barrier)
+    if together is None:
+        return None
+    barrier.wait()
+    return Carrying(state, together, clocks.wall(), peak)
 
 
 def carry_threads(
@@ -135,30 +218,36 @@ def carry_threads(
     run to ``spans``.  Returns the first round's reading (None when the input ran out first, or a
     thread would not start) and whether the input ran out.
     """
-    first = len(results)
-    state = _Carry(source, first, plan.threads, clocks)
-    barrier = threading.Barrier(plan.threads + 1)
-    work = functools.partial(state.work, func, capture_errors, barrier)
-
-    before = os_threads()
-    workers = start_all(work, plan.threads, barrier)
-    if workers is None:
+    carrying = start_carry(func, source, plan.threads, len(results), capture_errors, clocks)
+    if carrying is None:
         return None, False
-    barrier.wait()
-    w0 = clocks.wall()
+    return finish_carry(carrying, results, clocks, keep, check_deadline, spans)
+
+
+def finish_carry(
+    carrying: Carrying,
+    results: list[Any],
+    clocks: Clocks,
+    keep: Callable[[ProbeReading], bool],
+    check_deadline: Callable[[], object],
+    spans: list[tuple[int, int, float, float]] | None = None,
+) -> tuple[ProbeReading | None, bool]:
+    """Judge a started carry's first round with ``keep``, wait for its items, and gather them (see ``carry_threads``).
+
+    ``results`` must hold every item before the carry's first: its results follow them.
+    """
+    state = carrying.state
     state.wait(
         lambda: state.round_wall is not None or bool(state.errors) or (state.ended and not state.out()), check_deadline
     )
-    reading = _reading(state, w0)
+    reading = _reading(state, carrying.began)
     if reading is None or not keep(reading):
-        state.stopped = True
+        carrying.stop()
     state.wait(lambda: (state.stopped or state.ended or bool(state.errors)) and not state.out(), check_deadline)
-    for worker in workers:
-        worker.join()
-    await_threads_gone(before, clocks)
+    carrying.join(clocks)
     if spans is not None:
         spans.extend(sorted(state.spans, key=lambda span: span[1]))
-    _gather(state, first, results)
+    _gather(state, state.first, results)
     return reading, state.ended
 
 

@@ -26,7 +26,16 @@ if TYPE_CHECKING:
     from ._calibrate import Clocks
     from ._core._sampling import ProbePlan
 
-__all__ = ["ProbeReading", "await_threads_gone", "os_threads", "probe_threads", "run_caught", "start_all"]
+__all__ = [
+    "ProbeReading",
+    "await_thread_gone",
+    "await_threads_gone",
+    "os_threads",
+    "probe_threads",
+    "run_caught",
+    "start_all",
+    "start_each",
+]
 
 #: Seconds to wait for the OS to reap joined probe threads.
 _REAP_PATIENCE_S = 0.05
@@ -58,6 +67,17 @@ def await_threads_gone(count: int, clocks: Clocks, patience_s: float = _REAP_PAT
     """
     for _ in range(math.ceil(patience_s / _REAP_POLL_S)):
         if os_threads() <= count:
+            return
+        clocks.sleep(_REAP_POLL_S)
+
+
+def await_thread_gone(native_id: int | None, clocks: Clocks, patience_s: float = _REAP_PATIENCE_S) -> None:
+    """Wait briefly until the OS has reaped one joined thread (Linux; elsewhere, at once): see ``await_threads_gone``."""
+    task = f"/proc/self/task/{native_id}"
+    if native_id is None or not os.path.isdir("/proc/self/task"):
+        return
+    for _ in range(math.ceil(patience_s / _REAP_POLL_S)):
+        if not os.path.exists(task):
             return
         clocks.sleep(_REAP_POLL_S)
 
@@ -96,6 +116,20 @@ def start_all(work: Callable[[int], None], threads: int, barrier: threading.Barr
             for started in workers[:count]:
                 started.join()
             return None
+    return workers
+
+
+def start_each(work: Callable[[int], None], threads: int) -> list[threading.Thread]:
+    """Start up to ``threads`` threads running ``work(i)`` at once, each in a copy of the caller's context; the ones
+    that started (a process or thread limit stops the rest)."""
+    workers: list[threading.Thread] = []
+    for i in range(threads):
+        worker = threading.Thread(target=contextvars.copy_context().run, args=(work, i), daemon=True)
+        try:
+            worker.start()
+        except RuntimeError:  # "can't start new thread"
+            break
+        workers.append(worker)
     return workers
 
 
