@@ -109,6 +109,13 @@ class Timed:
         return sorted(began for runs in self.runs.values() for ident, began, _ in runs if ident != caller)
 
 
+def _alone() -> None:
+    """Wait for threads other tests left running to end: one running bytecode holds the GIL, as an item might."""
+    deadline = time.monotonic() + 20
+    while threading.active_count() > 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def _early(func: Timed, n: int, judge: bool, attempts: int = 4) -> Any:
     """Calibrate ``func`` over ``n`` items until its carry starts during the first item; that calibration.
 
@@ -169,3 +176,23 @@ def test_a_carry_started_early_is_stopped_when_the_judge_prefers_another_strateg
     assert cal.results == [x * 2 for x in range(len(cal.results))]  # the items run so far, in order
     assert sorted(func.runs) == list(range(len(cal.results)))
     assert len(cal.results) < 100  # the rest is left for the chosen strategy
+
+
+def _count(n: int) -> int:
+    while n:
+        n -= 1
+    return n
+
+
+@needs_watch
+@pytest.mark.timeout(60)
+def test_the_watch_on_the_first_item_leaves_the_samples_profile_to_the_items() -> None:
+    """Starting and ending the watcher is neither timed nor profiled: short bytecode items read as bytecode.
+
+    Profiled with them, the thread start's waits made 40,000 items of 35 us look like C code, and a thread
+    probe ran where none can help.
+    """
+    _alone()
+    cal = calibrate(_count, iter([700] * 40_000), n_items=40_000, facts=call_facts(), judge=lambda m: False)
+    assert cal.measurements.thread_probe_workers == 0
+    assert cal.results == [0] * len(cal.results)

@@ -96,6 +96,13 @@ def _since(before: _N | None, now: _N | None) -> _N | None:
     return None if before is None or now is None else now - before
 
 
+def _next_batch(source: Iterator[Any], size: int) -> Iterator[Any] | None:
+    """The next ``size`` items of ``source`` (fewer at its end; None: it ended), read as they run, not before:
+    a source that feeds workers meanwhile reads between them."""
+    first = next(source, _END)
+    return None if first is _END else itertools.chain((first,), itertools.islice(source, size - 1))
+
+
 def sample_serially(
     func: Callable[[Any], Any],
     source: Iterator[Any],
@@ -117,30 +124,30 @@ def sample_serially(
     size = 1
     while not sample_done(sample, n_items):
         check_deadline()
-        first = next(source, _END)
-        if first is _END:
+        batch = _next_batch(source, size)
+        if batch is None:
             return sample, True
-        # Items are read as they run, not before: a source that feeds workers meanwhile reads between them.
-        batch = itertools.chain((first,), itertools.islice(source, size - 1))
         modules, ran = len(sys.modules), len(results)
         slowed = 0.0 if meter is None else meter.slowed_s
-        q0, v0, w0, c0, p0 = clocks.queued(), clocks.waits(), clocks.wall(), clocks.thread(), clocks.process()
         watching = watch.at(ran + 1) if watch is not None and not sample.count and size == 1 else None
-        with meter or nullcontext(), watching or nullcontext():
-            failed = run_kept(func, batch, results, capture_errors)
+        with watching or nullcontext():  # its thread starts and ends outside the timings and the meter
+            q0, v0, w0, c0, p0 = clocks.queued(), clocks.waits(), clocks.wall(), clocks.thread(), clocks.process()
+            with meter or nullcontext():
+                failed = run_kept(func, batch, results, capture_errors)
+            q1, v1, w1, c1, p1 = clocks.queued(), clocks.waits(), clocks.wall(), clocks.thread(), clocks.process()
         carried = watching is not None and watching.carrying is not None
         if failed:  # no item runs after a failure
             return sample, True
         slowed = 0.0 if meter is None else meter.slowed_s - slowed  # the meter's own time, taken out
-        wall, count = clocks.wall() - w0 - slowed, len(results) - ran
+        wall, count = w1 - w0 - slowed, len(results) - ran
         if not carried and warmup_batch(sample, third_party_imports(modules)):
             if meter is not None:
                 meter.reset()
             sample = attrs.evolve(sample, warmup_items=sample.warmup_items + count, warmup_s=sample.warmup_s + wall)
             continue
-        waits, queued = _since(v0, clocks.waits()), _since(q0, clocks.queued())
-        cpu = clocks.thread() - c0 - slowed
-        process = cpu if carried else clocks.process() - p0 - slowed
+        cpu = c1 - c0 - slowed
+        process = cpu if carried else p1 - p0 - slowed
+        waits, queued = _since(v0, v1), _since(q0, q1)
         sample = add_batch(sample, count, max(wall, 0.0), max(cpu, 0.0), max(process, 0.0), waits, queued)
         if carried:  # the carry's threads go on from the next item
             return sample, False
