@@ -125,36 +125,28 @@ class FirstItemWatch:
 
     def _park(self) -> None:
         """Start the carry's threads waiting, while the item blocks: its first look at the GIL may release them."""
-        threads = min(self._remaining or 0, MAX_THREADS)
         with self._lock:
             if not self._done.is_set():
-                go = threading.Event()
-                self._parked = start_carry(
-                    self._func, self._source, threads, self._first, self._capture, self._clocks, go=go
-                )
+                self._parked = self._waiting(min(self._remaining or 0, MAX_THREADS))
 
     def _start(self, threads: int) -> None:
         with self._lock:
             if self._done.is_set():  # the item ended meanwhile: the sample's own path goes on
                 return
-            if self._parked is not None:
-                self.carrying, self._parked = self._parked, None
-                self.carrying.release(self._clocks)
-                return
-            go = threading.Event()
-            self.carrying = start_carry(
-                self._func, self._source, threads, self._first, self._capture, self._clocks, go=go
-            )
+            self.carrying, self._parked = self._parked or self._waiting(threads), None
             if self.carrying is not None:
                 self.carrying.release(self._clocks)
+
+    def _waiting(self, threads: int) -> Carrying | None:
+        """The carry's threads, started waiting for ``Carrying.release``."""
+        go = threading.Event()
+        return start_carry(self._func, self._source, threads, self._first, self._capture, self._clocks, go=go)
 
     def _unpark(self) -> None:
         """Threads parked and not released end untaken, and are gone before anything forks."""
         parked, self._parked = self._parked, None
         if parked is not None:
-            parked.stop()
-            parked.release(self._clocks)
-            parked.join(self._clocks)
+            parked.abandon(self._clocks)
 
 
 def watch_first(

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._thread_probe import ProbeReading, await_thread_gone, run_caught, start_all, start_each
+from ._thread_probe import ProbeReading, await_all_gone, run_caught, start_all, start_each
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -166,8 +166,7 @@ class Carrying:
         """Wait for the threads to end, and for the OS to reap them, before anything forks."""
         for worker in self.workers:
             worker.join()
-        for worker in self.workers:
-            await_thread_gone(worker.native_id, clocks)
+        await_all_gone(self.workers, clocks)
 
 
 def start_carry(

@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ProbeReading",
+    "await_all_gone",
     "await_thread_gone",
-    "await_threads_gone",
     "os_threads",
     "probe_threads",
     "run_caught",
@@ -59,20 +59,14 @@ def os_threads() -> int:
         return threading.active_count()
 
 
-def await_threads_gone(count: int, clocks: Clocks, patience_s: float = _REAP_PATIENCE_S) -> None:
-    """Wait briefly until the OS has reaped the probe threads.
+def await_thread_gone(native_id: int | None, clocks: Clocks, patience_s: float = _REAP_PATIENCE_S) -> None:
+    """Wait briefly until the OS has reaped one joined thread (Linux; elsewhere, at once).
 
     A joined thread lingers at the OS level for a few milliseconds; a call
-    starting then would count it and needlessly rule out fork.
+    starting then would count it and needlessly rule out fork.  Its own task is
+    awaited, not a thread count: an item may start threads that stay (BLAS, at
+    NumPy's import), which would keep a count up for the whole patience.
     """
-    for _ in range(math.ceil(patience_s / _REAP_POLL_S)):
-        if os_threads() <= count:
-            return
-        clocks.sleep(_REAP_POLL_S)
-
-
-def await_thread_gone(native_id: int | None, clocks: Clocks, patience_s: float = _REAP_PATIENCE_S) -> None:
-    """Wait briefly until the OS has reaped one joined thread (Linux; elsewhere, at once): see ``await_threads_gone``."""
     task = f"/proc/self/task/{native_id}"
     if native_id is None or not os.path.isdir("/proc/self/task"):
         return
@@ -80,6 +74,12 @@ def await_thread_gone(native_id: int | None, clocks: Clocks, patience_s: float =
         if not os.path.exists(task):
             return
         clocks.sleep(_REAP_POLL_S)
+
+
+def await_all_gone(workers: list[threading.Thread], clocks: Clocks) -> None:
+    """Wait for joined ``workers`` to be reaped by the OS too (``await_thread_gone``), before anything forks."""
+    for worker in workers:
+        await_thread_gone(worker.native_id, clocks)
 
 
 def _in_caller(func: Callable[[Any], Any], batches: list[list[Any]], capture_errors: bool, results: list[Any]) -> None:
@@ -102,26 +102,21 @@ def run_caught(
 
 
 def start_all(work: Callable[[int], None], threads: int, barrier: threading.Barrier) -> list[threading.Thread] | None:
-    """Start ``threads`` threads running ``work(i)``, each in a copy of the caller's context (so items see the
-    caller's ``config()``, as on the thread pool); None, the started ones gone before any item, when one would not start.
-    """
-    workers = [
-        threading.Thread(target=contextvars.copy_context().run, args=(work, i), daemon=True) for i in range(threads)
-    ]
-    for count, worker in enumerate(workers):
-        try:
-            worker.start()
-        except RuntimeError:  # "can't start new thread": a process or thread limit
-            barrier.abort()
-            for started in workers[:count]:
-                started.join()
-            return None
+    """Start ``threads`` threads running ``work(i)`` (``start_each``); None, the started ones gone before any item,
+    when one would not start."""
+    workers = start_each(work, threads)
+    if len(workers) < threads:  # "can't start new thread": a process or thread limit
+        barrier.abort()
+        for started in workers:
+            started.join()
+        return None
     return workers
 
 
 def start_each(work: Callable[[int], None], threads: int) -> list[threading.Thread]:
-    """Start up to ``threads`` threads running ``work(i)`` at once, each in a copy of the caller's context; the ones
-    that started (a process or thread limit stops the rest)."""
+    """Start up to ``threads`` threads running ``work(i)`` at once, each in a copy of the caller's context (so items
+    see the caller's ``config()``, as on the thread pool); the ones that started (a process or thread limit stops the
+    rest)."""
     workers: list[threading.Thread] = []
     for i in range(threads):
         worker = threading.Thread(target=contextvars.copy_context().run, args=(work, i), daemon=True)
@@ -162,7 +157,6 @@ def probe_threads(
         outputs[i] = run_caught(func, batches[i], starts[i], capture_errors)
         cpu[i] = clocks.thread() - started
 
-    before = os_threads()
     workers = start_all(work, threads, barrier)
     if workers is None:
         _in_caller(func, batches, capture_errors, results)
@@ -172,7 +166,7 @@ def probe_threads(
     for worker in workers:
         worker.join()
     wall = clocks.wall() - w0
-    await_threads_gone(before, clocks)
+    await_all_gone(workers, clocks)
     for out in outputs:
         if isinstance(out, BaseException):
             raise out
