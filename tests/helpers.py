@@ -319,6 +319,16 @@ def record_wait_then_compute(arg: tuple[str, int]) -> int:
     return record_item(arg)
 
 
+def stamp_wait_then_compute(arg: tuple[str, int]) -> int:
+    """``record_wait_then_compute``, recording ``item x pid began ended`` (``time.monotonic``, one clock for all processes)."""
+    directory, x = arg
+    began = time.monotonic()
+    time.sleep(0.02)
+    countdown(250_000)
+    _append_line(_worker_file(directory), f"item {x} {os.getpid()} {began} {time.monotonic()}")
+    return x * x
+
+
 def record_wait_then_hash(arg: tuple[str, int]) -> int:
     """Sleep 20 ms, hash 8 MB in C (which releases the GIL), then ``record_item``: threads run it in parallel."""
     time.sleep(0.02)

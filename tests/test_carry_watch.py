@@ -196,3 +196,55 @@ def test_the_watch_on_the_first_item_leaves_the_samples_profile_to_the_items() -
     cal = calibrate(_count, iter([700] * 40_000), n_items=40_000, facts=call_facts(), judge=lambda m: False)
     assert cal.measurements.thread_probe_workers == 0
     assert cal.results == [0] * len(cal.results)
+
+
+class Told:
+    """The early workers' side of calibration: records when, and from which thread, the first item was said to block."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.calls: list[tuple[int, float]] = []
+
+    def blocked(self) -> None:
+        self.calls.append((threading.get_ident(), time.perf_counter()))
+        if self.fail:
+            raise RuntimeError("the early pool broke")
+
+    def sampled(self, m: Any, c_share: float | None) -> Any:
+        return m
+
+
+@needs_watch
+@pytest.mark.timeout(60)
+def test_the_early_workers_are_told_once_while_the_first_item_blocks() -> None:
+    func, told = Timed("python"), Told()
+    cal = calibrate(func, iter(range(6)), n_items=6, facts=call_facts(), judge=lambda m: False, early_workers=told)
+    assert cal.results[: len(func.runs)] == [x * 2 for x in sorted(func.runs)]
+    assert len(told.calls) == 1
+    ident, at = told.calls[0]
+    assert ident != threading.get_ident()  # the watcher, while the caller ran the item
+    assert func.runs[0][0][1] < at < func.first_ended()
+
+
+@needs_watch
+@pytest.mark.timeout(60)
+def test_the_early_workers_are_not_told_of_items_that_compute_from_their_start() -> None:
+    _alone()
+    told = Told()
+    cal = calibrate(
+        _count, iter([3_000_000] * 4), n_items=4, facts=call_facts(), judge=lambda m: False, early_workers=told
+    )
+    assert cal.results == [0] * len(cal.results)
+    assert told.calls == []
+
+
+@needs_watch
+@pytest.mark.timeout(60)
+def test_what_telling_the_early_workers_raises_is_raised_in_the_caller_after_the_first_item() -> None:
+    """An item it read may be lost with the error: the call fails instead of returning without it."""
+    func, told = Timed("python"), Told(fail=True)
+    threads = os_threads()
+    with pytest.raises(RuntimeError, match="the early pool broke"):
+        calibrate(func, iter(range(6)), n_items=6, facts=call_facts(), judge=lambda m: False, early_workers=told)
+    assert sorted(func.runs) == [0]  # raised at the end of the first item, before the next
+    assert os_threads() <= threads

@@ -13,12 +13,12 @@ import pytest
 
 import autopar
 import helpers
+from autopar._carry_watch import caller_cpu_clock
 from autopar._core._plans import speculation_plan
 from autopar._dispatch import Dispatch
-from autopar._feeder import Feeder
+from autopar._feeder import Feeder, in_order
 from autopar._gather import call_facts
 from autopar._model import Options, PoolSpec, Shipping
-from autopar._speculation import in_order
 from autopar._strategies._process._pool import ProcessPool
 from autopar._worker import Failure
 
@@ -157,3 +157,26 @@ def test_items_that_wait_run_once_in_order_on_an_early_pool_grown_to_overlap_the
     assert workers > (os.cpu_count() or 1), text
     assert speculative >= workers, text  # beyond the one first item: every worker fed
     assert probed == 0, text
+
+
+@needs_fork
+@pytest.mark.timeout(60)
+def test_an_idle_early_worker_takes_an_item_while_the_callers_first_item_waits(tmp_path) -> None:
+    """The caller's first item blocks: the early pool's idle worker starts the next item before that one ends."""
+    if caller_cpu_clock() is None:
+        pytest.skip("the first item is watched where the caller's thread CPU clock can be read")
+    items = [(str(tmp_path), x) for x in range(40)]
+    assert autopar.map(helpers.stamp_wait_then_compute, items) == [x * x for x in range(40)]
+    lines = [line.split() for path in tmp_path.iterdir() for line in path.read_text().split("\n") if line]
+    runs = {int(x): (int(pid), float(began), float(ended)) for _, x, pid, began, ended in lines}
+    assert sorted(int(line[1]) for line in lines) == list(range(40))  # each item once
+    first = min(x for x, (pid, _, _) in runs.items() if pid == os.getpid())  # the items before it went out at once
+    later = [began for x, (pid, began, _) in runs.items() if x > first and pid != os.getpid()]
+    assert min(later) < runs[first][2], runs
+
+
+def test_skipping_gives_the_positions_the_caller_read_around_those_sent() -> None:
+    feeder = Feeder(pool=None, func=abs, capture_errors=False)  # type: ignore[arg-type]  # only positions are read
+    feeder.positions = {0, 2, 3}
+    assert feeder.skipping(1, 4) == [1, 4, 5, 6]
+    assert feeder.skipping(7, 2) == [7, 8]

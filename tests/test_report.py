@@ -314,3 +314,16 @@ def test_cli_plot_names_a_bad_suffix(capsys: pytest.CaptureFixture[str]) -> None
     """--plot takes a .png, .svg or .pdf path; anything else is a usage error naming it."""
     assert main(["explain", "math:sqrt", "range(5)", "--plot", "timeline.gif"]) == 2
     assert "'timeline.gif'" in capsys.readouterr().err
+
+
+def test_calibration_in_the_caller_around_items_early_workers_took_is_recorded_at_its_positions() -> None:
+    """The caller ran positions 1, 4 and 5 (workers took 0, 2 and 3): its row has two spans, its time shared."""
+    from autopar._recorder import Recorder
+
+    recorder = Recorder("map")
+    recorder.calibrated(10.0, 10.3, 3, [1, 4, 5])
+    report = recorder.finish(None, 6)
+    caller = next(w for w in report.workers if w.name == "caller")
+    assert [(s.start, s.items) for s in caller.spans] == [(1, 1), (4, 2)]
+    assert caller.spans[0].ended_s == pytest.approx(caller.spans[1].began_s)
+    assert caller.working_s == pytest.approx(0.3)

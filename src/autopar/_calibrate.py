@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from ._model import PlatformFacts, SerialSample, Shipping
     from ._thread_carry import Carrying
     from ._thread_probe import ProbeReading
+    from ._types import EarlyWorkers
 
 __all__ = ["Calibration", "Clocks", "calibrate", "sample_measurements"]
 
@@ -144,7 +145,7 @@ def calibrate(
     check_deadline: Callable[[], object] = lambda: None,
     thread_probe: bool = True,
     ship: Shipping | None = None,
-    sampled: Callable[[Measurements, float | None], Measurements] | None = None,
+    early_workers: EarlyWorkers | None = None,
     judge: Callable[[Measurements], bool] | None = None,
 ) -> Calibration:
     """Run the first items of ``source`` to measure the workload; keep their results, in order.
@@ -152,21 +153,23 @@ def calibrate(
     Every item read runs exactly once; the rest of ``source`` is left unread.  ``thread_probe=False`` rules the probe
     out (its threads never ran the initializer).  ``check_deadline`` runs between batches and raises ``TimeoutError``.
     ``func``'s exception propagates unless ``capture_errors`` (then it takes the item's slot).  ``ship`` is worked
-    out when not given.  ``sampled`` gets the serial sample's measurements and its share of CPU time in C (None: not
-    profiled) and returns them with what it changed (``early_pool``).  A probe planned to carry on goes on through
-    the input while ``judge`` (None: never) chooses threads: calibration ends with its first round."""
+    out when not given.  ``early_workers.sampled`` gets the serial sample's measurements and its share of CPU time in C
+    (None: not profiled) and returns them with what it changed (``early_pool``); their ``blocked`` runs once the first
+    item blocks (``_carry_watch``).  A probe planned to carry on goes on through the input while ``judge`` (None:
+    never) chooses threads: calibration ends with its first round."""
     clocks = clocks or Clocks()
     begun, results, head, peak = clocks.wall(), list[Any](), list[Any](), clocks.peak()
     stream = _recording(source, head)
     serially = (func, stream, n_items, capture_errors, results, check_deadline, clocks, facts)
-    sample, exhausted, share, early = _sample_first(*serially, probe=thread_probe, carry=judge is not None)
+    blocked = None if early_workers is None else early_workers.blocked
+    sample, exhausted, share, early = _sample_first(*serially, thread_probe, judge is not None, blocked)
     peak = max((clocks.peak() if early is None else early.peak) - peak, 0)  # before probe threads ran items
     cost = measure_pickling(func, head[:_PICKLE_SAMPLES], results[:_PICKLE_SAMPLES], clocks.wall)
     measured = attrs.evolve(sample_measurements(sample, cost, ship or shipping(func), n_items), warm_pools=warm_pools)
     measured = attrs.evolve(measured, initializer_s=initializer_s, shared_bytes=shared_bytes, sampled=len(results))
     measured = attrs.evolve(measured, worker_startup_s=dict(worker_startup_s or {}), peak_growth_bytes=peak)
     facts = with_memory(facts, measured)  # a wide probe runs no more items at once than the memory holds
-    measured = measured if sampled is None or early else sampled(measured, share)  # nothing forks beside threads
+    measured = early_workers.sampled(measured, share) if early_workers and not early else measured  # no fork by threads
     plan = _plan(early, sample, measured, facts, allowed=thread_probe and not exhausted, carry=judge is not None)
     carried, spans = False, list[tuple[int, int, float, float]]()
     if plan is not None:
@@ -188,21 +191,19 @@ def _sample_first(
     check_deadline: Callable[[], object],
     clocks: Clocks,
     facts: PlatformFacts,
-    *,
     probe: bool,
     carry: bool,
+    blocked: Callable[[], object] | None,
 ) -> tuple[SerialSample, bool, float | None, Carrying | None]:
-    """The serial sample, profiled where a ``probe`` may follow, its first item watched where a ``carry`` may.
+    """The serial sample, profiled where a ``probe`` may follow, its first item watched where a ``carry`` may
+    (``blocked`` runs once that item blocks).
 
     Returns it, whether the input ran out, its share of CPU time in C (None: not profiled), and the carry
     started during its first item (see ``_carry_watch``).
     """
-    meter = (
-        sample_meter(PROFILE_EVENTS, PROFILE_S, clocks.thread, clocks.wall)
-        if profiles_sample(facts, allowed=probe)
-        else None
-    )
-    watch = watch_first(func, stream, n_items, capture_errors, clocks, facts, allowed=probe and carry)
+    profiled = profiles_sample(facts, allowed=probe)
+    meter = sample_meter(PROFILE_EVENTS, PROFILE_S, clocks.thread, clocks.wall) if profiled else None
+    watch = watch_first(func, stream, n_items, capture_errors, clocks, facts, allowed=probe and carry, blocked=blocked)
     sample, exhausted = sample_serially(
         func, stream, n_items, clocks, capture_errors, results, check_deadline, meter, watch
     )

@@ -156,7 +156,7 @@ class Call:
                 check_deadline=self.deadline.check,
                 thread_probe=plan.thread_probe,
                 ship=self.ship,
-                sampled=None if self.speculation is None else self.speculation.sampled,
+                early_workers=self.speculation,
                 judge=self._keeps_threads if remember and plan.carry else None,
             )
             measured = after_calibration(self.speculation, cal.measurements)

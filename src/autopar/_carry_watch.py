@@ -8,6 +8,8 @@ of its own, about every millisecond, while that item runs::
     watcher: sleep 1 ms --> how late did it get the GIL back (twice in a row)?  did the item run, and block before?
              --> early_carry(...) says how many threads --> release the parked threads on the items after it
 
+Once the item has blocked, ``blocked`` tells the first call's early process workers
+(``_speculation``): an idle one takes the next item rather than wait for the sample.
 ``early_carry`` (the core's rule) stops the watch as soon as the item computes
 from its start or runs Python bytecode under the GIL: processes, not threads,
 overlap such items' waits, and the sample's own path decides.  The watcher ends
@@ -62,9 +64,12 @@ class FirstItemWatch:
         capture_errors: bool,
         clocks: Clocks,
         cpu_clock: Callable[[], float],
+        blocked: Callable[[], object] | None = None,
     ) -> None:
         self._func, self._source, self._remaining = func, source, remaining
         self._capture, self._clocks, self._cpu = capture_errors, clocks, cpu_clock
+        self._blocked = blocked  # called once the item blocks; what it raises, the caller raises at the item's end
+        self._error: BaseException | None = None
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._first = 0
@@ -98,6 +103,8 @@ class FirstItemWatch:
             await_thread_gone(self._thread.native_id, self._clocks)  # before anything forks
         if exc is not None and self.carrying is not None:
             self.carrying.stop()  # a timeout or Ctrl-C: the carry's threads end after their item
+        if self._error is not None and exc is None:
+            raise self._error
 
     def _watch(self) -> None:
         cpu, wall, queued = self._cpu, time.perf_counter, self._clocks.queued
@@ -127,7 +134,15 @@ class FirstItemWatch:
         """Start the carry's threads waiting, while the item blocks: its first look at the GIL may release them."""
         with self._lock:
             if not self._done.is_set():
+                self._tell_blocked()
                 self._parked = self._waiting(min(self._remaining or 0, MAX_THREADS))
+
+    def _tell_blocked(self) -> None:
+        try:
+            if self._blocked is not None:
+                self._blocked()
+        except BaseException as exc:  # raised in the caller: an item it read must not go unseen
+            self._error = exc
 
     def _start(self, threads: int) -> None:
         with self._lock:
@@ -158,12 +173,13 @@ def watch_first(
     facts: PlatformFacts,
     *,
     allowed: bool,
+    blocked: Callable[[], object] | None = None,
 ) -> FirstItemWatch | None:
     """The watch on the first item, where a carry may start early: allowed, more than one CPU, a thread CPU clock."""
     cpu = clocks.caller_cpu() if allowed and facts.cpu_count > 1 else None
     if cpu is None:
         return None
-    return FirstItemWatch(func, stream, None if n_items is None else n_items - 1, capture_errors, clocks, cpu)
+    return FirstItemWatch(func, stream, None if n_items is None else n_items - 1, capture_errors, clocks, cpu, blocked)
 
 
 def early_carrying(watch: FirstItemWatch | None, exhausted: bool, clocks: Clocks) -> Carrying | None:

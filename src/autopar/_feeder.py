@@ -15,6 +15,7 @@ decision.  Positions follow the order of reading, so results merge back in input
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from ._model import PoolSpec
     from ._types import Pool
 
-__all__ = ["Feeder", "Handover", "fits_blind"]
+__all__ = ["Feeder", "Handover", "fits_blind", "in_order"]
 
 _NONE = object()
 
@@ -73,8 +74,9 @@ class Feeder:
         #: Items out in the workers, and results back, by input position.
         self.out: dict[int, Any] = {}
         self.results: dict[int, Any] = {}
-        #: Items sent, in all; False once a worker crashed.
+        #: Items sent, in all, and their input positions; False once a worker crashed.
         self.sent = 0
+        self.positions: set[int] = set()
         self.healthy = True
         self._sent_at: dict[int, float] = {}
         self._next = 0  # the input position of the next item read
@@ -90,6 +92,7 @@ class Feeder:
         except SerializationError:
             return False
         self.sent += 1
+        self.positions.add(position)
         self.out[position] = item
         self._sent_at[position] = time.perf_counter()
         return True
@@ -110,6 +113,10 @@ class Feeder:
                     return
             self._next += 1
             yield item
+
+    def skipping(self, first: int, count: int) -> list[int]:
+        """The ``count`` input positions from ``first`` that were not sent: those the caller read, in order."""
+        return list(itertools.islice((p for p in itertools.count(first) if p not in self.positions), count))
 
     def top_up(self, target: int) -> None:
         """Settle what came back; then send the next items until ``target`` are out."""
@@ -139,3 +146,13 @@ class Feeder:
             for task_id, results, error in self.pool.poll(check_deadline()):
                 self._settle(task_id, results, error)
         return self.results
+
+
+def in_order(early: dict[int, Any], ran: list[Any]) -> list[Any]:
+    """The workers' results at their input positions, and the caller's, ``ran``, in the others in turn.
+
+    The caller's results end early at an item that raised: the positions after it, never yielded, hold None.
+    """
+    total = max(len(early) + len(ran), max(early, default=-1) + 1)
+    caller = iter(ran)
+    return [early[position] if position in early else next(caller, None) for position in range(total)]

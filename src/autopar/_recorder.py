@@ -154,14 +154,15 @@ class Recorder:
         began: float,
         ended: float,
         items: int,
-        start: int = 0,
+        start: int | Sequence[int] = 0,
         threads: Sequence[tuple[int, int, float, float]] = (),
         *,
         in_caller: int | None = None,
     ) -> None:
         """Calibration ran from ``began`` to ``ended`` and measured ``items`` items before the decision.
 
-        The caller ran ``in_caller`` of them (None: all), from input position ``start``, until
+        The caller ran ``in_caller`` of them (None: all), from input position ``start`` (or at these positions, where
+        early workers took items between them), until
         the thread probe began; ``threads`` holds (thread, input position, began, ended) of
         each item the probe's threads ran (during calibration or, carrying on, after it), each
         thread in a row ``thread N``.
@@ -170,7 +171,12 @@ class Recorder:
         in_caller = items if in_caller is None else in_caller
         if in_caller:
             probed = min((span[2] for span in threads), default=ended)
-            self._notes(CALLER).spans.append((start, in_caller, began, probed, probed, False))
+            each, at = (probed - began) / in_caller, began  # runs apart share the caller's time by their items
+            for position, count in _runs(
+                range(start, start + in_caller) if isinstance(start, int) else start[:in_caller]
+            ):
+                self._notes(CALLER).spans.append((position, count, at, at + count * each, at + count * each, False))
+                at += count * each
         rows: dict[int, list[tuple[int, float, float]]] = {}
         for thread, position, item_began, item_ended in threads:
             rows.setdefault(thread, []).append((position, item_began, item_ended))
@@ -266,3 +272,14 @@ def _row_order(name: str) -> tuple[int, int, str]:
         return (0, 0, name)
     number = name.rpartition(" ")[2]
     return (2 if name.startswith(PROBE_THREAD) else 1, int(number) if number.isdigit() else 0, name)
+
+
+def _runs(positions: Sequence[int]) -> list[tuple[int, int]]:
+    """(first position, items) of each run of consecutive ``positions``."""
+    runs: list[tuple[int, int]] = []
+    for position in positions:
+        if runs and sum(runs[-1]) == position:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((position, 1))
+    return runs

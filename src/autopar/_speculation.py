@@ -1,15 +1,15 @@
 """First items that run in process workers while the caller measures the next ones.
 
-When the core's ``speculation_plan`` says so, a first call starts its pool
-before measuring and hands one first item to each worker but one; the caller's
-serial sample starts after them.  Each item still runs exactly once: an item
-that cannot be pickled, or states a size over ``SPECULATIVE_MAX_ITEM_BYTES``, is not
-sent and runs in the caller with the sample; when the first one is too big, no pool starts.
-After calibration the call collects the workers' results (in input order,
-ahead of the sample's), and keeps the pool if the decision is that pool::
+When the core's ``speculation_plan`` says so, a first call starts its pool before measuring and hands one first
+item to each worker but one; the caller's serial sample starts after them.  Once the caller's first item blocks
+(``_carry_watch``), the idle worker takes the next item rather than wait for the sample to end.  Each item still
+runs exactly once: an item that cannot be pickled, or states a size over ``SPECULATIVE_MAX_ITEM_BYTES``, is not
+sent and runs in the caller with the sample; when the first one is too big, no pool starts.  After calibration the
+call collects the workers' results (in input order, ahead of the sample's), and keeps the pool if the decision is
+that pool::
 
     source --first k items--> pool.submit, one task each (positions 0..k-1)
-           --the rest-------> calibrate in the caller (positions k..)
+           --the rest-------> calibrate in the caller (positions k..); blocked() or sampled(): top-ups
     collect(): pool.poll until every task is back -> results, or Failure in its slot
     held pool --> the call's dispatch if the decision is (method, workers); else released
 
@@ -29,7 +29,7 @@ import attrs
 from . import _pools
 from ._core._plans import workers_fed
 from ._errors import WorkerStartError
-from ._feeder import Feeder, Handover, fits_blind
+from ._feeder import Feeder, Handover, fits_blind, in_order
 from ._pool_spec import is_single_use
 from ._speculation_thread import BackgroundSpeculation, grown
 from ._strategies._process._pool import ProcessPool
@@ -114,26 +114,18 @@ def settle(
     return None, in_order(early, ran)
 
 
-def in_order(early: dict[int, Any], ran: list[Any]) -> list[Any]:
-    """The workers' results at their input positions, and the caller's, ``ran``, in the others in turn.
-
-    The caller's results end early at an item that raised: the positions after it, never yielded, hold None.
-    """
-    total = max(len(early) + len(ran), max(early, default=-1) + 1)
-    caller = iter(ran)
-    return [early[position] if position in early else next(caller, None) for position in range(total)]
-
-
 def record_calibration(
     recorder: Recorder, speculation: Early | None, handover: Handover | None, cal: Calibration, began: float
 ) -> None:
     """Record calibration from ``began``: the caller's items, the thread probe's in rows of their own (``Recorder``)."""
     first, items = caller_span(speculation, handover, len(cal.results))
     at = first + items - len(cal.results)  # the input position of calibration's first result
-    threads = [(thread, at + position, b, e) for thread, position, b, e in cal.thread_spans]
+    feeder = speculation.feeder if isinstance(speculation, Speculation) else None  # it took items between the caller's
+    positions = feeder.skipping(at, len(cal.results)) if feeder else list(range(at, at + len(cal.results)))
+    threads = [(thread, positions[index], b, e) for thread, index, b, e in cal.thread_spans]
     ended = began + cal.measurements.calibration_s if cal.carried else time.perf_counter()  # at the first round
     measured = items - len(cal.results) + cal.measurements.sampled if cal.carried else items
-    recorder.calibrated(began, ended, measured, first, threads, in_caller=items - len(threads))
+    recorder.calibrated(began, ended, measured, positions if feeder else first, threads, in_caller=items - len(threads))
 
 
 def caller_span(speculation: Early | None, handover: Handover | None, items: int) -> tuple[int, int]:
@@ -216,6 +208,11 @@ class Speculation:
         self.feeder.top_up(self.pool.workers)
         early = (self.plan.method, self.pool.workers)
         return attrs.evolve(m, warm_pools=m.warm_pools | {early}, early_pool=early)
+
+    def blocked(self) -> None:
+        """The caller's first item blocks (``_carry_watch``): each idle worker takes the next item, as it waits."""
+        if self.feeder is not None and self.pool is not None:
+            self.feeder.top_up(self.pool.workers)
 
     def collect(self, check_deadline: Callable[[], float | None]) -> dict[int, Any]:
         """The results of the items sent, by input position; a failed item holds a ``Failure``."""

@@ -214,6 +214,9 @@ class BackgroundSpeculation:
         """``m`` as it is: the workers get the first items only."""
         return m
 
+    def blocked(self) -> None:
+        """Nothing: the workers, still booting, get the first items only."""
+
     def record(self, recorder: Recorder | None) -> None:
         """Feed the workers' timings to ``recorder`` (``report=True``) once the pool is up, or stop (None)."""
         with self._lock:

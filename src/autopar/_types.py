@@ -9,10 +9,11 @@ from typing_extensions import ParamSpec
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from ._model import PlatformFacts, PoolSpec
+    from ._model import Measurements, PlatformFacts, PoolSpec
     from ._recorder import Recorder
 
 __all__ = [
+    "EarlyWorkers",
     "ErrorsMode",
     "Outcome",
     "P",
@@ -96,3 +97,13 @@ class Strategy(Protocol):
     def create_pool(self, workers: int, facts: PlatformFacts, spec: PoolSpec) -> Pool:
         """Start a pool of ``workers`` workers built as ``spec`` says."""
         ...
+
+
+class EarlyWorkers(Protocol):
+    """The process workers a first call starts before it measures (``_speculation``), told what calibration sees."""
+
+    def sampled(self, m: Measurements, c_share: float | None) -> Measurements:
+        """The serial sample ``m`` is in (``c_share``: its share of CPU time in C, None: not profiled): ``m``, updated."""
+
+    def blocked(self) -> None:
+        """The caller's first item blocks (called from the watching thread, while that item runs)."""
