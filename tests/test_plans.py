@@ -525,7 +525,8 @@ def _sampled(
     [
         (_sampled(0.25), 8),  # 25 ms asleep, 8 ms computing: 2 CPUs / 0.25 keep them busy
         (_sampled(0.45), 4),  # computing near half the time: 2 / 0.45, rounded down
-        (_sampled(0.12), 8),  # 5 ms of 40 computing: 16 would keep the CPUs busy, 4 per CPU at most
+        (_sampled(0.12), 16),  # 5 ms of 40 computing: 16 keep the CPUs busy (8 per CPU at most)
+        (_sampled(0.05 * 1.01, n_items=100), 0),  # clearly waiting: threads
         (_sampled(0.1), 0),  # a tenth or less clearly waits: threads, and nothing sent
         (_sampled(0.05), 0),
         (_sampled(0.25, n_items=5), 4),  # never more workers than items left

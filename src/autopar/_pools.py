@@ -132,7 +132,8 @@ def release(pool: Pool, *, healthy: bool) -> None:
 def _idle_processes_limit() -> int:
     """Most workers idle process pools keep in all: ``MAX_PROCESSES_PER_CPU`` per CPU, the most one decision runs.
 
-    A few computing items get a worker each, so calls over 5, 6, then 7 items would keep 18 interpreters.
+    Items that wait part of the time run on up to that many, and an idle pool shut at once would be forked
+    again by the next call.
     """
     return MAX_PROCESSES_PER_CPU * cpu_count()
 
