@@ -15,9 +15,11 @@ from autopar._carry_watch import caller_cpu_clock
 from autopar._core._sampling import (
     CARRY_MAX_WORK_S,
     EARLY_CARRY_AFTER_S,
+    EARLY_CARRY_BUSY_SHARE,
     EARLY_CARRY_LATE_S,
     EARLY_CARRY_PROMPT_LOOKS,
     early_carry,
+    early_look_ran,
     early_park,
 )
 from autopar._core._sizing import MAX_THREADS
@@ -61,6 +63,14 @@ def test_no_carry_starts_early_for_too_few_items_an_unknown_count_or_a_long_rest
     assert early_carry(0.02, 0.001, 0.0, too_many - 2, again) == min(too_many - 2, MAX_THREADS)
 
 
+def test_a_look_tests_the_gil_only_where_the_item_kept_a_cpu_busy_through_it() -> None:
+    """Hashing in C runs through a look; a write after a burst of bytecode, or a wait, does not."""
+    assert early_look_ran(0.0011, 0.0012)
+    assert early_look_ran(EARLY_CARRY_BUSY_SHARE * 0.001, 0.001)
+    assert not early_look_ran(0.0001, 0.0012)
+    assert not early_look_ran(0.0, 0.001)
+
+
 def test_threads_are_parked_while_the_item_blocks_and_not_while_it_computes() -> None:
     assert early_park(0.01, 0.0)
     assert not early_park(EARLY_CARRY_AFTER_S / 2, 0.0)
@@ -78,9 +88,10 @@ _BLOCK = bytes(1 << 20)
 class Timed:
     """Records, per item, the thread that ran it and when; waits, then computes for a while."""
 
-    def __init__(self, compute: str, fail_first: bool = False) -> None:
+    def __init__(self, compute: str, fail_first: bool = False, burst_s: float = 0.08) -> None:
         self.compute = compute
         self.fail_first = fail_first
+        self.burst_s = burst_s
         self.lock = threading.Lock()
         self.runs: dict[int, list[tuple[int, float, float]]] = {}
 
@@ -92,8 +103,11 @@ class Timed:
             while time.perf_counter() - began < 0.12:
                 digest.update(_BLOCK)
         else:  # Python bytecode: the GIL is held
-            while time.perf_counter() - began < 0.08:
+            computing = time.thread_time()
+            while time.thread_time() - computing < self.burst_s:
                 sum(range(200))
+            if self.compute == "burst":  # a short burst, then a wait: a write, a reply
+                time.sleep(0.01)
         with self.lock:
             self.runs.setdefault(x, []).append((threading.get_ident(), began, time.perf_counter()))
         if self.fail_first and x == 0:
@@ -154,6 +168,17 @@ def test_items_that_wait_then_run_bytecode_start_no_thread_before_the_first_item
     assert cal.results[: len(func.runs)] == [x * 2 for x in sorted(func.runs)]
     assert all(len(runs) == 1 for runs in func.runs.values())
     assert all(began > func.first_ended() for began in func.began_elsewhere())
+
+
+@needs_watch
+@pytest.mark.timeout(60)
+def test_items_that_wait_then_run_a_short_burst_of_bytecode_then_wait_start_no_thread_early() -> None:
+    """3 ms of bytecode, under the 5 ms switch interval, then a wait: the watcher may get the GIL promptly after it."""
+    for _ in range(5):
+        func = Timed("burst", burst_s=0.003)
+        calibrate(func, iter(range(6)), n_items=6, facts=call_facts(), judge=lambda m: False)
+        assert all(len(runs) == 1 for runs in func.runs.values())
+        assert all(began > func.first_ended() for began in func.began_elsewhere())
 
 
 @needs_watch

@@ -24,7 +24,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from ._core._sampling import early_carry, early_park
+from ._core._sampling import early_carry, early_look_ran, early_park
 from ._core._sizing import MAX_THREADS
 from ._thread_carry import start_carry
 from ._thread_probe import await_thread_gone
@@ -118,7 +118,7 @@ class FirstItemWatch:
                     return
                 woke, now, q1 = wall(), cpu(), queued()  # time queued for a CPU is no sign of the GIL
                 late = woke - asleep - _LOOK_S - (0.0 if q0 is None or q1 is None else q1 - q0)
-                late_s = late if now > last else None
+                late_s = late if early_look_ran(now - last, woke - asleep) else None
                 threads = early_carry(woke - w0, now - c0, late_s, self._remaining, prompt)
                 prompt, last = (prompt + 1 if late_s is not None else 0), now
                 if threads == 0 and self._parked is None and early_park(woke - w0, now - c0):

@@ -38,6 +38,7 @@ __all__ = [
     "SERIAL_SAMPLE_SHARE",
     "ProbePlan",
     "early_carry",
+    "early_look_ran",
     "early_park",
     "next_batch_size",
     "probe_after_profile",
@@ -222,14 +223,23 @@ def early_park(wall_s: float, cpu_s: float) -> bool:
     return wall_s >= EARLY_CARRY_AFTER_S and cpu_s <= EARLY_CARRY_BUSY_SHARE * wall_s
 
 
+def early_look_ran(cpu_s: float, interval_s: float) -> bool:
+    """The first item ran through a look of the watcher: on a CPU ``cpu_s`` of the ``interval_s`` since the last one.
+
+    At least ``EARLY_CARRY_BUSY_SHARE`` of it: only then does the look test the GIL.  A few milliseconds of
+    bytecode followed by a write or a wait would otherwise pass two looks, the first at the burst's end.
+    """
+    return cpu_s >= EARLY_CARRY_BUSY_SHARE * interval_s
+
+
 def early_carry(
     wall_s: float, cpu_s: float, late_s: float | None, remaining: int | None, prompt_before: int = 0
 ) -> int | None:
     """Threads to start the carry with while the first item still runs (``carry_plan`` before the item ends).
 
     ``wall_s`` and ``cpu_s``: the item's time so far and its thread's CPU time; ``late_s``: how late the
-    watcher got the GIL at its last look (None: the item did not run since the look before, so it was not
-    tested); ``prompt_before``: the looks just before it at which the item had run, and the GIL came
+    watcher got the GIL at its last look (None: the item did not run through it, ``early_look_ran``, so it
+    was not tested); ``prompt_before``: the looks just before it at which the item had run, and the GIL came
     promptly; ``remaining``: the items after it.  Returns the thread count to start now, 0 to look again,
     None to stop watching: the item computes from its start, held the GIL at a look (Python bytecode,
     which threads cannot overlap), or the rest is more than a carry takes.
