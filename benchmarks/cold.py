@@ -9,7 +9,7 @@ items, then times one call (pool start-up included, shutdown not), so every
 ``auto`` time includes calibration and the first pool start, as a script run
 once pays them.  The contenders are the fixed strategies a user could pick in
 hindsight, at several worker counts: serial, ``ThreadPoolExecutor`` with 2, 8
-and 32 threads, ``multiprocessing.Pool`` (fork) with 2, 4 and 8 processes and
+and 32 threads, ``multiprocessing.Pool`` (fork) with 2, 4, 8 and 16 processes and
 with forkserver, ``ProcessPoolExecutor`` and joblib (loky), against
 ``autopar.map``.  Contenders run interleaved within each repeat, in an order
 rotated at each repeat.  Times are medians; each row gives autopar over the
@@ -61,6 +61,10 @@ CONTENDERS: dict[str, tuple[str, str]] = {
         "import multiprocessing as mp",
         "pool = mp.get_context('fork').Pool(8); out = pool.map(func, items); CLOSE = pool.terminate",
     ),
+    "fork-16": (
+        "import multiprocessing as mp",
+        "pool = mp.get_context('fork').Pool(16); out = pool.map(func, items); CLOSE = pool.terminate",
+    ),
     "forkserver-2": (
         "import multiprocessing as mp",
         "pool = mp.get_context('forkserver').Pool(2); out = pool.map(func, items); CLOSE = pool.terminate",
@@ -83,7 +87,7 @@ CONTENDERS: dict[str, tuple[str, str]] = {
 FIXED = tuple(name for name in CONTENDERS if name != "auto")
 #: The second, warm, call of the contenders that reuse the pool of their first; the others repeat theirs.
 WARM: dict[str, str] = {
-    **dict.fromkeys(("fork-2", "fork-4", "fork-8", "forkserver-2"), "out = pool.map(func, items)"),
+    **dict.fromkeys(("fork-2", "fork-4", "fork-8", "fork-16", "forkserver-2"), "out = pool.map(func, items)"),
     "ppe-2": "out = list(ex.map(func, items))",
 }
 
