@@ -246,7 +246,7 @@ class SerialSample:
     cpu_s: float = 0.0
     #: CPU time of the whole process (``time.process_time``): native threads count here.
     process_s: float = 0.0
-    #: Wall time per item of the slowest batch.
+    #: Wall time per item of the slowest batch; the first item's alone only until later batches: it ran cold.
     max_item_s: float = 0.0
     #: Voluntary context switches of the running thread (blocking waits), None where unknown.
     waits: int | None = 0

@@ -71,7 +71,7 @@ def add_batch(
         wall_s=sample.wall_s + wall,
         cpu_s=sample.cpu_s + cpu,
         process_s=sample.process_s + process,
-        max_item_s=max(sample.max_item_s, wall / batch),
+        max_item_s=max(sample.max_item_s if sample.count > 1 else 0.0, wall / batch),  # the first alone runs cold
         waits=None if waits is None or sample.waits is None else sample.waits + waits,
         queued_s=(sample.queued_s or 0.0) + queued if known and queued is not None else None,
         warmup_items=sample.warmup_items,

@@ -124,8 +124,13 @@ def run_chunk(
             try:
                 # One try around the loop, not one per item: this is the hot path of tiny work.  extend(map())
                 # loops in C, and keeps the results appended before a failure (the iterator is then past it).
+                view = getattr(slot, "view", None)  # a fork worker's slot, written at C speed
                 if slot is None:
                     results.extend(map(func, remaining))
+                elif view is not None:
+                    for position, item in enumerate(remaining, start + len(results)):
+                        view[0] = position
+                        append(func(item))
                 else:
                     for item in remaining:
                         slot.value = start + len(results)

@@ -56,11 +56,13 @@ class ForkSlot:
     ``/dev/shm``; only spawn and forkserver children, which receive their slot pickled, need it.
     """
 
-    __slots__ = ("_map",)
+    __slots__ = ("_map", "view")
     _FORMAT = struct.Struct("q")
 
     def __init__(self) -> None:
         self._map = mmap.mmap(-1, self._FORMAT.size)
+        #: The slot as one 8-byte integer: ``view[0] = position`` costs a third of setting ``value``.
+        self.view = memoryview(self._map).cast("q")
         self.value = -1
 
     @property
