@@ -176,7 +176,12 @@ def test_an_idle_early_worker_takes_an_item_while_the_callers_first_item_waits(t
 
 
 def test_skipping_gives_the_positions_the_caller_read_around_those_sent() -> None:
-    feeder = Feeder(pool=None, func=abs, capture_errors=False)  # type: ignore[arg-type]  # only positions are read
-    feeder.positions = {0, 2, 3}
+    class Taking:  # a pool that takes every task: only the positions sent matter here
+        def submit(self, *task: object) -> None:
+            pass
+
+    feeder = Feeder(pool=Taking(), func=abs, capture_errors=False)  # type: ignore[arg-type]
+    for position in (0, 2, 3):
+        assert feeder.send(position, position)
     assert feeder.skipping(1, 4) == [1, 4, 5, 6]
     assert feeder.skipping(7, 2) == [7, 8]

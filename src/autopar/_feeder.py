@@ -74,11 +74,10 @@ class Feeder:
         #: Items out in the workers, and results back, by input position.
         self.out: dict[int, Any] = {}
         self.results: dict[int, Any] = {}
-        #: Items sent, in all, and their input positions; False once a worker crashed.
+        #: Items sent, in all; False once a worker crashed.
         self.sent = 0
-        self.positions: set[int] = set()
         self.healthy = True
-        self._sent_at: dict[int, float] = {}
+        self._sent_at: dict[int, float] = {}  # every item sent, by input position
         self._next = 0  # the input position of the next item read
         self._spare: Any = _NONE  # an item ``top_up`` read but could not send: the caller's next
         self._source: Iterator[Any] | None = None  # what ``reading`` reads
@@ -92,7 +91,6 @@ class Feeder:
         except SerializationError:
             return False
         self.sent += 1
-        self.positions.add(position)
         self.out[position] = item
         self._sent_at[position] = time.perf_counter()
         return True
@@ -116,7 +114,7 @@ class Feeder:
 
     def skipping(self, first: int, count: int) -> list[int]:
         """The ``count`` input positions from ``first`` that were not sent: those the caller read, in order."""
-        return list(itertools.islice((p for p in itertools.count(first) if p not in self.positions), count))
+        return list(itertools.islice((p for p in itertools.count(first) if p not in self._sent_at), count))
 
     def top_up(self, target: int) -> None:
         """Settle what came back; then send the next items until ``target`` are out."""

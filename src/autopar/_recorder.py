@@ -154,15 +154,15 @@ class Recorder:
         began: float,
         ended: float,
         items: int,
-        start: int | Sequence[int] = 0,
+        positions: Sequence[int],
         threads: Sequence[tuple[int, int, float, float]] = (),
         *,
         in_caller: int | None = None,
     ) -> None:
         """Calibration ran from ``began`` to ``ended`` and measured ``items`` items before the decision.
 
-        The caller ran ``in_caller`` of them (None: all), from input position ``start`` (or at these positions, where
-        early workers took items between them), until
+        The caller ran ``in_caller`` of them (None: all), the first ``in_caller`` input ``positions`` (not
+        consecutive where early workers took items between them), until
         the thread probe began; ``threads`` holds (thread, input position, began, ended) of
         each item the probe's threads ran (during calibration or, carrying on, after it), each
         thread in a row ``thread N``.
@@ -172,9 +172,7 @@ class Recorder:
         if in_caller:
             probed = min((span[2] for span in threads), default=ended)
             each, at = (probed - began) / in_caller, began  # runs apart share the caller's time by their items
-            for position, count in _runs(
-                range(start, start + in_caller) if isinstance(start, int) else start[:in_caller]
-            ):
+            for position, count in _runs(positions[:in_caller]):
                 self._notes(CALLER).spans.append((position, count, at, at + count * each, at + count * each, False))
                 at += count * each
         rows: dict[int, list[tuple[int, float, float]]] = {}

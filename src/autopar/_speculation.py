@@ -125,7 +125,8 @@ def record_calibration(
     threads = [(thread, positions[index], b, e) for thread, index, b, e in cal.thread_spans]
     ended = began + cal.measurements.calibration_s if cal.carried else time.perf_counter()  # at the first round
     measured = items - len(cal.results) + cal.measurements.sampled if cal.carried else items
-    recorder.calibrated(began, ended, measured, positions if feeder else first, threads, in_caller=items - len(threads))
+    caller = [*range(first, at), *positions]  # a background pool's items the caller ran, then calibration's
+    recorder.calibrated(began, ended, measured, caller, threads, in_caller=items - len(threads))
 
 
 def caller_span(speculation: Early | None, handover: Handover | None, items: int) -> tuple[int, int]:
