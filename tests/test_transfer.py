@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from autopar._core._costs import PICKLE_S_PER_BYTE
-from autopar._transfer import measure_pickling, stated_size
+from autopar._transfer import _median, measure_pickling, stated_size
 
 MB = 1024 * 1024
 
@@ -105,3 +105,11 @@ def test_unpicklable_data_is_reported() -> None:
     """An item that cannot be pickled marks the data as unpicklable."""
     cost = measure_pickling(len, [lambda: 1], [1], _clock())
     assert not cost.picklable
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"), [([], 0.0), ([5.0], 5.0), ([3.0, 1.0, 2.0], 2.0), ([4.0, 1.0, 3.0, 2.0], 2.5)]
+)
+def test_the_pickling_time_is_the_median_of_the_items(values: list[float], expected: float) -> None:
+    """The price is the middle item's time (the mean of the two middle ones for an even count), as statistics says."""
+    assert _median(values) == expected

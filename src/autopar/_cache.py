@@ -15,16 +15,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import json
 import logging
 import math
 import os
-import platform
 import sys
 import types
 import typing
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -38,6 +35,7 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
 __all__ = ["cache_key", "clear", "get", "observe", "put"]
 
@@ -79,6 +77,10 @@ def _store_path() -> Path | None:
     directory = os.environ.get("AUTOPAR_CACHE_DIR")
     if not directory:
         return None
+    # Imported here: a first call without a cache directory does not pay ~5 ms for them.
+    import platform
+    from pathlib import Path
+
     build = "gil" if is_gil_enabled() else "ft"
     # Another autopar version may store other fields, or the same ones with another meaning.
     python = f"py{sys.version_info[0]}{sys.version_info[1]}"
@@ -133,6 +135,8 @@ def _entry(fields: Any) -> Measurements | str:
 
 def _read(path: Path) -> tuple[dict[str, Measurements], list[str]]:
     """The usable entries of the file at ``path``, and why others were dropped."""
+    import json
+
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
@@ -170,6 +174,8 @@ def _load(path: Path) -> None:
 
 
 def _save(path: Path) -> None:
+    import json
+
     data = {k: attrs.asdict(m, filter=lambda a, _: a.name not in _NOT_STORED) for k, m in _memory.items()}
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import pickle
-import statistics
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -143,5 +142,14 @@ def measure_pickling(
         item_bytes=item_bytes / n,
         result_bytes=result_bytes / n,
         # The median: the first pickling in a process pays one-time costs the pool will not.
-        seconds=statistics.median(seconds) if seconds else 0.0,
+        seconds=_median(seconds),
     )
+
+
+def _median(values: list[float]) -> float:
+    """The median of ``values`` (0.0 for none); ``statistics`` would cost a first call ~3 ms to import."""
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if not ordered:
+        return 0.0
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
