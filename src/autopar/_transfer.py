@@ -148,8 +148,8 @@ def measure_pickling(
 
 def _median(values: list[float]) -> float:
     """The median of ``values`` (0.0 for none); ``statistics`` would cost a first call ~3 ms to import."""
+    if not values:
+        return 0.0
     ordered = sorted(values)
     middle = len(ordered) // 2
-    if not ordered:
-        return 0.0
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
