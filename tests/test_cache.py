@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import types
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,16 @@ def test_key_is_stable_per_function_and_size_class() -> None:
     assert _cache.cache_key(helpers.square, 1000) != _cache.cache_key(helpers.square, 100_000)
     assert _cache.cache_key(helpers.square, None) != _cache.cache_key(helpers.square, 1000)
     assert _cache.cache_key(helpers.square, 10) != _cache.cache_key(helpers.countdown, 10)
+
+
+def test_key_is_the_same_in_another_interpreter(tmp_path: Path) -> None:
+    """The key names the code the same way in every process (a cache file written by one run serves the next)."""
+    code = "import helpers; from autopar import _cache; print(_cache.cache_key(helpers.square, 1000))"
+    tests = str(Path(__file__).parent)
+    done = helpers.run_python(["-c", code], tmp_path, env={"PYTHONPATH": f"{helpers.SRC}{os.pathsep}{tests}"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == _cache.cache_key(helpers.square, 1000)
+    assert _cache.cache_key(helpers.square, 1000) != _cache.cache_key(helpers.countdown, 1000)
 
 
 def test_key_follows_code_not_object_identity() -> None:

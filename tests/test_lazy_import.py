@@ -74,6 +74,19 @@ def test_map_works_after_a_lazy_import(tmp_path: Path) -> None:
     assert _run(code, tmp_path).strip() == "[1, 2, 3]"
 
 
+def test_a_first_call_without_a_report_imports_no_report_classes(tmp_path: Path) -> None:
+    """Only ``report=True`` imports the report's classes; the first call of a script does not pay for them."""
+    code = """
+        import sys
+        import autopar
+        autopar.map(abs, [-1, -2, 3])
+        print("autopar._report" in sys.modules)
+        autopar.map(abs, [-1, -2, 3], report=True)
+        print("autopar._report" in sys.modules, autopar.last_report().items)
+    """
+    assert _run(code, tmp_path).splitlines() == ["False", "True 3"]
+
+
 def test_type_checking_imports_match_all() -> None:
     """The ``TYPE_CHECKING`` imports that type checkers see name exactly ``__all__``, ``__version__`` aside."""
     assert set(_type_checking_imports()) == set(autopar.__all__) - {"__version__"}

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import logging
 import math
 import os
 import sys
 import types
 import typing
+import zlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +57,11 @@ def _size_class(n_items: int | None) -> str:
     return f"2^{round(math.log2(max(n_items, 1)))}"
 
 
+def _digest(data: bytes) -> str:
+    """16 hex digits that change with ``data``: a stable key, not a secure one (``hashlib`` costs a first call ~3 ms)."""
+    return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"
+
+
 def cache_key(func: Callable[..., Any], n_items: int | None) -> str | None:
     """A stable key for ``func``'s code and the size class of its input, or None if it has no stable identity."""
     target = unwrap_function(func)
@@ -64,7 +69,7 @@ def cache_key(func: Callable[..., Any], n_items: int | None) -> str | None:
     module = getattr(target, "__module__", None)
     qualname = getattr(target, "__qualname__", None)
     if code is not None:
-        digest = hashlib.sha1(code.co_code + repr(code.co_consts).encode(), usedforsecurity=False).hexdigest()[:16]
+        digest = _digest(code.co_code + repr(code.co_consts).encode())
         ident = f"{module}:{qualname}:{code.co_filename}:{code.co_firstlineno}:{digest}"
     elif module is not None and qualname is not None:
         ident = f"{module}:{qualname}"

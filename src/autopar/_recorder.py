@@ -31,13 +31,14 @@ import time
 from typing import TYPE_CHECKING
 
 from ._errors import WorkerCrashedError
-from ._report import PROBE_THREAD, Incident, Report, SlowItem, Span, WorkerReport
+from ._render import PROBE_THREAD
 from ._worker import SLOWEST_KEPT, ChunkTiming
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from ._model import Decision
+    from ._report import Incident, Report, WorkerReport
 
 __all__ = ["CALLER", "Recorder", "keep", "last_report"]
 
@@ -190,6 +191,8 @@ class Recorder:
         """The item at input position ``index`` failed with ``error`` (and runs again when ``retried``)."""
         if isinstance(error, WorkerCrashedError) and error.index is not None:
             index = error.index  # the worker's slot named the item that was running
+        from ._report import Incident  # a call that is not reported does not import the report's classes
+
         message = _first_line(error)
         self._incidents.append(Incident(kind=_kind(error), index=index, message=message))
         if retried:
@@ -201,6 +204,8 @@ class Recorder:
 
     def finish(self, decision: Decision | None, items: int, error: BaseException | None = None) -> Report:
         """The report of the call, which ends now."""
+        from ._report import Report, SlowItem
+
         ended = time.perf_counter()
         calibration = self._calibration
         cal_s, cal_items = (calibration[1] - calibration[0], calibration[2]) if calibration else (0.0, 0)
@@ -221,6 +226,8 @@ class Recorder:
 
     def _worker_report(self, name: str, notes: _Notes, call_ended: float) -> WorkerReport:
         """The phases of one worker, measured from its stamps: they partition its lifetime within the call."""
+        from ._report import Span, WorkerReport
+
         start = self.started
         end = notes.ended or (call_ended if name == CALLER else self._pool_ended) or call_ended
         spans = sorted(notes.spans, key=lambda s: s[2])

@@ -8,7 +8,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._model import Decision
 
-__all__ = ["format_seconds", "jsonable", "render_decision", "render_outcome"]
+__all__ = ["PROBE_THREAD", "format_seconds", "jsonable", "render_decision", "render_outcome"]
+
+#: The rows of the thread probe's threads in a report are named this, then the thread's number.
+PROBE_THREAD = "thread "
 
 
 def format_seconds(seconds: float | None) -> str:

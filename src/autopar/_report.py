@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._render import format_seconds, jsonable
+from ._render import PROBE_THREAD, format_seconds, jsonable
 
 if TYPE_CHECKING:
     import os
@@ -28,9 +28,6 @@ if TYPE_CHECKING:
     from ._model import Decision
 
 __all__ = ["EFFICIENCY_WARNING_BELOW", "PROBE_THREAD", "Incident", "Report", "SlowItem", "Span", "WorkerReport"]
-
-#: The rows of the thread probe's threads are named this, then the thread's number.
-PROBE_THREAD = "thread "
 
 #: Below this working ratio ``str(report)`` warns, as mpire's insights do.
 EFFICIENCY_WARNING_BELOW = 0.8
