@@ -54,7 +54,7 @@ _GIL_HOLDING_CALL = """
     import autopar
 
     def hold_the_gil(directory):
-        time.sleep(1.0)  # the worker's lifeline asks the kernel meanwhile
+        time.sleep(2.0)  # the worker's lifeline asks the kernel meanwhile (KERNEL_AFTER_S, 1 s, in)
         with open(os.path.join(directory, str(os.getpid())), "w"):
             pass
         return sum(range(10**12))  # C code that never lets another thread of the worker run
