@@ -67,7 +67,9 @@ WINDOW_PER_WORKER = CHUNKS_PER_WORKER
 TARGET_CHUNK_S = 0.02
 #: Largest share of a chunk's time its dispatch overhead may take.
 CHUNK_OVERHEAD_SHARE = 0.05
-#: Largest chunk an adaptive chunk size (a stream of unknown length) grows to.
+#: Largest chunk an adaptive chunk size (a stream of unknown length) grows to.  The caller's serial batches
+#: keep it too: their lists then stay in the CPU's cache (200,000 items of 35 ns ran in 9.3-9.7 ms in batches
+#: of 8,192 items, 10.9 ms in batches of 10 ms of work).
 MAX_ADAPTIVE_CHUNK = 8192
 #: Growth of an adaptive chunk size per observed chunk, at most.
 ADAPTIVE_GROWTH = 4
