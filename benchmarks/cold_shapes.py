@@ -1,7 +1,7 @@
 """Workload shapes for the cold-call benchmark: module-level functions, so every start method ships them by reference.
 
 Each shape is sized for about 0.5 to 2 s of serial work on a 2-core machine
-(``tiny`` and ``big_args`` are small on purpose).  ``scale`` shrinks the work
+(``tiny``, ``big_args`` and ``big_lists`` are small on purpose).  ``scale`` shrinks the work
 per item for a quick run.
 """
 
@@ -12,8 +12,12 @@ import json
 import os
 import statistics
 import time
+from typing import TYPE_CHECKING
 
 from catalog import Workload, find
+
+if TYPE_CHECKING:
+    from collections.abc import Sized
 
 __all__ = ["SHAPES", "by_name"]
 
@@ -113,7 +117,7 @@ def sleep_for(seconds: float) -> float:
     return seconds
 
 
-def length(data: bytes) -> int:
+def length(data: Sized) -> int:
     """Trivial work on a big argument: what matters is what sending it costs."""
     return len(data)
 
@@ -188,6 +192,12 @@ SHAPES: tuple[Workload, ...] = (
     ),
     Workload("io_wait", sleep_for, lambda s: [0.02 * s] * 200, "200 items that sleep 20 ms"),
     Workload("big_args", length, lambda s: [bytes(int(_BIG * s))] * 16, "16 arguments of 20 MB bytes, trivial work"),
+    Workload(
+        "big_lists",
+        length,
+        lambda s: [list(range(max(1000, int(1_000_000 * s)))) for _ in range(8)],
+        "8 lists of a million ints, trivial work",
+    ),
     Workload(
         "ascending",
         countdown,

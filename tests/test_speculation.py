@@ -95,6 +95,35 @@ def test_a_big_first_item_runs_in_the_caller() -> None:
     assert out[0] == os.getpid()
 
 
+def test_a_first_item_of_a_million_elements_starts_no_pool() -> None:
+    """Lists of a million ints state no size, but their length bounds it: they run in the caller, no worker forks.
+
+    Sent blind, the first one cost 70 ms of pickling and a wait for a worker, for work of microseconds.
+    """
+    items = [list(range(1_000_000)) for _ in range(4)]
+    out = autopar.map(helpers.pid_of, items, report=True)
+    assert out == [os.getpid()] * 4
+    report = autopar.last_report()
+    assert report is not None
+    assert [worker.name for worker in report.workers] == ["caller"], report.workers
+
+
+class _Payload:
+    """An object that states no size and has no length: only pickling it shows its size."""
+
+    def __init__(self, size: int) -> None:
+        self.data = bytes(size)
+
+
+def test_a_first_item_that_only_pickling_shows_big_starts_no_pool() -> None:
+    """An object of 8 MB that says nothing of its size is pickled into a buffer that stops past 64 KB: not sent."""
+    out = autopar.map(helpers.pid_of, [_Payload(8 * 1024 * 1024) for _ in range(4)], report=True)
+    assert out == [os.getpid()] * 4
+    report = autopar.last_report()
+    assert report is not None
+    assert [worker.name for worker in report.workers] == ["caller"], report.workers
+
+
 def test_a_first_item_too_big_to_send_blind_starts_no_pool() -> None:
     """16 arguments of 20 MB with trivial work: no worker forks for items it would not be sent (it cost 4 ms)."""
     out = autopar.map(helpers.pid_of, [bytes(20 * 1024 * 1024)] * 16, report=True)

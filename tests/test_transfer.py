@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import pickle
 from typing import Any
 
 import pytest
 
 from autopar._core._costs import PICKLE_S_PER_BYTE
-from autopar._transfer import _median, measure_pickling, stated_size
+from autopar._transfer import _median, least_size, measure_pickling, pickles_within, stated_size
 
 MB = 1024 * 1024
 
@@ -113,3 +114,40 @@ def test_unpicklable_data_is_reported() -> None:
 def test_the_pickling_time_is_the_median_of_the_items(values: list[float], expected: float) -> None:
     """The price is the middle item's time (the mean of the two middle ones for an even count), as statistics says."""
     assert _median(values) == expected
+
+
+@pytest.mark.parametrize(
+    ("obj", "low", "high"),
+    [
+        (list(range(1_000_000)), 1_000_000, 1_000_000),
+        ("x" * MB, MB, MB),
+        ((list(range(100_000)), 3), 100_001, 100_003),
+        ({"rows": [0] * 70_000}, 70_001, 70_010),
+        ({1, 2, 3}, 3, 3),
+        (Opaque(10 * MB), 0, 0),
+        (3.5, 0, 0),
+    ],
+)
+def test_least_size_is_a_lower_bound_read_from_lengths(obj: Any, low: int, high: int) -> None:
+    """A byte per character or element (the first elements of small containers add theirs): below the pickled size."""
+    size = least_size(obj)
+    assert low <= size <= high
+    assert size <= len(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+@pytest.mark.parametrize(
+    ("obj", "fits"),
+    [(Opaque(10 * MB), False), (Opaque(1000), True), (list(range(100)), True), (lambda: 1, True)],
+)
+def test_pickles_within_stops_past_the_limit(obj: Any, fits: bool) -> None:
+    """Within 64 KB or not, read by pickling into a buffer that stops past it; what pickle refuses is not judged."""
+    assert pickles_within(obj, 64 * 1024) is fits
+
+
+def test_a_container_whose_length_passes_the_bound_is_priced_without_pickling() -> None:
+    """A list of two million elements states no size: priced at a byte per element, with none of them pickled."""
+    CountingBytes.reduced = 0
+    items = [[CountingBytes(b"x")] * 2_000_000]
+    cost = measure_pickling(len, items, [1], _clock())
+    assert CountingBytes.reduced == 0
+    assert cost.item_bytes >= 2_000_000

@@ -23,7 +23,7 @@ import attrs
 
 from ._core._plans import SPECULATIVE_MAX_ITEM_BYTES
 from ._errors import SerializationError, WorkerCrashedError
-from ._transfer import stated_size
+from ._transfer import least_size, pickles_within, stated_size
 from ._worker import Failure
 
 if TYPE_CHECKING:
@@ -59,9 +59,15 @@ class Handover:
 
 
 def fits_blind(item: Any) -> bool:
-    """Whether ``item`` may be sent before the call knows what sending costs (its stated size is small)."""
+    """Whether ``item`` may be sent before the call knows what sending costs: it is small.
+
+    As it states (``stated_size``), else as its length bounds it (``least_size``), else as it pickles
+    into a buffer that stops past ``SPECULATIVE_MAX_ITEM_BYTES`` (an object that says nothing).
+    """
     size = stated_size(item)
-    return size is None or size <= SPECULATIVE_MAX_ITEM_BYTES
+    if size is not None:
+        return size <= SPECULATIVE_MAX_ITEM_BYTES
+    return least_size(item) <= SPECULATIVE_MAX_ITEM_BYTES and pickles_within(item, SPECULATIVE_MAX_ITEM_BYTES)
 
 
 class Feeder:

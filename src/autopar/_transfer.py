@@ -4,8 +4,9 @@ Calibration pickles a few items and results both ways and times it.  Objects
 that say how big they are (``bytes``, ``bytearray``, ``memoryview``, NumPy
 arrays of plain data, and short tuples, lists and dicts of them) are not
 pickled: their size is read, and the time is priced at ``PICKLE_S_PER_BYTE``.
-Any other object is pickled into a writer that stops at ``_MAX_PICKLED_BYTES``,
-so calibration never copies more than a few megabytes, however big the items.
+Any other object is pickled into a writer that stops at ``_MAX_PICKLED_BYTES``
+(or priced at its ``least_size`` where that is already more), so calibration
+never copies more than a few megabytes, however big the items.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from ._core._costs import PICKLE_S_PER_BYTE
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["PickleCost", "measure_pickling", "stated_size"]
+__all__ = ["PickleCost", "least_size", "measure_pickling", "pickles_within", "stated_size"]
 
 #: Objects at least this big are priced from their stated size instead of being pickled.
 _LARGE_BYTES = 64 * 1024
@@ -68,6 +69,24 @@ def stated_size(obj: Any, depth: int = 2) -> int | None:
     return None
 
 
+def least_size(obj: Any, depth: int = 2) -> int:
+    """The fewest bytes ``obj`` can pickle to, read from lengths alone (0 when it has none).
+
+    A byte per character of a string and per element of a container, whose first
+    ``_MAX_ELEMENTS`` elements add theirs (two levels deep): a list of a million
+    ints, or a long string, which ``stated_size`` leaves unsaid, is no small item.
+    """
+    if isinstance(obj, (str, bytes, bytearray)):
+        return len(obj)
+    if not isinstance(obj, (tuple, list, dict, set, frozenset)):
+        return 0
+    size = len(obj)
+    if depth > 0 and size <= _MAX_ELEMENTS:
+        parts = [*obj.keys(), *obj.values()] if isinstance(obj, dict) else obj
+        size += sum(least_size(part, depth - 1) for part in parts)
+    return size
+
+
 def _small_or_stated(obj: Any, depth: int) -> int | None:
     """A scalar's few bytes, or what ``stated_size`` says."""
     if obj is None or isinstance(obj, (bool, int, float)):
@@ -86,13 +105,31 @@ class _Full(Exception):
 
 
 class _BoundedBuffer(io.BytesIO):
-    """A pickle's buffer that stops the pickler once ``_MAX_PICKLED_BYTES`` would be written."""
+    """A pickle's buffer that stops the pickler once more than ``limit`` bytes would be written."""
+
+    def __init__(self, limit: int = _MAX_PICKLED_BYTES) -> None:
+        super().__init__()
+        self.limit = limit
 
     def write(self, data: Any) -> int:
         size = memoryview(data).nbytes
-        if self.tell() + size > _MAX_PICKLED_BYTES:
+        if self.tell() + size > self.limit:
             raise _Full(self.tell() + size)
         return super().write(data)
+
+
+def pickles_within(obj: Any, limit: int) -> bool:
+    """Whether ``obj`` pickles to at most ``limit`` bytes; the pickler stops past them.
+
+    True for what ``pickle`` cannot pickle: the pool's own encoder (cloudpickle) has the last word.
+    """
+    try:
+        pickle.Pickler(_BoundedBuffer(limit), protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    except _Full:
+        return False
+    except Exception:
+        return True
+    return True
 
 
 def _priced(obj: Any, clock: Callable[[], float]) -> tuple[int, float]:
@@ -102,6 +139,8 @@ def _priced(obj: Any, clock: Callable[[], float]) -> tuple[int, float]:
         Exception: whatever pickling raises for an object that does not pickle.
     """
     stated = _small_or_stated(obj, 2)
+    if stated is None and (least := least_size(obj)) >= _MAX_PICKLED_BYTES:
+        stated = least  # pickling it would stop at the bound: priced as the least it can be, with no copy
     if stated is not None and stated >= _LARGE_BYTES:
         return stated, stated * PICKLE_S_PER_BYTE
     buffer = _BoundedBuffer()
