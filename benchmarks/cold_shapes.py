@@ -122,6 +122,19 @@ def length(data: Sized) -> int:
     return len(data)
 
 
+def hash_mb(mb: int) -> str:
+    """Hash ``mb`` MB in C, which releases the GIL: threads run it in parallel, without waiting first."""
+    digest = hashlib.sha256()
+    for _ in range(mb):
+        digest.update(_BLOCK)
+    return digest.hexdigest()
+
+
+def big_result(size: int) -> bytes:
+    """Trivial work with a big result: what matters is what sending it back costs."""
+    return bytes(size)
+
+
 def square(x: int) -> int:
     return x * x
 
@@ -204,6 +217,11 @@ SHAPES: tuple[Workload, ...] = (
         lambda s: [_steps(0.002, s) * (1 + 49 * i // 31) for i in range(32)],
         "32 items whose cost grows 1x to 50x",
     ),
+    Workload(
+        "medium", countdown, lambda s: [_steps(0.001, s)] * max(100, int(2000 * s)), "2,000 items of ~1 ms pure Python"
+    ),
+    Workload("hash", hash_mb, lambda s: [max(1, round(16 * s))] * 40, "40 items that hash 16 MB in C (GIL released)"),
+    Workload("big_results", big_result, lambda s: [int(_BIG * s)] * 16, "16 results of 20 MB bytes, trivial work"),
     Workload("tiny", square, lambda s: list(range(max(2000, int(200_000 * s)))), "200,000 items of x * x"),
     Workload("matmul", matmul, lambda s: list(range(max(2, int(12 * s)))), "NumPy 700x700 matmul, multithreaded BLAS"),
 )
