@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from autopar._calibrate import calibrate
-from autopar._carry_watch import caller_cpu_clock
-from autopar._core._sampling import (
-    CARRY_MAX_WORK_S,
+from autopar._calibrate import Clocks, calibrate
+from autopar._carry_watch import caller_cpu_clock, watch_first
+from autopar._core._sampling import CARRY_MAX_WORK_S
+from autopar._core._sizing import MAX_THREADS
+from autopar._core._watching import (
     EARLY_CARRY_AFTER_S,
     EARLY_CARRY_BUSY_SHARE,
     EARLY_CARRY_LATE_S,
@@ -21,8 +22,8 @@ from autopar._core._sampling import (
     early_carry,
     early_look_ran,
     early_park,
+    gil_seen,
 )
-from autopar._core._sizing import MAX_THREADS
 from autopar._gather import call_facts
 from autopar._thread_probe import os_threads
 from autopar._worker import Failure
@@ -69,6 +70,13 @@ def test_a_look_tests_the_gil_only_where_the_item_kept_a_cpu_busy_through_it() -
     assert early_look_ran(EARLY_CARRY_BUSY_SHARE * 0.001, 0.001)
     assert not early_look_ran(0.0001, 0.0012)
     assert not early_look_ran(0.0, 0.001)
+
+
+def test_the_gil_is_seen_released_at_prompt_looks_in_a_row_and_held_at_one_late_look() -> None:
+    assert gil_seen(None, 5) is None  # the item did not run through the look: nothing seen
+    assert gil_seen(0.0001, EARLY_CARRY_PROMPT_LOOKS - 2) is None  # one prompt look is not enough
+    assert gil_seen(0.0001, EARLY_CARRY_PROMPT_LOOKS - 1) is True
+    assert gil_seen(EARLY_CARRY_LATE_S, EARLY_CARRY_PROMPT_LOOKS) is False
 
 
 def test_threads_are_parked_while_the_item_blocks_and_not_while_it_computes() -> None:
@@ -237,6 +245,43 @@ class Told:
 
     def sampled(self, m: Any, c_share: float | None) -> Any:
         return m
+
+
+def _hash_for(seconds: float) -> int:
+    """Hash in C, which releases the GIL for each megabyte, from the start, for ``seconds``."""
+    began, digest = time.perf_counter(), hashlib.sha256()
+    while time.perf_counter() - began < seconds:
+        digest.update(_BLOCK)
+    return 0
+
+
+def _bytecode_for(seconds: float) -> int:
+    """Run Python bytecode, which holds the GIL, for ``seconds`` of CPU time."""
+    began = time.thread_time()
+    while time.thread_time() - began < seconds:
+        sum(range(200))
+    return 0
+
+
+def _gil_of(func: Any, seconds: float) -> bool | None:
+    """What the watch of a first item running ``func(seconds)`` saw of its GIL."""
+    watch = watch_first(func, iter([seconds] * 3), 4, False, Clocks(), call_facts(), allowed=True)
+    assert watch is not None
+    threads = os_threads()
+    with watch.at(1):
+        func(seconds)
+    assert os_threads() <= threads  # the watcher is gone
+    assert watch.carrying is None  # items that compute from their start start no carry
+    return watch.gil
+
+
+@needs_watch
+@pytest.mark.timeout(60)
+def test_the_watch_tells_c_code_that_releases_the_gil_from_bytecode_that_holds_it() -> None:
+    """A single late look (a garbage collection, another process on the CPU) may hide a release: a few tries."""
+    _alone()
+    assert any(_gil_of(_hash_for, 0.05) is True for _ in range(4))
+    assert _gil_of(_bytecode_for, 0.05) is False
 
 
 @needs_watch

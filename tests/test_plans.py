@@ -387,6 +387,25 @@ def test_probe_plan_probes_mixed_work_on_a_big_run() -> None:
     assert plan == ProbePlan(threads=2, per_thread=pytest.approx(20, abs=1))
 
 
+def test_computing_items_whose_c_code_released_the_gil_are_probed() -> None:
+    """A cheap fork pool settles computing work unprobed, unless the watcher saw the GIL come promptly (hashing in C).
+
+    Their probe's threads then run its items in parallel: a rest of ten times the probe's work is not asked for.
+    """
+    sample = _sample(10, 0.002)
+    assert probe_plan(sample, _measured(), LINUX, allowed=True) is None
+    assert probe_plan(sample, _measured(), LINUX, allowed=True, gil_released=False) is None
+    assert probe_plan(sample, _measured(), LINUX, allowed=True, gil_released=True) == ProbePlan(
+        threads=2, per_thread=pytest.approx(20, abs=1)
+    )
+    short = _sample(1, 0.0085)  # 40 items of 8.5 ms: 0.33 s left, under ten times the probe's 34 ms
+    assert probe_plan(short, _measured(40), LINUX, allowed=True) is None
+    assert probe_plan(short, _measured(40), LINUX, allowed=True, gil_released=True) == ProbePlan(
+        threads=2, per_thread=2
+    )
+    assert probe_plan(short, _measured(8), LINUX, allowed=True, gil_released=True) is None  # under PROBE_MIN_WORK_S
+
+
 @pytest.mark.parametrize(
     ("sample", "m", "facts", "allowed", "why"),
     [

@@ -35,6 +35,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_core._reasons",
         "_core._decide",
         "_core._sampling",
+        "_core._watching",
         "_core._plans",
         "_core._submit",
         "_core._identity",
@@ -86,6 +87,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ),
     # 4: measuring a call and gathering its facts.
     (
+        "_os_readings",
         "_sample",
         "_bytecode",
         "_thread_probe",

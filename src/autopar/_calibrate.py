@@ -17,7 +17,6 @@ instead of waiting for it.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +35,7 @@ from ._core._sampling import (
 )
 from ._core._workload import probe_speedup
 from ._model import Measurements
+from ._os_readings import peak_bytes, thread_queued, thread_waits
 from ._platform import with_memory
 from ._sample import sample_serially
 from ._serialize import shipping
@@ -59,47 +59,6 @@ logger = logging.getLogger("autopar")
 _PICKLE_SAMPLES = 3
 
 
-def _thread_waits() -> int | None:
-    """Voluntary context switches of the calling thread so far (Linux), else None."""
-    try:
-        import resource  # POSIX only; RUSAGE_THREAD is Linux only
-
-        return resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw
-    except (ImportError, AttributeError, OSError, ValueError):
-        return None
-
-
-def _thread_queued() -> float | None:
-    """Seconds the calling thread has waited, runnable, for a CPU (Linux's schedstat), else None."""
-    try:
-        with open("/proc/thread-self/schedstat", "rb") as stat:
-            return int(stat.read().split()[1]) / 1e9
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _peak_bytes() -> int:
-    """The process's peak resident memory so far, in bytes, else 0.
-
-    Linux's ``VmHWM`` starts afresh at ``exec``; ``ru_maxrss`` (other POSIX systems) there keeps
-    the peak of the process the program was started from, a large one's hiding the items' growth.
-    """
-    try:
-        with open("/proc/self/status", "rb") as status:
-            for line in status:
-                if line.startswith(b"VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        import resource
-
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    except (ImportError, OSError):
-        return 0
-    return int(peak) if sys.platform == "darwin" else int(peak) * 1024  # macOS counts bytes, Linux KiB
-
-
 @attrs.frozen
 class Clocks:
     """The clocks calibration reads (wall, this thread's CPU and the process's, its waits, its time queued, peak memory)."""
@@ -107,9 +66,9 @@ class Clocks:
     wall: Callable[[], float] = time.perf_counter
     thread: Callable[[], float] = time.thread_time
     process: Callable[[], float] = time.process_time
-    waits: Callable[[], int | None] = _thread_waits
-    queued: Callable[[], float | None] = _thread_queued
-    peak: Callable[[], int] = _peak_bytes
+    waits: Callable[[], int | None] = thread_waits
+    queued: Callable[[], float | None] = thread_queued
+    peak: Callable[[], int] = peak_bytes
     sleep: Callable[[float], None] = time.sleep
     #: A reader of the calling thread's CPU clock that works from other threads (None: there is none).
     caller_cpu: Callable[[], Callable[[], float] | None] = caller_cpu_clock
@@ -150,19 +109,18 @@ def calibrate(
 ) -> Calibration:
     """Run the first items of ``source`` to measure the workload; keep their results, in order.
 
-    Every item read runs exactly once; the rest of ``source`` is left unread.  ``thread_probe=False`` rules the probe
-    out (its threads never ran the initializer).  ``check_deadline`` runs between batches and raises ``TimeoutError``.
-    ``func``'s exception propagates unless ``capture_errors`` (then it takes the item's slot).  ``ship`` is worked
-    out when not given.  ``early_workers.sampled`` gets the serial sample's measurements and its share of CPU time in C
-    (None: not profiled) and returns them with what it changed (``early_pool``); their ``blocked`` runs once the first
-    item blocks (``_carry_watch``).  A probe planned to carry on goes on through the input while ``judge`` (None:
-    never) chooses threads: calibration ends with its first round."""
+    Every item read runs exactly once; the rest of ``source`` is left unread.  ``thread_probe=False`` rules the probe out
+    (its threads never ran the initializer).  ``check_deadline`` runs between batches and raises ``TimeoutError``.
+    ``func``'s exception propagates unless ``capture_errors`` (then it takes the item's slot).  ``early_workers.sampled``
+    gets the serial sample's measurements and C share (None: not profiled) and returns them updated (``early_pool``);
+    their ``blocked`` runs once the first item blocks (``_carry_watch``).  A probe planned to carry on goes on through
+    the input while ``judge`` (None: never) chooses threads: calibration ends with its first round."""
     clocks = clocks or Clocks()
     begun, results, head, peak = clocks.wall(), list[Any](), list[Any](), clocks.peak()
     stream = _recording(source, head)
     serially = (func, stream, n_items, capture_errors, results, check_deadline, clocks, facts)
     blocked = None if early_workers is None else early_workers.blocked
-    sample, exhausted, share, early = _sample_first(*serially, thread_probe, judge is not None, blocked)
+    sample, exhausted, share, early, gil = _sample_first(*serially, thread_probe, judge is not None, blocked)
     peak = max((clocks.peak() if early is None else early.peak) - peak, 0)  # before probe threads ran items
     cost = measure_pickling(func, head[:_PICKLE_SAMPLES], results[:_PICKLE_SAMPLES], clocks.wall)
     measured = attrs.evolve(sample_measurements(sample, cost, ship or shipping(func), n_items), warm_pools=warm_pools)
@@ -170,7 +128,8 @@ def calibrate(
     measured = attrs.evolve(measured, worker_startup_s=dict(worker_startup_s or {}), peak_growth_bytes=peak)
     facts = with_memory(facts, measured)  # a wide probe runs no more items at once than the memory holds
     measured = early_workers.sampled(measured, share) if early_workers and not early else measured  # no fork by threads
-    plan = _plan(early, sample, measured, facts, allowed=thread_probe and not exhausted, carry=judge is not None)
+    allowed = thread_probe and not exhausted
+    plan = _plan(early, sample, measured, facts, allowed=allowed, carry=judge is not None, gil=gil)
     carried, spans = False, list[tuple[int, int, float, float]]()
     if plan is not None:
         probing = (sample, share, measured, facts, capture_errors, results, clocks, judge, check_deadline, spans)
@@ -194,12 +153,12 @@ def _sample_first(
     probe: bool,
     carry: bool,
     blocked: Callable[[], object] | None,
-) -> tuple[SerialSample, bool, float | None, Carrying | None]:
+) -> tuple[SerialSample, bool, float | None, Carrying | None, bool | None]:
     """The serial sample, profiled where a ``probe`` may follow, its first item watched where a ``carry`` may
     (``blocked`` runs once that item blocks).
 
-    Returns it, whether the input ran out, its share of CPU time in C (None: not profiled), and the carry
-    started during its first item (see ``_carry_watch``).
+    Returns it, whether the input ran out, its share of CPU time in C (None: not profiled), the carry
+    started during its first item (see ``_carry_watch``), and whether that item's computing released the GIL.
     """
     profiled = profiles_sample(facts, allowed=probe)
     meter = sample_meter(PROFILE_EVENTS, PROFILE_S, clocks.thread, clocks.wall) if profiled else None
@@ -207,16 +166,24 @@ def _sample_first(
     sample, exhausted = sample_serially(
         func, stream, n_items, clocks, capture_errors, results, check_deadline, meter, watch
     )
-    return sample, exhausted, None if meter is None else meter.share, early_carrying(watch, exhausted, clocks)
+    gil = None if watch is None else watch.gil
+    return sample, exhausted, None if meter is None else meter.share, early_carrying(watch, exhausted, clocks), gil
 
 
 def _plan(
-    early: Carrying | None, sample: SerialSample, m: Measurements, facts: PlatformFacts, *, allowed: bool, carry: bool
+    early: Carrying | None,
+    sample: SerialSample,
+    m: Measurements,
+    facts: PlatformFacts,
+    *,
+    allowed: bool,
+    carry: bool,
+    gil: bool | None,
 ) -> ProbePlan | None:
     """The thread probe to run: the carry started ``early``, if one did, else ``probe_plan``'s."""
-    return (
-        ProbePlan(early.threads, 1, carry=True) if early else probe_plan(sample, m, facts, allowed=allowed, carry=carry)
-    )
+    if early:
+        return ProbePlan(early.threads, 1, carry=True)
+    return probe_plan(sample, m, facts, allowed=allowed, carry=carry, gil_released=gil)
 
 
 def _probe(

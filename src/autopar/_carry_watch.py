@@ -24,8 +24,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from ._core._sampling import early_carry, early_look_ran, early_park
 from ._core._sizing import MAX_THREADS
+from ._core._watching import early_carry, early_look_ran, early_park, gil_seen
 from ._thread_carry import start_carry
 from ._thread_probe import await_thread_gone
 
@@ -41,6 +41,9 @@ __all__ = ["FirstItemWatch", "caller_cpu_clock", "early_carrying", "watch_first"
 
 #: Seconds between the watcher's looks.
 _LOOK_S = 0.001
+#: Most seconds of the item the watcher looks on, once no carry starts, to tell whether its computing
+#: releases the GIL (``gil_seen``: a look or two, 5 ms when bytecode holds the GIL).
+_GIL_LOOKS_S = 0.012
 
 
 def caller_cpu_clock() -> Callable[[], float] | None:
@@ -76,6 +79,8 @@ class FirstItemWatch:
         self._thread: threading.Thread | None = None
         #: The carry the watcher started, if it did, and its threads started, not yet released.
         self.carrying: Carrying | None = None
+        #: Whether the item's computing released the GIL at the watcher's looks (``gil_seen``); None: not seen.
+        self.gil: bool | None = None
         self._parked: Carrying | None = None
 
     def at(self, first: int) -> FirstItemWatch:
@@ -111,6 +116,7 @@ class FirstItemWatch:
         w0 = wall()
         c0 = last = cpu()
         prompt = 0  # looks in a row at which the item had run and the GIL came promptly
+        stopped = False  # no carry: the watch goes on only until it knows the GIL (``gil``)
         try:
             while True:
                 asleep, q0 = wall(), queued()
@@ -119,14 +125,18 @@ class FirstItemWatch:
                 woke, now, q1 = wall(), cpu(), queued()  # time queued for a CPU is no sign of the GIL
                 late = woke - asleep - _LOOK_S - (0.0 if q0 is None or q1 is None else q1 - q0)
                 late_s = late if early_look_ran(now - last, woke - asleep) else None
-                threads = early_carry(woke - w0, now - c0, late_s, self._remaining, prompt)
+                self.gil = gil_seen(late_s, prompt) if self.gil is None else self.gil
+                threads = None if stopped else early_carry(woke - w0, now - c0, late_s, self._remaining, prompt)
                 prompt, last = (prompt + 1 if late_s is not None else 0), now
                 if threads == 0 and self._parked is None and early_park(woke - w0, now - c0):
                     self._park()
-                elif threads is None or threads > 0:
-                    if threads is not None:
-                        self._start(threads)
+                elif threads is not None and threads > 0:
+                    self._start(threads)
                     return
+                elif threads is None:
+                    stopped = True
+                    if self.gil is not None or woke - w0 > _GIL_LOOKS_S:
+                        return
         finally:
             self._unpark()
 

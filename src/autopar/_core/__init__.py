@@ -16,6 +16,7 @@ In dependency order:
 * ``_reasons``: the texts that explain a choice.
 * ``_decide``: candidates, ``decide`` and ``forced_decision``.
 * ``_sampling``: how long calibration's serial sample runs, and whether a thread probe runs.
+* ``_watching``: what the watcher of the first item reads of it: when the carry starts early, and the GIL.
 * ``_plans``: what a call does first (``plan_call``), and whether process workers start at once.
 * ``_submit``: where ``Executor.submit`` sends a function's later calls.
 * ``_identity``: what identifies a function across calls.

@@ -37,9 +37,6 @@ __all__ = [
     "SERIAL_SAMPLE_S",
     "SERIAL_SAMPLE_SHARE",
     "ProbePlan",
-    "early_carry",
-    "early_look_ran",
-    "early_park",
     "next_batch_size",
     "probe_after_profile",
     "probe_plan",
@@ -92,17 +89,6 @@ PROFILE_SAVING_FACTOR = 5
 CARRY_MAX_WORK_S = 4.0
 #: Items shorter than this are not carried one at a time (the usual probe, then chunks, serve them better).
 CARRY_MIN_ITEM_S = 0.001
-#: The carry starts while the first item still runs once that item has run at least this long, ...
-EARLY_CARRY_AFTER_S = 0.002
-#: ... on the CPU at most this share of that time (it blocked the rest), and then ran on, the watching
-#: thread getting the GIL within ``EARLY_CARRY_LATE_S`` at ``EARLY_CARRY_PROMPT_LOOKS`` looks in a row,
-#: about a millisecond apart (bytecode holds the GIL until a switch is forced, 5 ms by default; a single
-#: prompt look may be a write after a few milliseconds of bytecode): C code that released the GIL, which
-#: threads run in parallel.  40 items that sleep 20 ms, then hash 16 MB in C, left one CPU idle and
-#: every other item's wait unstarted for the first item's 30 ms.
-EARLY_CARRY_BUSY_SHARE = 0.5
-EARLY_CARRY_LATE_S = 0.002
-EARLY_CARRY_PROMPT_LOOKS = 2
 #: Below this share of their CPU time in C functions, items run Python bytecode, which holds the GIL:
 #: threads cannot run them in parallel, and no probe is needed to say so.
 MIN_C_SHARE_TO_PROBE = 0.1
@@ -157,7 +143,13 @@ def sample_batch_size(sample: SerialSample, last: int, n_items: int | None) -> i
 
 
 def probe_plan(
-    sample: SerialSample, m: Measurements, facts: PlatformFacts, *, allowed: bool, carry: bool = False
+    sample: SerialSample,
+    m: Measurements,
+    facts: PlatformFacts,
+    *,
+    allowed: bool,
+    carry: bool = False,
+    gil_released: bool | None = None,
 ) -> ProbePlan | None:
     """Whether to run a thread probe after the serial sample, and how big; None to skip it.
 
@@ -172,6 +164,8 @@ def probe_plan(
         facts: The machine.
         allowed: A probe may run at all (no initializer; input left).
         carry: The probe may carry on through the rest of the input (``carry_plan``).
+        gil_released: What the first item's watcher saw of the GIL while the item computed (``gil_seen``):
+            where it came promptly, threads may run computing items as fast as a pool, and are probed.
     """
     per_item = sample.per_item_s
     if not allowed or facts.cpu_count <= 1 or per_item <= 0:
@@ -185,11 +179,14 @@ def probe_plan(
     probe_s = min(max(PROBE_SHARE * estimate_s, PROBE_MIN_S), PROBE_MAX_S)
     per_thread = max(1, math.ceil(probe_s / per_item))
     probe_work_s = threads * per_thread * per_item
-    worth_it = remaining is None or remaining * per_item >= max(PROBE_MIN_WORK_S, PROBE_WORK_FACTOR * probe_work_s)
+    # Where the GIL came promptly, the probe's threads run its items in parallel: it costs little more than them.
+    least_s = PROBE_MIN_WORK_S if gil_released else max(PROBE_MIN_WORK_S, PROBE_WORK_FACTOR * probe_work_s)
+    worth_it = remaining is None or remaining * per_item >= least_s
     if not worth_it or is_clearly_waiting(sample):
         return None
     if (
         is_computing(sample)
+        and not gil_released
         and _cheapest_process_s(m, facts, estimate_s / per_item) <= probe_work_s * (threads - 1) / threads
     ):
         return None
@@ -212,49 +209,6 @@ def carry_plan(sample: SerialSample, remaining: int | None, most: int = NO_MEMOR
         return None
     threads = min(remaining, MAX_THREADS, most)
     return ProbePlan(threads=threads, per_thread=1, carry=True) if threads >= 2 else None
-
-
-def early_park(wall_s: float, cpu_s: float) -> bool:
-    """The first item has blocked so far (``wall_s`` and its thread's ``cpu_s``): the carry's threads start, waiting.
-
-    They cost about 0.3 ms each to start, on a CPU the item leaves idle; ``early_carry`` then releases them
-    at once, or they end untaken.
-    """
-    return wall_s >= EARLY_CARRY_AFTER_S and cpu_s <= EARLY_CARRY_BUSY_SHARE * wall_s
-
-
-def early_look_ran(cpu_s: float, interval_s: float) -> bool:
-    """The first item ran through a look of the watcher: on a CPU ``cpu_s`` of the ``interval_s`` since the last one.
-
-    At least ``EARLY_CARRY_BUSY_SHARE`` of it: only then does the look test the GIL.  A few milliseconds of
-    bytecode followed by a write or a wait would otherwise pass two looks, the first at the burst's end.
-    """
-    return cpu_s >= EARLY_CARRY_BUSY_SHARE * interval_s
-
-
-def early_carry(
-    wall_s: float, cpu_s: float, late_s: float | None, remaining: int | None, prompt_before: int = 0
-) -> int | None:
-    """Threads to start the carry with while the first item still runs (``carry_plan`` before the item ends).
-
-    ``wall_s`` and ``cpu_s``: the item's time so far and its thread's CPU time; ``late_s``: how late the
-    watcher got the GIL at its last look (None: the item did not run through it, ``early_look_ran``, so it
-    was not tested); ``prompt_before``: the looks just before it at which the item had run, and the GIL came
-    promptly; ``remaining``: the items after it.  Returns the thread count to start now, 0 to look again,
-    None to stop watching: the item computes from its start, held the GIL at a look (Python bytecode,
-    which threads cannot overlap), or the rest is more than a carry takes.
-    """
-    if remaining is None or remaining < 2 or remaining * wall_s > CARRY_MAX_WORK_S:
-        return None
-    if wall_s < EARLY_CARRY_AFTER_S:
-        return 0
-    if cpu_s > EARLY_CARRY_BUSY_SHARE * wall_s:
-        return None
-    if late_s is None:
-        return 0
-    if late_s >= EARLY_CARRY_LATE_S:
-        return None
-    return min(remaining, MAX_THREADS) if prompt_before + 1 >= EARLY_CARRY_PROMPT_LOOKS else 0
 
 
 def _cheapest_process_s(m: Measurements, facts: PlatformFacts, items: float) -> float:
