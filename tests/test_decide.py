@@ -19,6 +19,8 @@ from autopar._core._sizing import (
     MAX_PROCESSES_PER_CPU,
     MAX_THREADS,
     MAX_WAITING_THREADS,
+    PLANNED_CHUNK_S,
+    TARGET_CHUNK_S,
 )
 from autopar._core._workload import ASSUMED_ITEMS_UNKNOWN, NO_MEMORY_LIMIT, is_computing, memory_workers, workload
 from autopar._model import Candidate, Decision, Measurements, Options, PlatformFacts, SerialSample
@@ -1107,3 +1109,16 @@ def test_the_outcome_line_of_a_call_on_cached_measurements_names_no_calibration(
         == "autopar: threads took 300.0 ms for 10 item(s); predicted 400.0 ms, -25% off"
     )
     assert render_outcome(attrs.evolve(decision, predicted_s=None), 0.3, 10) is None
+
+
+def test_process_chunks_aim_at_longer_work_than_thread_chunks() -> None:
+    """2,000 items of 1 ms: a fork worker's chunks hold about PLANNED_CHUNK_S of work, a thread's TARGET_CHUNK_S.
+
+    A process worker waits a round trip through the caller for each chunk; a thread does not leave the process.
+    """
+    decision = decide(measure(2000, 1e-3), LINUX, Options())
+    fork, threads = candidate(decision, "fork"), candidate(decision, "threads")
+    assert fork.chunksize == pytest.approx(PLANNED_CHUNK_S / 1e-3, rel=0.05)
+    assert threads.chunksize == pytest.approx(TARGET_CHUNK_S / 1e-3, rel=0.05)
+    few = decide(measure(200, 1e-3), LINUX, Options())  # still four chunks per worker at least
+    assert candidate(few, "fork").chunksize <= 200 // (candidate(few, "fork").workers * 4)

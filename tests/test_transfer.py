@@ -124,6 +124,7 @@ def test_the_pickling_time_is_the_median_of_the_items(values: list[float], expec
         ((list(range(100_000)), 3), 100_001, 100_003),
         ({"rows": [0] * 70_000}, 70_001, 70_010),
         ({1, 2, 3}, 3, 3),
+        ([list(range(100_000))] * 10, 100_010, 100_010),  # one list, referred to ten times
         (Opaque(10 * MB), 0, 0),
         (3.5, 0, 0),
     ],

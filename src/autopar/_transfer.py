@@ -69,21 +69,22 @@ def stated_size(obj: Any, depth: int = 2) -> int | None:
     return None
 
 
-def least_size(obj: Any, depth: int = 2) -> int:
+def least_size(obj: Any, depth: int = 2, seen: set[int] | None = None) -> int:
     """The fewest bytes ``obj`` can pickle to, read from lengths alone (0 when it has none).
 
     A byte per character of a string and per element of a container, whose first
-    ``_MAX_ELEMENTS`` elements add theirs (two levels deep): a list of a million
-    ints, or a long string, which ``stated_size`` leaves unsaid, is no small item.
+    ``_MAX_ELEMENTS`` elements add theirs (two levels deep; an object met again adds
+    nothing: the pickle refers back to it): a list of a million ints, or a long
+    string, which ``stated_size`` leaves unsaid, is no small item.
     """
-    if isinstance(obj, (str, bytes, bytearray)):
-        return len(obj)
-    if not isinstance(obj, (tuple, list, dict, set, frozenset)):
+    seen = set() if seen is None else seen
+    if id(obj) in seen or not isinstance(obj, (str, bytes, bytearray, tuple, list, dict, set, frozenset)):
         return 0
+    seen.add(id(obj))
     size = len(obj)
-    if depth > 0 and size <= _MAX_ELEMENTS:
+    if depth > 0 and size <= _MAX_ELEMENTS and not isinstance(obj, (str, bytes, bytearray)):
         parts = [*obj.keys(), *obj.values()] if isinstance(obj, dict) else obj
-        size += sum(least_size(part, depth - 1) for part in parts)
+        size += sum(least_size(part, depth - 1, seen) for part in parts)
     return size
 
 

@@ -32,7 +32,15 @@ from ._costs import (
     estimate,
 )
 from ._safety import INTERPRETERS, PROCESS_METHODS, interpreters_excluded, usable_process_methods
-from ._sizing import ceil_div, chunksize_for, default_workers, forced_chunksize, worker_options, workers_for
+from ._sizing import (
+    PLANNED_CHUNK_S,
+    ceil_div,
+    chunksize_for,
+    default_workers,
+    forced_chunksize,
+    worker_options,
+    workers_for,
+)
 from ._workload import Workload, clean, workload
 
 if TYPE_CHECKING:
@@ -91,7 +99,7 @@ def candidate(
     elif strategy == INTERPRETERS:
         chunksize = chunksize_for(wl, workers, wl.process_item_s, INTERPRETER_CHUNK_OVERHEAD_S)
     else:  # process methods, and plugin strategies with process-like dispatch
-        chunksize = chunksize_for(wl, workers, wl.process_item_s, PROCESS_CHUNK_OVERHEAD_S)
+        chunksize = chunksize_for(wl, workers, wl.process_item_s, PROCESS_CHUNK_OVERHEAD_S, PLANNED_CHUNK_S)
     workers = min(workers, max(ceil_div(wl.remaining, chunksize), 1))
     if strategy not in MODELLED:
         return Candidate(strategy=strategy, workers=workers, chunksize=chunksize, predicted_s=math.nan), None

@@ -66,11 +66,12 @@ WINDOW_PER_WORKER = CHUNKS_PER_WORKER
 #: Seconds of work per chunk aimed at when items are many (joblib aims at tens to hundreds of
 #: milliseconds; shorter chunks keep the tail short on a few cores).
 TARGET_CHUNK_S = 0.02
-#: Seconds of work per chunk of a call whose items were measured (``chunksize_for``), at most a
+#: Seconds of work per chunk of a process pool whose items were measured (``chunksize_for``), at most a
 #: ``CHUNKS_PER_WORKER``-th of each worker's share.  A process worker holds one chunk at a time, and
 #: waits a round trip through the caller for the next: 2,000 items of 1 ms on 2 fork workers took
 #: 0.80 s in chunks of 20 ms, 0.78 s in chunks of 100 ms (paired 0.96x, 9 cold calls each); 40,000
-#: items of 35 us 0.97x.  Adaptive chunks (a stream) still grow to ``TARGET_CHUNK_S``: results come sooner.
+#: items of 35 us 0.97x.  Threads and subinterpreters, whose round trip stays in the process, and adaptive
+#: chunks (a stream) keep ``TARGET_CHUNK_S``: results come sooner.
 PLANNED_CHUNK_S = 0.1
 #: Largest share of a chunk's time its dispatch overhead may take.
 CHUNK_OVERHEAD_SHARE = 0.05
@@ -184,8 +185,10 @@ def _round_fillers(strategy: str, wl: Workload, base: int) -> tuple[int, ...]:
     return tuple(range(base + 1, most + 1))
 
 
-def chunksize_for(wl: Workload, workers: int, item_s: float, overhead_s: float) -> int:
-    """Chunks long enough to hide dispatch, yet several per worker for balance.
+def chunksize_for(
+    wl: Workload, workers: int, item_s: float, overhead_s: float, target_s: float = TARGET_CHUNK_S
+) -> int:
+    """Chunks long enough to hide dispatch, about ``target_s`` of work, yet several per worker for balance.
 
     Skewed items get more, shorter chunks: a slow item then delays less work behind it.
     """
@@ -193,7 +196,7 @@ def chunksize_for(wl: Workload, workers: int, item_s: float, overhead_s: float) 
     balance = max(wl.remaining // (workers * per_worker), 1)
     if item_s <= 0:
         return balance
-    target_s = PLANNED_CHUNK_S / wl.skew if wl.skewed else PLANNED_CHUNK_S
+    target_s = target_s / wl.skew if wl.skewed else target_s
     wanted = max(overhead_s / CHUNK_OVERHEAD_SHARE / item_s, target_s / item_s)
     return balance if wanted >= balance else max(math.ceil(wanted), 1)
 
