@@ -106,10 +106,7 @@ _BLOCK = bytes(1024 * 1024)
 def wait_then_hash(spec: tuple[float, int]) -> str:
     """Sleep ``spec[0]`` seconds, then hash ``spec[1]`` MB in C, which releases the GIL: threads run it in parallel."""
     time.sleep(spec[0])
-    digest = hashlib.sha256()
-    for _ in range(spec[1]):
-        digest.update(_BLOCK)
-    return digest.hexdigest()
+    return hash_mb(spec[1])
 
 
 def sleep_for(seconds: float) -> float:

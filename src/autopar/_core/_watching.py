@@ -80,8 +80,7 @@ def early_carry(
         return 0
     if cpu_s > EARLY_CARRY_BUSY_SHARE * wall_s:
         return None
-    if late_s is None:
+    released = gil_seen(late_s, prompt_before)
+    if released is None:
         return 0
-    if late_s >= EARLY_CARRY_LATE_S:
-        return None
-    return min(remaining, MAX_THREADS) if prompt_before + 1 >= EARLY_CARRY_PROMPT_LOOKS else 0
+    return min(remaining, MAX_THREADS) if released else None
